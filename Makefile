@@ -1,0 +1,39 @@
+# The two commands of the README, from a fresh clone with only python3, pip and npm.
+#   make demo   set up, then play the local stack's release: train, wait, serve, recommend
+#   make test   set up, then run every test
+#   make bench  set up, then run the benchmarks (figures go to docs/BENCHMARKS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+AZURITE := node_modules/.bin/azurite-blob
+APP_PATHS := apps/shared apps/trainer apps/waiter apps/scorer
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP) $(AZURITE)
+
+# The apps run from the repo root as `python -m trainer|waiter|scorer` (Contract 5): a .pth
+# file puts their folders on the venv's path, as the images do with PYTHONPATH.
+$(STAMP): requirements.txt requirements-dev.txt apps/*/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "mlpipeline-apps.pth").write_text("\n".join(sys.argv[1:]) + "\n")' $(abspath $(APP_PATHS))
+	touch $@
+
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m local.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .demo .bench .pytest_cache

@@ -1,0 +1,147 @@
+"""Writing a model folder safely and verifying it before anything trusts it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from modelshare.layout import COMPLETE, FAILED, MANIFEST, TMP_SUFFIX
+
+_CHUNK = 1 << 20
+_MARKERS = {MANIFEST, COMPLETE, FAILED}
+
+
+class IntegrityError(RuntimeError):
+    """The folder is not a complete, verified release; the message says which file and why."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside the target, fsync, then rename over it: readers see
+    the old state or the new one, never half a file (rename is atomic on POSIX and SMB)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some network file systems do not open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _payload_files(folder: Path) -> list[Path]:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if rel in _MARKERS or rel.endswith(TMP_SUFFIX):
+            continue
+        files.append(path)
+    return files
+
+
+def make_manifest(folder: str | Path, *, build: str, **provenance: Any) -> dict:
+    """Write manifest.json listing sha256 and size of every file in the folder (markers and
+    temporary files excepted). ``provenance`` carries git_sha, params, data, trainer_image..."""
+    folder = Path(folder)
+    files = {
+        path.relative_to(folder).as_posix(): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        for path in _payload_files(folder)
+    }
+    manifest = {"build": build, "created_at": utc_now(), **provenance, "files": files}
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def mark_complete(folder: str | Path, build: str) -> None:
+    """The last write of a release: only now may readers look at the folder."""
+    atomic_write_text(Path(folder) / COMPLETE, f"build {build} complete at {utc_now()}\n")
+
+
+def mark_failed(folder: str | Path, reason: str) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / FAILED, " ".join(reason.split()) + "\n")
+
+
+def model_sha256(folder: str | Path) -> str:
+    """The identity of a model: the sha256 of its manifest, which pins every file."""
+    return sha256_file(Path(folder) / MANIFEST)
+
+
+def verify(folder: str | Path, build: str | None = None) -> dict:
+    """Return the manifest when complete.txt exists and every listed file has its recorded
+    size and sha256; raise IntegrityError naming the first problem otherwise."""
+    folder = Path(folder)
+    if not (folder / COMPLETE).is_file():
+        raise IntegrityError(f"{folder / COMPLETE} does not exist: the release is not complete")
+    try:
+        manifest = read_json(folder / MANIFEST)
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{folder / MANIFEST} is missing or not valid JSON: {exc}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise IntegrityError(f"{folder / MANIFEST} lists no files")
+    if build is not None and str(manifest.get("build")) != str(build):
+        raise IntegrityError(
+            f"{folder / MANIFEST} is for build {manifest.get('build')!r}, expected build {build!r}"
+        )
+    check_files(folder, files)
+    return manifest
+
+
+def check_files(folder: str | Path, files: dict) -> None:
+    """Every file of a manifest's ``files`` map exists under folder with its size and sha256."""
+    folder = Path(folder)
+    for rel, entry in sorted(files.items()):
+        path = folder / rel
+        if not path.is_file():
+            raise IntegrityError(f"{path} is listed in the manifest but missing")
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            raise IntegrityError(f"{path} has {size} bytes, the manifest says {entry.get('bytes')}")
+        actual = sha256_file(path)
+        if actual != entry.get("sha256"):
+            raise IntegrityError(f"{path} has sha256 {actual}, the manifest says {entry.get('sha256')}")

@@ -1,0 +1,87 @@
+"""The model share contract every app relies on: markers, manifest, verification, promotion."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import modelshare
+from modelshare import FolderState, IntegrityError
+from modelshare.promote import promote
+
+
+def write_release(folder, build="7"):
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "item_vectors.npy").write_bytes(b"\x93NUMPY" + b"x" * 100)
+    (folder / "metrics.json").write_text(json.dumps({"k": 10}))
+    modelshare.make_manifest(folder, build=build, git_sha="abc", params={"factors": 8})
+    modelshare.mark_complete(folder, build)
+
+
+def test_states_follow_the_markers(tmp_path):
+    folder = tmp_path / "7"
+    assert modelshare.folder_state(folder) is FolderState.MISSING
+    folder.mkdir()
+    assert modelshare.folder_state(folder) is FolderState.INCOMPLETE
+    modelshare.mark_failed(folder, "no usable rows in\n data/a.csv")
+    assert modelshare.folder_state(folder) is FolderState.FAILED
+    assert modelshare.read_failed_reason(folder) == "no usable rows in data/a.csv"
+
+
+def test_manifest_lists_every_payload_file_but_not_markers(tmp_path):
+    folder = tmp_path / "7"
+    write_release(folder)
+    manifest = modelshare.verify(folder, build="7")
+    assert set(manifest["files"]) == {"model/item_vectors.npy", "metrics.json"}
+    assert manifest["files"]["metrics.json"]["bytes"] == len('{"k": 10}')
+    assert manifest["created_at"].endswith("Z") and manifest["git_sha"] == "abc"
+
+
+def test_verify_refuses_incomplete_tampered_and_wrong_build(tmp_path):
+    folder = tmp_path / "7"
+    write_release(folder)
+    with pytest.raises(IntegrityError, match="expected build '8'"):
+        modelshare.verify(folder, build="8")
+    blob = folder / "model" / "item_vectors.npy"
+    blob.write_bytes(blob.read_bytes()[:-1] + b"y")  # same size, other bytes
+    with pytest.raises(IntegrityError, match="item_vectors.npy has sha256"):
+        modelshare.verify(folder)
+    (folder / "complete.txt").unlink()
+    with pytest.raises(IntegrityError, match="complete.txt does not exist"):
+        modelshare.verify(folder)
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path):
+    modelshare.atomic_write_json(tmp_path / "m.json", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_env_errors_name_the_variable(monkeypatch):
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "soon")
+    with pytest.raises(modelshare.ConfigError, match="POLL_INTERVAL_SECONDS must be a number"):
+        modelshare.env_float("POLL_INTERVAL_SECONDS", 1.0, minimum=0.01)
+    monkeypatch.delenv("MODELFOLDER", raising=False)
+    with pytest.raises(modelshare.ConfigError, match="MODELFOLDER is required"):
+        modelshare.env_str("MODELFOLDER")
+
+
+def test_promote_copies_verbatim_and_is_idempotent(tmp_path):
+    source, dest = tmp_path / "dev" / "7", tmp_path / "prod" / "7"
+    write_release(source)
+    assert promote(source, dest, "7") == "copied"
+    assert modelshare.model_sha256(dest) == modelshare.model_sha256(source)
+    modelshare.verify(dest, build="7")
+    assert promote(source, dest, "7") == "already-complete"
+
+
+def test_promote_refuses_a_corrupt_source_and_leaves_no_complete_release(tmp_path):
+    source, dest = tmp_path / "dev" / "7", tmp_path / "prod" / "7"
+    write_release(source)
+    (source / "metrics.json").write_text('{"k": 11}')
+    env = {**os.environ, "SOURCE_MODELFOLDER": str(source), "MODELFOLDER": str(dest), "BUILD_NUMBER": "7"}
+    run = subprocess.run([sys.executable, "-m", "modelshare.promote"], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "metrics.json has" in run.stdout
+    assert modelshare.folder_state(dest) is FolderState.FAILED
