@@ -1,0 +1,79 @@
+"""Writing the served model under MODELFOLDER/model/ with the names of modelshare.layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy import sparse
+
+from modelshare import MODEL_DIR
+from modelshare import layout
+from trainer.families import Servable
+
+
+def _save(path: Path, write: Callable) -> int:
+    """Stream into a temporary name, fsync, rename: a file under its final name is whole."""
+    tmp = path.with_name(path.name + layout.TMP_SUFFIX)
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path.stat().st_size
+
+
+def _array(value: np.ndarray) -> Callable:
+    return lambda handle: np.save(handle, value, allow_pickle=False)
+
+
+def _matrix(value: sparse.csr_matrix) -> Callable:
+    # Uncompressed: the scorer loads it at start-up and the share is not short of bytes.
+    return lambda handle: sparse.save_npz(handle, value.tocsr(), compressed=False)
+
+
+def _json(value) -> Callable:
+    return lambda handle: handle.write(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def write_model(
+    folder: Path,
+    model: Servable,
+    user_ids: list[str],
+    item_ids: list[str],
+    seen: sparse.csr_matrix,
+    popularity: np.ndarray,
+    card: dict,
+    log,
+) -> None:
+    target = folder / MODEL_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    binary_seen = seen.tocsr().astype(np.float32)
+    binary_seen.data[:] = 1.0
+    popular = np.argsort(-popularity, kind="stable").astype(np.int32)
+    if sparse.issparse(model.user_vectors):
+        user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
+    else:
+        user_file, user_writer = layout.USER_VECTORS_DENSE, _array(model.user_vectors.astype(np.float32))
+    item_vectors = model.item_vectors
+    if sparse.issparse(item_vectors):
+        item_file, item_writer = layout.ITEM_VECTORS_SPARSE, _matrix(item_vectors)
+    else:
+        item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32))
+    card = {**card, "user_vectors": user_file, "item_vectors": item_file}
+    files = [
+        (layout.USER_IDS, _json(user_ids)),
+        (layout.ITEM_IDS, _json(item_ids)),
+        (layout.SEEN, _matrix(binary_seen)),
+        (layout.POPULAR, _array(popular)),
+        (layout.POPULAR_SCORES, _array(popularity[popular].astype(np.float32))),
+        (user_file, user_writer),
+        (item_file, item_writer),
+        (layout.MODEL_CARD, _json(card)),
+    ]
+    for name, writer in files:
+        size = _save(target / name, writer)
+        log("write-file", file=f"{MODEL_DIR}/{name}", bytes=size)

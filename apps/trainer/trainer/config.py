@@ -1,0 +1,112 @@
+"""The trainer's settings, read only from the environment (DESIGN.md Contract 2).
+
+Every variable has a safe default or raises ConfigError naming it; apps/trainer/README.md
+lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelshare import ConfigError, env_float, env_int, env_str
+
+FAMILIES = ("als", "als-plain", "item-knn", "ease")
+BLOB_VARIABLES = ("BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER")
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    account: str
+    key: str  # from a Kubernetes Secret; never logged, never written
+    container: str
+    folder: str
+    endpoint: str | None
+
+    def __repr__(self) -> str:  # keeps the key out of any accidental log line
+        return f"BlobSettings(account={self.account!r}, container={self.container!r}, folder={self.folder!r})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    folder: Path
+    build: str
+    git_sha: str | None
+    trainer_image: str | None
+    data_dir: Path | None
+    blob: BlobSettings | None
+    seed: int
+    threads: int
+    families: tuple[str, ...]
+    tune_budget_seconds: float
+    tune_trials_per_family: int
+    eval_max_users: int
+    holdout_fraction: float
+    ease_max_items: int
+
+
+def release_folder() -> tuple[Path, str]:
+    """MODELFOLDER and BUILD_NUMBER: needed before anything else, to know where to report."""
+    return Path(env_str("MODELFOLDER")), env_str("BUILD_NUMBER")
+
+
+def _optional(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def _source() -> tuple[Path | None, BlobSettings | None]:
+    data_dir = _optional("DATA_DIR")
+    blob_set = [name for name in BLOB_VARIABLES if _optional(name)]
+    if data_dir and blob_set:
+        raise ConfigError(f"set either DATA_DIR or the BLOB_STORAGE_* variables, not both (found {blob_set})")
+    if data_dir:
+        return Path(data_dir), None
+    if not blob_set:
+        raise ConfigError(
+            "no input configured: set DATA_DIR, or BLOB_STORAGE_ACCOUNT, BLOB_STORAGE_KEY, "
+            "BLOB_STORAGE_CONTAINER and BLOB_STORAGE_CSV_FOLDER"
+        )
+    values = [env_str(name) for name in BLOB_VARIABLES]  # names the first one missing
+    account, key, container, folder = values
+    return None, BlobSettings(account, key, container, folder.strip("/"), _optional("BLOB_STORAGE_ENDPOINT"))
+
+
+def _families() -> tuple[str, ...]:
+    raw = env_str("TRAIN_FAMILIES", ",".join(FAMILIES))
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        raise ConfigError(f"environment variable TRAIN_FAMILIES has unknown families {unknown}; choose from {list(FAMILIES)}")
+    return names
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load() -> Settings:
+    folder, build = release_folder()
+    data_dir, blob = _source()
+    fraction = env_float("HOLDOUT_FRACTION", 0.2, minimum=0.01)
+    if fraction > 0.5:
+        raise ConfigError(f"environment variable HOLDOUT_FRACTION must be <= 0.5, got {fraction}")
+    return Settings(
+        folder=folder,
+        build=build,
+        git_sha=_optional("GIT_SHA"),
+        trainer_image=_optional("TRAINER_IMAGE"),
+        data_dir=data_dir,
+        blob=blob,
+        seed=env_int("TRAIN_SEED", 42, minimum=0),
+        threads=env_int("TRAIN_THREADS", _cpu_count(), minimum=1),
+        families=_families(),
+        tune_budget_seconds=env_float("TUNE_BUDGET_SECONDS", 1800.0, minimum=0.0),
+        tune_trials_per_family=env_int("TUNE_TRIALS_PER_FAMILY", 12, minimum=1),
+        eval_max_users=env_int("EVAL_MAX_USERS", 10_000, minimum=100),
+        holdout_fraction=fraction,
+        ease_max_items=env_int("EASE_MAX_ITEMS", 10_000, minimum=0),
+    )

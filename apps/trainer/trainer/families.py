@@ -1,0 +1,176 @@
+"""The candidate model families, each fitted into the ONE servable form:
+
+    scores(user) = item_vectors @ user_vector      (= user_vector @ right, right = item_vectors.T)
+
+  als        implicit's ALS on BM25- or log-weighted confidences   user/item factors, dense
+  als-plain  implicit's ALS on the raw weights (the usual baseline) user/item factors, dense
+  item-knn   implicit's BM25 or cosine item-item neighbours         user rows (sparse) x S
+  ease       EASE, closed-form linear item model (Steck 2019)      user rows (sparse) x B, dense
+
+For item models the user vector is the user's (weighted) interaction row, so a user's
+recommendations follow their history without refitting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
+from scipy import linalg, sparse
+from threadpoolctl import threadpool_limits
+
+
+@dataclass
+class Servable:
+    family: str
+    params: dict
+    user_vectors: np.ndarray | sparse.csr_matrix  # row u = user u's vector
+    right: np.ndarray | sparse.csr_matrix  # items on columns: scores = user_vectors[u] @ right
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        product = self.user_vectors[users] @ self.right
+        return product.toarray() if sparse.issparse(product) else np.asarray(product)
+
+    @property
+    def item_vectors(self) -> np.ndarray | sparse.csr_matrix:
+        """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector)."""
+        if sparse.issparse(self.right):
+            return self.right.T.tocsr()
+        return np.ascontiguousarray(self.right.T)
+
+
+def weigh(matrix: sparse.csr_matrix, scheme: str, K1: float = 100.0, B: float = 0.8) -> sparse.csr_matrix:
+    """Turn aggregated weights into confidences.
+    raw: as read; binary: 1; log: log1p(w), damping heavy repeats;
+    bm25: BM25 over items as documents (implicit's lastfm recipe), damping heavy users and
+    long item histories; floored at a small positive value so nothing turns into a dislike."""
+    matrix = matrix.tocsr().astype(np.float32)
+    if scheme == "raw":
+        return matrix
+    if scheme == "binary":
+        out = matrix.copy()
+        out.data[:] = 1.0
+        return out
+    if scheme == "log":
+        out = matrix.copy()
+        out.data = np.log1p(out.data)
+        return out
+    if scheme == "bm25":
+        out = bm25_weight(matrix.T, K1=K1, B=B).T.tocsr().astype(np.float32)
+        out.data = np.maximum(out.data, 1e-3)
+        out.sort_indices()
+        return out
+    raise ValueError(f"unknown weighting {scheme!r}")
+
+
+def _bm25_args(params: dict) -> dict:
+    return {"K1": params["K1"], "B": params["B"]} if "K1" in params else {}
+
+
+def fit_als(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    scheme = "raw" if family == "als-plain" else params["weighting"]
+    confidence = weigh(matrix, scheme, **_bm25_args(params))
+    # implicit's own advice: BLAS threads fight its thread pool, so BLAS gets one thread here.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params["factors"],
+            regularization=params["regularization"],
+            alpha=params["alpha"],
+            iterations=params["iterations"],
+            num_threads=threads,
+            random_state=seed,
+        )
+        model.fit(confidence, show_progress=False)
+    return Servable(family, params, model.user_factors, model.item_factors.T)
+
+
+def fit_item_knn(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    """implicit's BM25Recommender / CosineRecommender, with the item weighting done here in CSR
+    (their fit hands COO to the neighbour search, which converts it with a warning)."""
+    rows = weigh(matrix, params["input"])
+    if params["similarity"] == "bm25":
+        item_space = weigh(rows, "bm25", K1=params["K1"], B=params["B"])
+    else:  # cosine: unit-length item columns
+        norms = np.sqrt(np.bincount(rows.indices, rows.data.astype(np.float64) ** 2, minlength=rows.shape[1]))
+        item_space = rows.copy()
+        item_space.data = (rows.data / np.maximum(norms[rows.indices], 1e-12)).astype(np.float32)
+    model = ItemItemRecommender(K=params["K"], num_threads=threads)
+    with threadpool_limits(1, "blas"):
+        model.fit(item_space.astype(np.float64), show_progress=False)  # its kNN kernel takes doubles
+    similarity = model.similarity.tocsr().astype(np.float32)  # scores = rows @ similarity
+    return Servable(family, params, rows, similarity)
+
+
+def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    rows = weigh(matrix, params["input"])
+    gram = (rows.T @ rows).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += params["lambda"]
+    # Cholesky-based inverse of the SPD Gram matrix: half the flops of a general inverse.
+    factor, info = linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix is not positive definite (dpotrf info {info})")
+    inverse, info = linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
+    inverse = np.triu(inverse) + np.triu(inverse, 1).T
+    weights = inverse / -np.diag(inverse)  # B_ij = -P_ij / P_jj
+    weights[np.diag_indices_from(weights)] = 0.0
+    return Servable(family, params, rows, weights.astype(np.float32))
+
+
+FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease}
+
+
+def fit(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    return FIT[family](family, params, matrix, threads, seed)
+
+
+# Search spaces: ordered value ladders (the tuner steps along them) and where the search starts.
+# Starts are settings that work well on public rating and play-count data; the ladders are wide
+# because implicit's defaults (factors 100, regularization 0.01, alpha 1, raw weights) rarely do.
+# Ladders are listed most influential first: the tuner tries their steps in this order.
+ALS_LADDERS = {
+    "regularization": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
+    "alpha": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
+    "factors": [16, 32, 64, 128, 256],
+    "iterations": [8, 15, 25],
+}
+SPACES = {
+    "als": {
+        "ladders": {"weighting": ["bm25", "log"], **ALS_LADDERS, "K1": [1.2, 10.0, 100.0], "B": [0.5, 0.8, 0.95]},
+        "starts": [
+            {"weighting": "bm25", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
+            {"weighting": "log", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
+        ],
+    },
+    "als-plain": {
+        "ladders": ALS_LADDERS,
+        "starts": [
+            {"factors": 64, "regularization": 0.1, "alpha": 1.0, "iterations": 15},
+            {"factors": 64, "regularization": 1.0, "alpha": 10.0, "iterations": 15},
+        ],
+    },
+    "item-knn": {
+        "ladders": {
+            "K": [25, 50, 100, 200, 400, 800],
+            "similarity": ["bm25", "cosine"],
+            "K1": [0.6, 1.2, 3.0, 10.0],
+            "B": [0.25, 0.5, 0.75, 1.0],
+            "input": ["binary", "log", "raw"],
+        },
+        "starts": [
+            {"similarity": "bm25", "K": 100, "K1": 1.2, "B": 0.75, "input": "binary"},
+            {"similarity": "cosine", "K": 100, "K1": 1.2, "B": 0.75, "input": "log"},
+        ],
+    },
+    "ease": {
+        "ladders": {"lambda": [3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0], "input": ["binary", "log"]},
+        "starts": [{"lambda": 300.0, "input": "binary"}, {"lambda": 100.0, "input": "log"}],
+    },
+}
+
+
+def canonical(family: str, params: dict) -> dict:
+    """Drop parameters that do not apply (BM25's K1/B without BM25), so equal settings compare equal."""
+    bm25 = params.get("weighting", params.get("similarity")) == "bm25"
+    return {name: value for name, value in params.items() if bm25 or name not in ("K1", "B")}

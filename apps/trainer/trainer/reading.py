@@ -1,0 +1,191 @@
+"""Reading the input CSVs (DESIGN.md Contract 3) into one users x items matrix, column-wise.
+
+Per file: the header must name ``user_id`` and ``item_id``; the weight is ``weight`` if present,
+else ``rating``, else 1. Bad rows are counted by reason and skipped, never guessed at:
+  malformed          a row with the wrong number of fields
+  missing_id         user_id or item_id empty
+  bad_weight         weight not a plain decimal number (or not finite)
+  non_positive_weight  weight <= 0: carries no positive feedback for an implicit model
+A file that cannot be parsed, or lacks a required column, fails the run naming the file.
+
+Duplicated (user, item) pairs are merged: weights are summed when the column is ``weight``
+(repeated events add up) and the maximum is kept when all weighted files use ``rating``
+(re-rating an item does not make it liked twice).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from scipy import sparse
+
+from modelshare import sha256_file
+from trainer.sources import InputFile
+
+REQUIRED = ("user_id", "item_id")
+WEIGHT_COLUMNS = ("weight", "rating")
+# A plain decimal number: what `float` accepts minus inf/nan/hex, so cast() never sees junk.
+NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+HEADER_LIMIT = 1 << 16
+
+
+class DataError(RuntimeError):
+    """The input cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class FileReport:
+    name: str
+    sha256: str
+    bytes: int
+    weight_column: str | None
+    rows_read: int = 0
+    rows_rejected: int = 0
+    rejected: dict = field(default_factory=dict)
+
+
+@dataclass
+class Interactions:
+    matrix: sparse.csr_matrix  # users x items, float32, one entry per distinct pair
+    user_ids: list[str]
+    item_ids: list[str]
+    report: dict  # the manifest's ``data`` section (without the source location)
+
+
+def _header(path) -> list[str]:
+    with open(path, "rb") as handle:
+        head = handle.read(HEADER_LIMIT)
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) == HEADER_LIMIT:
+        raise DataError("has no header line in its first 64 KiB: not a CSV file")
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError("is not UTF-8 text") from None
+    return [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+
+
+def read_file(source: InputFile) -> tuple[pa.Array, pa.Array, np.ndarray | None, FileReport]:
+    """The valid rows of one file: user ids, item ids, weights (None: no weight column)."""
+    try:
+        return _read(source)
+    except DataError as exc:
+        raise DataError(f"input file {source.name}: {exc}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"input file {source.name} cannot be read: {str(exc).splitlines()[0]}") from None
+
+
+def _read(source: InputFile):
+    report = FileReport(source.name, sha256_file(source.path), source.path.stat().st_size, None)
+    header = _header(source.path)
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise DataError(f"has no column {' or '.join(missing)} (header: {header[:10]})")
+    report.weight_column = next((name for name in WEIGHT_COLUMNS if name in header), None)
+    columns = [*REQUIRED, *([report.weight_column] if report.weight_column else [])]
+
+    malformed = 0
+
+    def skip_malformed(_row) -> str:
+        nonlocal malformed
+        malformed += 1
+        return "skip"
+
+    table = pa_csv.read_csv(
+        source.path,
+        parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in columns},
+            include_columns=columns,
+            strings_can_be_null=True,
+        ),
+    )
+    users, items = table.column("user_id"), table.column("item_id")
+    missing_id = pc.fill_null(pc.or_(_blank(users), _blank(items)), True)
+    good = pc.invert(missing_id)
+    rejected = {"malformed": malformed, "missing_id": pc.sum(missing_id).as_py() or 0}
+    weights = None
+    if report.weight_column:
+        text = pc.utf8_trim_whitespace(table.column(report.weight_column))
+        numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER), False)
+        values = pc.cast(pc.if_else(numeric, text, "0"), pa.float64()).to_numpy()
+        numeric = numeric.to_numpy() & np.isfinite(values)
+        good_np = good.to_numpy(zero_copy_only=False)
+        rejected["bad_weight"] = int((good_np & ~numeric).sum())
+        rejected["non_positive_weight"] = int((good_np & numeric & (values <= 0)).sum())
+        keep = good_np & numeric & (values > 0)
+        good = pa.array(keep)
+        weights = values[keep]
+    report.rows_read = table.num_rows + malformed
+    report.rejected = rejected
+    report.rows_rejected = sum(rejected.values())
+    return pc.filter(users, good), pc.filter(items, good), weights, report
+
+
+def _blank(ids: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(ids)), 0)
+
+
+def _encode(parts: list) -> tuple[np.ndarray, list[str]]:
+    """Dense int32 codes in order of first appearance, and the id of each code."""
+    joined = pa.chunked_array(
+        [pc.cast(chunk, pa.large_string()) for part in parts for chunk in part.chunks], pa.large_string()
+    ).combine_chunks()
+    encoded = pc.dictionary_encode(joined)
+    return encoded.indices.to_numpy().astype(np.int32), encoded.dictionary.to_pylist()
+
+
+def read_interactions(files: list[InputFile]) -> Interactions:
+    users, items, weights, reports = [], [], [], []
+    for source in files:
+        u, i, w, report = read_file(source)
+        users.append(u)
+        items.append(i)
+        weights.append(np.ones(len(u)) if w is None else w)
+        reports.append(report)
+    rows_used = sum(len(u) for u in users)
+    if rows_used == 0:
+        detail = "; ".join(f"{r.name}: {r.rows_read} rows, rejected {r.rejected}" for r in reports)
+        raise DataError(f"no usable rows in the input ({detail})")
+
+    user_codes, user_ids = _encode(users)
+    item_codes, item_ids = _encode(items)
+    weight = np.concatenate(weights)
+    kinds = {r.weight_column for r in reports if r.weight_column}
+    merge = "max" if kinds == {"rating"} else "sum"
+    matrix, duplicates = _aggregate(user_codes, item_codes, weight, len(user_ids), len(item_ids), merge)
+    report = {
+        "files": [vars(r) for r in reports],
+        "rows_read": sum(r.rows_read for r in reports),
+        "rows_rejected": sum(r.rows_rejected for r in reports),
+        "rows_used": rows_used,
+        "duplicate_pairs_merged": duplicates,
+        "duplicates_merged_by": merge,
+        "weight_columns": sorted(kinds),
+        "n_users": len(user_ids),
+        "n_items": len(item_ids),
+        "n_interactions": int(matrix.nnz),
+    }
+    return Interactions(matrix, user_ids, item_ids, report)
+
+
+def _aggregate(users, items, weight, n_users, n_items, merge) -> tuple[sparse.csr_matrix, int]:
+    """One entry per (user, item), rows and columns sorted: a canonical CSR matrix."""
+    key = users.astype(np.int64) * n_items + items
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    reduce = np.maximum if merge == "max" else np.add
+    data = reduce.reduceat(weight[order], starts).astype(np.float32)
+    unique = key[starts]
+    rows, cols = unique // n_items, (unique % n_items).astype(np.int32)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    matrix = sparse.csr_matrix((data, cols, indptr), shape=(n_users, n_items))
+    return matrix, len(key) - len(unique)

@@ -1,0 +1,37 @@
+"""Seeded per-user holdout: the split behind both the tuning and the reported metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+MIN_ITEMS = 3  # a user needs this many distinct items to give some to a holdout
+
+
+def holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Split each user's distinct items at random: for users with >= MIN_ITEMS items,
+    max(1, floor(fraction * n)) go to the holdout, the rest stay for training; users with
+    fewer items keep them all in training. Same seed, same split."""
+    matrix = matrix.tocsr()
+    counts = np.diff(matrix.indptr)
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((np.random.default_rng(seed).random(matrix.nnz), rows))
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
+    n_out = np.where(counts >= MIN_ITEMS, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)
+    out = rank < n_out[rows]
+    return _subset(matrix, ~out, counts - n_out), _subset(matrix, out, n_out)
+
+
+def _subset(matrix: sparse.csr_matrix, keep: np.ndarray, per_row: np.ndarray) -> sparse.csr_matrix:
+    indptr = np.zeros(matrix.shape[0] + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    return sparse.csr_matrix((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)
+
+
+def sample_users(relevant: sparse.csr_matrix, limit: int, seed) -> np.ndarray:
+    """Users with something held out, at most ``limit`` of them (seeded sample), sorted."""
+    users = np.flatnonzero(np.diff(relevant.indptr))
+    if len(users) > limit:
+        users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
+    return users
