@@ -1,0 +1,413 @@
+"""The HTTP API of Contract 4.
+
+FastAPI defines every route, validates every request and documents the schemas at /docs and
+/openapi.json. In front of it sits a small ASGI function that answers the two hot requests
+(`GET /recommendations/{user_id}` and `POST /recommendations`) itself when they are plainly
+well-formed and the model is loaded, with the same code FastAPI's routes call; anything else,
+invalid requests included, goes to FastAPI, so there is one set of rules and error messages.
+Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone spends
+most of a request in its own machinery, not in numpy.
+
+The front function also adds `X-Model-Build` to every response and feeds the metrics.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the request model defined
+# inside _fastapi() (its size limit comes from the environment).
+import json
+import threading
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+import modelshare
+from modelshare import FolderState, IntegrityError
+from scorer import settings as settings_module
+from scorer.model import Model, ModelError, Recommendation
+from scorer.settings import MAX_K, Settings
+from scorer.telemetry import UNMATCHED, Telemetry
+
+APP = "scorer"
+DEFAULT_K = 10
+RETRY_SECONDS = 1.0  # how often an incomplete folder is looked at again
+ROUTE_ONE = "/recommendations/{user_id}"
+ROUTE_BATCH = "/recommendations"
+_PREFIX = "/recommendations/"
+_JSON = b"application/json"
+
+
+# ---- schemas (they are what /docs shows) ----------------------------------------------------
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendationOut(BaseModel):
+    user_id: str
+    build: str
+    items: list[ScoredItem] = Field(description="Best first; never an item the user already interacted with")
+    fallback: str | None = Field(
+        description='null, or "popular" when the model does not know the user and answers the popular items'
+    )
+
+
+class BatchOut(BaseModel):
+    build: str
+    results: list[RecommendationOut] = Field(description="One per requested user id, in request order")
+
+
+class VersionOut(BaseModel):
+    build: str
+    model_sha256: str = Field(description="sha256 of the model's manifest.json, which pins every file")
+    created_at: str | None
+    git_sha: str | None
+    metrics: dict | None = Field(description="metrics.json of the model folder")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("user id is not valid UTF-8 text (it holds a lone surrogate escape)") from None
+    return text
+
+
+UserId = Annotated[str, AfterValidator(_utf8)]
+
+
+# ---- the model, loaded in the background so /healthz and /readyz answer at once -------------
+
+
+class ModelSlot:
+    """Holds the model once it is verified and loaded; until then, the reason it is not."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry):
+        self._settings, self._telemetry = settings, telemetry
+        self.model: Model | None = None
+        self.reason = "starting: the model is not loaded yet"
+
+    def start(self) -> None:
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def _load(self) -> None:
+        folder, build = self._settings.modelfolder, self._settings.build
+        while True:
+            state = modelshare.folder_state(folder)
+            if state is FolderState.FAILED:
+                return self._refuse(f"training failed: {modelshare.read_failed_reason(folder)}")
+            if state is FolderState.COMPLETE:
+                break
+            reason = f"waiting for {folder}/{modelshare.COMPLETE} (the folder is {state.value})"
+            if reason != self.reason:
+                self.reason = reason
+                modelshare.log_event(APP, "waiting", build=build, modelfolder=folder, state=state.value)
+            time.sleep(RETRY_SECONDS)
+        started = time.perf_counter()
+        try:
+            model = Model.load(folder, build)
+        except (IntegrityError, ModelError, OSError) as exc:
+            # A complete folder that does not verify never heals (releases are immutable): stay
+            # unready for good, and say why, in the log and in /readyz.
+            return self._refuse(f"the model folder failed verification: {exc}")
+        self.model, self.reason = model, None
+        self._telemetry.model_loaded(model.sha256)
+        modelshare.log_event(
+            APP,
+            "model-loaded",
+            build=build,
+            model_sha256=model.sha256,
+            family=model.family,
+            n_users=len(model.user_ids),
+            n_items=len(model.item_ids),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _refuse(self, reason: str) -> None:
+        self.reason = reason
+        modelshare.log_event(APP, "not-serving", build=self._settings.build, reason=reason)
+
+
+# ---- the application ------------------------------------------------------------------------
+
+
+class Scorer:
+    """The ASGI application `python -m scorer` serves."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.telemetry = Telemetry(settings.build)
+        self.slot = ModelSlot(settings, self.telemetry)
+        self._build_header = (b"x-model-build", settings.build.encode("utf-8"))
+        self.api = self._fastapi()
+        self._too_large = orjson.dumps(
+            {
+                "detail": f"request body larger than {settings.max_body_bytes} bytes: "
+                f"send at most {settings.max_batch_users} user ids per request"
+            }
+        )
+
+    # Shared by the fast path and FastAPI's routes.
+
+    def answer(self, user_ids: list[str], k: int, started: float) -> list[Recommendation]:
+        recommendations = self.slot.model.recommend(user_ids, k)
+        self.telemetry.predictions_made(recommendations, k, time.perf_counter() - started)
+        return recommendations
+
+    def _doc(self, rec: Recommendation) -> dict:
+        return {
+            "user_id": rec.user_id,
+            "build": self.settings.build,
+            "items": [{"item_id": i, "score": s} for i, s in zip(rec.item_ids, rec.scores)],
+            "fallback": rec.fallback,
+        }
+
+    def one_body(self, user_id: str, k: int, started: float) -> bytes:
+        return orjson.dumps(self._doc(self.answer([user_id], k, started)[0]))
+
+    def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
+        results = [self._doc(rec) for rec in self.answer(user_ids, k, started)]
+        return orjson.dumps({"build": self.settings.build, "results": results})
+
+    # ASGI entry point.
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return await self.api(scope, receive, send)
+        started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        if self.slot.model is not None:
+            if method == "GET" and path.startswith(_PREFIX):
+                k = _plain_k(scope["query_string"])
+                user_id = path[len(_PREFIX) :]
+                if k and user_id and "/" not in user_id:
+                    body = self.one_body(user_id, k, started)
+                    return await self._reply(send, 200, body, "GET", ROUTE_ONE, started)
+        if method == "POST" and path == ROUTE_BATCH:
+            body = await _read_body(scope, receive, self.settings.max_body_bytes)
+            if body is None:
+                return await self._reply(send, 413, self._too_large, method, ROUTE_BATCH, started)
+            if self.slot.model is not None:
+                parsed = _plain_batch(body, self.settings.max_batch_users)
+                if parsed is not None:
+                    user_ids, k = parsed
+                    return await self._reply(
+                        send, 200, self.batch_body(user_ids, k, started), method, ROUTE_BATCH, started
+                    )
+            receive = _replay(body, receive)
+            scope = _as_json(scope)
+        await self._to_fastapi(scope, receive, send, started)
+
+    async def _reply(self, send, status: int, body: bytes, method: str, route: str, started: float) -> None:
+        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), self._build_header]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.telemetry.observe(method, route, status, time.perf_counter() - started)
+
+    async def _to_fastapi(self, scope, receive, send, started: float) -> None:
+        status = 500  # what the client gets if FastAPI raises before answering
+
+        async def send_with_header(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), self._build_header]}
+            await send(message)
+
+        try:
+            await self.api(scope, receive, send_with_header)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            self.telemetry.observe(scope["method"], template, status, time.perf_counter() - started)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.slot.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # FastAPI: every route, validation, errors and the OpenAPI document.
+
+    def _fastapi(self) -> FastAPI:
+        settings, slot = self.settings, self.slot
+        api = FastAPI(
+            title="mlpipeline scorer",
+            version=settings.build,
+            description="Recommendations from the model of one release (build). "
+            "Every response carries the header X-Model-Build.",
+        )
+        not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
+        invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
+
+        class BatchIn(BaseModel):
+            model_config = ConfigDict(strict=True)
+            user_ids: list[UserId] = Field(
+                max_length=settings.max_batch_users,
+                description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
+            )
+            k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many items per user")
+
+        def unavailable() -> JSONResponse:
+            return JSONResponse({"detail": f"no model loaded: {slot.reason}"}, status_code=503)
+
+        @api.exception_handler(RequestValidationError)
+        async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+            errors = [
+                {
+                    "loc": [str(part) for part in error.get("loc", ())],
+                    "msg": str(error.get("msg", "")),
+                    "type": str(error.get("type", "")),
+                }
+                for error in exc.errors()
+            ]
+            message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+            if any(e["loc"] == ["body"] for e in errors):
+                message += ' (expected a JSON object such as {"user_ids": ["u1", "u2"], "k": 10})'
+            # json.dumps escapes anything, even text that is not valid UTF-8; the input is not
+            # echoed back (it can be megabytes).
+            body = json.dumps({"message": message, "detail": errors})
+            return Response(body, status_code=422, media_type="application/json")
+
+        @api.get("/healthz", summary="Alive: 200 while the process runs")
+        async def healthz() -> dict:
+            return {"status": "alive"}
+
+        @api.get("/readyz", summary="Ready: 200 only when a verified model is loaded", responses=not_ready)
+        async def readyz() -> dict:
+            if slot.model is None:
+                return unavailable()
+            return {"status": "ready", "build": settings.build}
+
+        @api.get("/version", response_model=VersionOut, responses=not_ready)
+        async def version():
+            model = slot.model
+            if model is None:
+                return unavailable()
+            return {
+                "build": settings.build,
+                "model_sha256": model.sha256,
+                "created_at": model.created_at,
+                "git_sha": settings.git_sha or model.git_sha,
+                "metrics": model.metrics,
+            }
+
+        @api.get(
+            ROUTE_ONE,
+            response_model=RecommendationOut,
+            responses={**not_ready, **invalid},
+            summary="Top-k items for one user",
+        )
+        async def recommend_one(
+            user_id: Annotated[
+                str, Path(description="A user id; one the model lacks gets the popular items")
+            ],
+            k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = DEFAULT_K,
+        ):
+            if slot.model is None:
+                return unavailable()
+            return Response(self.one_body(user_id, k, time.perf_counter()), media_type="application/json")
+
+        @api.post(
+            ROUTE_BATCH,
+            response_model=BatchOut,
+            responses={**not_ready, **invalid},
+            summary="Top-k items for each of several users",
+        )
+        async def recommend_batch(request: Annotated[BatchIn, Body()]):
+            if slot.model is None:
+                return unavailable()
+            body = self.batch_body(request.user_ids, request.k, time.perf_counter())
+            return Response(body, media_type="application/json")
+
+        @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
+        async def metrics():
+            return Response(self.telemetry.render(), media_type=self.telemetry.content_type)
+
+        return api
+
+
+# ---- the fast path's strict parsing: anything unusual goes to FastAPI --------------------
+
+
+def _plain_k(query: bytes) -> int | None:
+    """k of a query string that is empty or exactly `k=<1..1000>`; None for anything else."""
+    if not query:
+        return DEFAULT_K
+    if query.startswith(b"k=") and 2 < len(query) <= 6 and query[2:].isdigit():
+        k = int(query[2:])
+        if 1 <= k <= MAX_K:
+            return k
+    return None
+
+
+def _plain_batch(body: bytes, max_users: int) -> tuple[list[str], int] | None:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict:
+        return None
+    user_ids, k = doc.get("user_ids"), doc.get("k", DEFAULT_K)
+    if type(user_ids) is not list or len(user_ids) > max_users or type(k) is not int or not 1 <= k <= MAX_K:
+        return None
+    if not all(type(uid) is str for uid in user_ids):
+        return None
+    return user_ids, k
+
+
+async def _read_body(scope, receive, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than limit (checked before reading it all)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _as_json(scope):
+    """The batch endpoint reads its body as JSON whatever the Content-Type says (`curl -d` sends
+    form encoding), on the fast path and FastAPI's alike."""
+    headers = [(name, value) for name, value in scope["headers"] if name != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", _JSON)]}
+
+
+def _replay(body: bytes, receive):
+    """A receive() that hands FastAPI the body already read, then waits as the original would."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def create_app() -> Scorer:
+    """uvicorn's factory: each worker process builds its own app from the environment."""
+    return Scorer(settings_module.from_env())

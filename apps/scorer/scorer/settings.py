@@ -1,0 +1,48 @@
+"""The scorer's environment (DESIGN.md Contract 2 plus the scorer's own, see README.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from modelshare import ConfigError, env_int, env_str
+
+MAX_K = 1000  # Contract 4: k outside 1..1000 is a 422
+
+
+@dataclass(frozen=True)
+class Settings:
+    modelfolder: str
+    build: str
+    git_sha: str | None
+    port: int
+    host: str
+    workers: int
+    max_batch_users: int
+    retry_seconds: float
+
+    @property
+    def max_body_bytes(self) -> int:
+        # Room for every allowed user id at up to 1 KiB each; anything larger is refused (413)
+        # before it is read into memory.
+        return 64 * 1024 + 1024 * self.max_batch_users
+
+
+def from_env() -> Settings:
+    """Raise ConfigError naming the variable when one is missing or malformed."""
+    modelfolder = env_str("MODELFOLDER")
+    if not os.path.isabs(modelfolder):
+        raise ConfigError(f"environment variable MODELFOLDER must be an absolute path, got {modelfolder!r}")
+    port = env_int("PORT", 8080, minimum=1)
+    if port > 65535:
+        raise ConfigError(f"environment variable PORT must be <= 65535, got {port}")
+    return Settings(
+        modelfolder=modelfolder,
+        build=env_str("BUILD_NUMBER"),
+        git_sha=os.environ.get("GIT_SHA", "").strip() or None,
+        port=port,
+        host=env_str("HOST", "0.0.0.0"),
+        workers=env_int("WORKERS", 2, minimum=1),
+        max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
+        retry_seconds=1.0,
+    )

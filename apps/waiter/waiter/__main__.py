@@ -1,0 +1,5 @@
+import sys
+
+from waiter.wait import main
+
+sys.exit(main())
