@@ -150,7 +150,7 @@ class Model:
             raise ModelError(f"{model_dir}: " + "; ".join(problems))
 
     @classmethod
-    def load(cls, folder: str | Path, build: str | None) -> "Model":
+    def load(cls, folder: str | Path, build: str | None) -> Model:
         """Verify every checksum of the folder, then load it. Raises IntegrityError or ModelError."""
         manifest = modelshare.verify(folder, build=build)
         return cls(folder, manifest)

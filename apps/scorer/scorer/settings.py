@@ -42,7 +42,7 @@ def from_env() -> Settings:
         git_sha=os.environ.get("GIT_SHA", "").strip() or None,
         port=port,
         host=env_str("HOST", "0.0.0.0"),
-        workers=env_int("WORKERS", 2, minimum=1),
+        workers=env_int("WORKERS", 1, minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
         retry_seconds=1.0,
     )

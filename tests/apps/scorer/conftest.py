@@ -95,12 +95,16 @@ def start_scorer(tmp_path):
         scorer.stop()
 
 
-def _served(tmp_path_factory, family: str):
+def _served(tmp_path_factory, family: str, workers: int):
     folder = tmp_path_factory.mktemp(family) / "41"
     model = write_model_folder(folder, "41", family=family, n_users=60, n_items=50, per_user=6, seed=3)
-    scorer = Scorer(folder, "41", folder.parent / "scorer.log", MAX_BATCH_USERS="20")
+    scorer = Scorer(folder, "41", folder.parent / "scorer.log", MAX_BATCH_USERS="20", WORKERS=str(workers))
     try:
         scorer.wait()
+        deadline = time.monotonic() + 30
+        while sum('"model-loaded"' in line for line in scorer.log_lines()) < workers:  # every worker
+            assert time.monotonic() < deadline, scorer.log.read_text()
+            time.sleep(0.05)
         yield model, scorer
     finally:
         scorer.stop()
@@ -108,11 +112,11 @@ def _served(tmp_path_factory, family: str):
 
 @pytest.fixture(scope="module")
 def factor(tmp_path_factory):
-    """A factor model (dense .npy vectors) served by two worker processes, the default."""
-    yield from _served(tmp_path_factory, "factor")
+    """A factor model (dense .npy vectors) served by two worker processes (metrics add up)."""
+    yield from _served(tmp_path_factory, "factor", workers=2)
 
 
 @pytest.fixture(scope="module")
 def itemitem(tmp_path_factory):
-    """An item-item model (sparse .npz vectors)."""
-    yield from _served(tmp_path_factory, "item-item")
+    """An item-item model (sparse .npz vectors), served by one process (the default)."""
+    yield from _served(tmp_path_factory, "item-item", workers=1)

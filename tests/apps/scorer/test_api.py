@@ -368,7 +368,7 @@ def test_never_ready_on_a_bad_folder(tmp_path, start_scorer, damage, reason):
         vectors.write_bytes(bytes(data))
     if damage == "failed":
         modelshare.mark_failed(model.path, "no usable rows in a.csv")
-    scorer = start_scorer(model.path, "43", WORKERS="1")
+    scorer = start_scorer(model.path, "43")
     scorer.wait("/healthz")
     for _ in range(200):
         readyz = scorer.client.get("/readyz")
