@@ -4,10 +4,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.apps.scorer.conftest import REPO
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
