@@ -99,6 +99,7 @@ class Process:
     argv: list[str]
     env: dict[str, str]
     ports: dict[int, int]  # container port -> local port
+    named_ports: dict[str, int]  # port name -> container port
     probes: dict[str, dict]
 
 
@@ -164,7 +165,8 @@ def prepare(pod: Pod, container: dict) -> Process:
         argv[0] = sys.executable
     ports = {}
     for port in container.get("ports", []):
-        ports[port["containerPort"]] = free_port(port["containerPort"])
+        number = int(port["containerPort"])  # mocked renderings carry numbers as floats
+        ports[number] = free_port(number)
 
     def translate(value: str) -> str:
         value = _rewrite(value, mounts)
@@ -180,7 +182,8 @@ def prepare(pod: Pod, container: dict) -> Process:
             continue
         env[item["name"]] = translate(value)
     probes = {kind: container[kind] for kind in ("readinessProbe", "livenessProbe", "startupProbe") if kind in container}
-    return Process(name=container["name"], argv=argv, env=env, ports=ports, probes=probes)
+    named = {p["name"]: int(p["containerPort"]) for p in container.get("ports", []) if p.get("name")}
+    return Process(name=container["name"], argv=argv, env=env, ports=ports, named_ports=named, probes=probes)
 
 
 def run_to_completion(process: Process, log, timeout: float | None = None) -> None:
@@ -202,7 +205,11 @@ def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0)
         raise PlayError(f"container {process.name} has no httpGet readiness probe to wait on")
     port = probe["port"]
     if isinstance(port, str):  # a named port
-        raise PlayError(f"container {process.name}: named probe port {port!r} is not supported by the player")
+        matches = [p for p in process.named_ports.items() if p[0] == port]
+        if not matches:
+            raise PlayError(f"container {process.name}: probe port {port!r} names no port of the container")
+        port = matches[0][1]
+    port = int(port)
     base = f"http://127.0.0.1:{process.ports.get(port, port)}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,0 +1,205 @@
+"""`make demo`: play the `local` stack's release for the next build, with no cloud and no cluster.
+
+    render the program under mocks (Pulumi.local.yaml, the last play's `releases` fed back)
+      -> the release's training Job        played to completion   (trainer)
+      -> its scoring Deployment            init container, then   (waiter, then scorer)
+         the scorer ready by the Deployment's own readiness probe
+      -> sample recommendations, URLs; serve until Ctrl-C (or exit, without a terminal)
+
+Every command, environment variable, mount and probe comes from the rendered objects (local.play),
+so the demo cannot drift from what `pulumi up --stack local` would run. The stack's outputs are
+kept in .demo/stack.json, so the next play adds the next build beside this one, as `pulumi up`
+would, and every volume is a folder under .demo/volumes/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from local.play import ROOT, PlayError, Pod, prepare, run_to_completion, start, stop, wait_ready
+from local.render import Rendering, render
+
+DEMO = ROOT / ".demo"
+STACK = "local"
+SAMPLE_ROWS = 300_000
+VERSION_LABEL = "app.kubernetes.io/version"
+
+
+def say(message: str) -> None:
+    print(f"demo | {message}", flush=True)
+
+
+@dataclass
+class Played:
+    build: str
+    url: str
+    data_dir: Path
+    rendering: Rendering
+    scorer: subprocess.Popen  # the running scorer; stop it with local.play.stop
+
+
+def shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def next_build(releases: dict) -> str:
+    numbers = [int(build) for build in releases if build.isdigit()]
+    return str(max(numbers, default=0) + 1)
+
+
+def secrets_of(rendering: Rendering) -> dict[str, dict[str, str]]:
+    found = {}
+    for secret in rendering.k8s("Secret"):
+        values = dict(secret.get("stringData") or {})
+        values.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
+        found[secret["metadata"]["name"]] = values
+    return found
+
+
+def release_object(rendering: Rendering, kind: str, build: str) -> dict:
+    matches = [o for o in rendering.k8s(kind) if o["metadata"].get("labels", {}).get(VERSION_LABEL) == build]
+    if len(matches) != 1:
+        raise PlayError(f"expected one {kind} of build {build} in the rendering, found {len(matches)}")
+    return matches[0]
+
+
+def ensure_sample_data(pod: Pod, rows: int) -> Path:
+    """Write the sample interactions where the rendered trainer will look for them (its DATA_DIR)."""
+    trainer = prepare(pod, pod.spec["containers"][0])
+    data_dir = trainer.env.get("DATA_DIR")
+    if not data_dir:
+        raise PlayError("the local stack's trainer reads no DATA_DIR: set dataSource=volume in Pulumi.local.yaml")
+    data_dir = Path(data_dir)
+    if not any(data_dir.glob("*.csv")):
+        say(f"writing a sample interactions dataset ({rows:,} rows) to {shown(data_dir)}")
+        from trainer import sample  # the ETL's stand-in, not part of any played container
+
+        sample.write(data_dir, rows)
+    return data_dir
+
+
+def play(build: str | None = None, config: dict | None = None, root: Path = DEMO, rows: int = SAMPLE_ROWS) -> Played:
+    """Render and play one release; return it serving. The caller stops `Played.scorer`."""
+    state_file = root / "stack.json"
+    previous = json.loads(state_file.read_text())["releases"] if state_file.exists() else None
+    build = build or next_build(previous or {})
+    say(f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
+        + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else ""))
+    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous)
+    secrets = secrets_of(rendering)
+    volumes = root / "volumes"
+
+    job = Pod.of(release_object(rendering, "Job", build), volumes, secrets)
+    deployment = Pod.of(release_object(rendering, "Deployment", build), volumes, secrets)
+    data_dir = ensure_sample_data(job, rows)
+
+    say(f"Job {job.name}: training on {shown(data_dir)}")
+    started = time.monotonic()
+    for container in job.spec.get("initContainers", []) + job.spec["containers"]:
+        run_to_completion(prepare(job, container), say)
+    say(f"Job {job.name} complete in {time.monotonic() - started:.1f} s")
+
+    say(f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough")
+    for container in deployment.spec.get("initContainers", []):
+        run_to_completion(prepare(deployment, container), say)
+    scorer = prepare(deployment, deployment.spec["containers"][0])
+    log_file = root / "logs" / f"{deployment.name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    popen = start(scorer, stdout=log_file.open("ab"))
+    try:
+        url = wait_ready(scorer, popen)
+    except PlayError:
+        stop(popen)
+        raise
+    say(f"{scorer.name} of build {build} is ready at {url} (log: {shown(log_file)})")
+
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"releases": rendering.outputs["releases"]}, indent=2, sort_keys=True))
+    job.cleanup()
+    return Played(build=build, url=url, data_dir=data_dir, rendering=rendering, scorer=popen)
+
+
+def sample_users(data_dir: Path, count: int = 3) -> list[str]:
+    users: list[str] = []
+    with sorted(data_dir.glob("*.csv"))[0].open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["user_id"] not in users:
+                users.append(row["user_id"])
+            if len(users) == count:
+                break
+    return users
+
+
+def get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def show(played: Played, users: list[str]) -> None:
+    version = get(f"{played.url}/version")
+    metrics = version.get("metrics", {})
+    say(f"model {version['model_sha256'][:12]}: nDCG@{metrics.get('k')} {metrics.get('model', {}).get('ndcg_at_k', 0):.3f} "
+        f"vs popularity {metrics.get('popularity', {}).get('ndcg_at_k', 0):.3f} (lift {metrics.get('lift_ndcg', 0):.2f})")
+    for user in users + ["someone-new"]:
+        answer = get(f"{played.url}/recommendations/{urllib.parse.quote(user)}?k=5")
+        items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in answer["items"])
+        tag = " [popular fallback]" if answer["fallback"] else ""
+        say(f"  {user}: {items}{tag}")
+    say(f"API docs {played.url}/docs · metrics {played.url}/metrics · version {played.url}/version")
+    live = ", ".join(sorted(played.rendering.outputs["releases"]))
+    say(f"releases in the stack's ledger: {live} (play again for the next build)")
+
+
+def parse_config(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise PlayError(f"--config takes KEY=VALUE, got {item!r}")
+    try:
+        return key, json.loads(value) if value[:1] in "{[" else value
+    except ValueError as exc:
+        raise PlayError(f"--config {key}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--build", help="build id to play (default: the next number)")
+    parser.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows of the sample dataset")
+    parser.add_argument("--root", type=Path, default=DEMO, help="folder for the demo's volumes, logs and stack state")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a stack config value, as `pulumi up --config` does (JSON for maps)")
+    args = parser.parse_args(argv)
+    try:
+        config = dict(parse_config(item) for item in args.config)
+        played = play(args.build, config=config, root=args.root, rows=args.rows)
+    except PlayError as exc:
+        say(f"failed: {exc}")
+        return 1
+    try:
+        show(played, sample_users(played.data_dir))
+        if sys.stdin.isatty():
+            say("serving until Ctrl-C")
+            while played.scorer.poll() is None:
+                time.sleep(0.5)
+            say(f"the scorer exited with code {played.scorer.returncode}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(played.scorer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`make demo` plays what the program renders: two plays make two releases side by side, and a
+change of an env value in the program reaches the played process."""
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from local.demo import play
+from local.play import PlayError, stop
+
+FAST = {"trainerEnv": {"TUNE_BUDGET_SECONDS": "3", "TUNE_TRIALS_PER_FAMILY": "2"}}
+ROWS = 20_000
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.headers, json.loads(answer.read())
+
+
+@pytest.fixture(scope="module")
+def two_plays(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    first = play(config=FAST, root=root, rows=ROWS)
+    stop(first.scorer)
+    second = play(config=FAST, root=root, rows=ROWS)
+    yield root, first, second
+    stop(second.scorer)
+
+
+def test_the_second_play_adds_the_next_build_beside_the_first(two_plays):
+    root, first, second = two_plays
+    assert (first.build, second.build) == ("1", "2")
+    assert set(json.loads((root / "stack.json").read_text())["releases"]) == {"1", "2"}
+    for build in ("1", "2"):
+        assert (root / "volumes" / "models" / build / "complete.txt").is_file()
+
+
+def test_the_played_scorer_serves_its_own_build(two_plays):
+    root, _, second = two_plays
+    headers, version = get(f"{second.url}/version")
+    assert headers["X-Model-Build"] == "2" and version["build"] == "2"
+    user = json.loads((root / "volumes" / "models" / "2" / "model" / "user_ids.json").read_text())[0]
+    _, answer = get(f"{second.url}/recommendations/{user}?k=5")
+    assert len(answer["items"]) == 5 and answer["fallback"] is None
+
+
+def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays):
+    root, _, _ = two_plays
+    # The program turns gateMinLift into the waiter's GATE_MIN_LIFT; an impossible gate must stop
+    # the played pod at its init container, exactly as the cluster's waiter would.
+    with pytest.raises(PlayError, match="container waiter exited with code"):
+        play(config={**FAST, "gateMinLift": 1000}, root=root, rows=ROWS)
+
+
+def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "local.demo", "--rows", str(ROWS), "--root", str(tmp_path),
+         "--config", "trainerEnv=" + json.dumps(FAST["trainerEnv"])],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "[popular fallback]" in run.stdout and "/docs" in run.stdout
