@@ -21,6 +21,8 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
 from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
+from trainer.metrics import top_k_of_factors, top_k_of_scores
+
 
 @dataclass
 class Servable:
@@ -29,16 +31,23 @@ class Servable:
     user_vectors: np.ndarray | sparse.csr_matrix  # row u = user u's vector
     right: np.ndarray | sparse.csr_matrix  # items on columns: scores = user_vectors[u] @ right
 
+    threads: int = 1
+
     def scores(self, users: np.ndarray) -> np.ndarray:
         product = self.user_vectors[users] @ self.right
         return product.toarray() if sparse.issparse(product) else np.asarray(product)
+
+    def top_k(self, users: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+        if sparse.issparse(self.user_vectors):
+            return top_k_of_scores(self.scores(users).astype(np.float32, copy=False), seen, k)
+        return top_k_of_factors(self.user_vectors[users], self.item_vectors, seen, k, self.threads)
 
     @property
     def item_vectors(self) -> np.ndarray | sparse.csr_matrix:
         """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector)."""
         if sparse.issparse(self.right):
             return self.right.T.tocsr()
-        return np.ascontiguousarray(self.right.T)
+        return np.ascontiguousarray(self.right.T)  # ALS: a view of implicit's item factors, no copy
 
 
 def weigh(matrix: sparse.csr_matrix, scheme: str, K1: float = 100.0, B: float = 0.8) -> sparse.csr_matrix:
@@ -83,7 +92,7 @@ def fit_als(family: str, params: dict, matrix, threads: int, seed: int) -> Serva
             random_state=seed,
         )
         model.fit(confidence, show_progress=False)
-    return Servable(family, params, model.user_factors, model.item_factors.T)
+    return Servable(family, params, model.user_factors, model.item_factors.T, threads)
 
 
 def fit_item_knn(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
@@ -100,7 +109,7 @@ def fit_item_knn(family: str, params: dict, matrix, threads: int, seed: int) -> 
     with threadpool_limits(1, "blas"):
         model.fit(item_space.astype(np.float64), show_progress=False)  # its kNN kernel takes doubles
     similarity = model.similarity.tocsr().astype(np.float32)  # scores = rows @ similarity
-    return Servable(family, params, rows, similarity)
+    return Servable(family, params, rows, similarity, threads)
 
 
 def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
@@ -115,7 +124,7 @@ def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Serv
     inverse = np.triu(inverse) + np.triu(inverse, 1).T
     weights = inverse / -np.diag(inverse)  # B_ij = -P_ij / P_jj
     weights[np.diag_indices_from(weights)] = 0.0
-    return Servable(family, params, rows, weights.astype(np.float32))
+    return Servable(family, params, rows, weights.astype(np.float32), threads)
 
 
 FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease}
@@ -130,7 +139,7 @@ def fit(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
 # because implicit's defaults (factors 100, regularization 0.01, alpha 1, raw weights) rarely do.
 # Ladders are listed most influential first: the tuner tries their steps in this order.
 ALS_LADDERS = {
-    "regularization": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0],
+    "regularization": [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0],
     "alpha": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
     "factors": [16, 32, 64, 128, 256],
     "iterations": [8, 15, 25],
@@ -141,6 +150,7 @@ SPACES = {
         "starts": [
             {"weighting": "bm25", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
             {"weighting": "log", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
+            {"weighting": "log", "K1": 100.0, "B": 0.8, "factors": 32, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
         ],
     },
     "als-plain": {
@@ -148,6 +158,7 @@ SPACES = {
         "starts": [
             {"factors": 64, "regularization": 0.1, "alpha": 1.0, "iterations": 15},
             {"factors": 64, "regularization": 1.0, "alpha": 10.0, "iterations": 15},
+            {"factors": 32, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
         ],
     },
     "item-knn": {

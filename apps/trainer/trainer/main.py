@@ -17,7 +17,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
@@ -25,7 +24,7 @@ import modelshare
 from modelshare import COMPLETE, FAILED, MANIFEST, METRICS, MODEL_DIR, ConfigError, FolderState
 from modelshare.layout import TMP_SUFFIX
 from trainer import artifacts, config, families, sources
-from trainer.metrics import K, evaluate, popularity_scores
+from trainer.metrics import K, Popularity, evaluate
 from trainer.reading import DataError, read_interactions
 from trainer.split import MIN_ITEMS, holdout, sample_users
 from trainer.tuning import tune
@@ -134,14 +133,9 @@ def train(settings: config.Settings) -> dict:
     )
     log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg, seconds=lap())
 
-    popularity = popularity_scores(fit_part)
     n_items = matrix.shape[1]
-
-    def popular(users):
-        return np.broadcast_to(popularity, (len(users), n_items))
-
-    model_metrics = evaluate(selection.models[selection.family].scores, test_users, train_part, test)
-    popularity_metrics = evaluate(popular, test_users, train_part, test)
+    model_metrics = evaluate(selection.models[selection.family], test_users, train_part, test)
+    popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
     plain = None
     if "als-plain" in selection.models:
         plain_model = selection.models["als-plain"]
@@ -150,7 +144,7 @@ def train(settings: config.Settings) -> dict:
             "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
             "test": model_metrics
             if selection.family == "als-plain"
-            else evaluate(plain_model.scores, test_users, train_part, test),
+            else evaluate(plain_model, test_users, train_part, test),
         }
     selection.models.clear()  # free the tuning models before the final fit
     lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
@@ -170,7 +164,7 @@ def train(settings: config.Settings) -> dict:
         "unknown users get popular",
     }
     artifacts.write_model(
-        folder, final, data.user_ids, data.item_ids, matrix, popularity_scores(matrix), card, log
+        folder, final, data.user_ids, data.item_ids, matrix, Popularity(matrix).scores, card, log
     )
     metrics = {
         "k": K,

@@ -10,30 +10,56 @@ Items in ``seen`` (the user's training interactions) are never ranked, as in the
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 import numpy as np
+from implicit.cpu.topk import topk as implicit_topk
 from scipy import sparse
 
 K = 10
 NAMES = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 BATCH = 512
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]  # user indices -> dense float scores (users x items)
+
+class Ranker(Protocol):
+    def top_k(self, users: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+        """Indices of the k best items for each user, never one of the user's ``seen`` items."""
 
 
-def top_k(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
-    """Indices of the k best unseen items of each row of ``scores`` (modified in place)."""
+def top_k_of_scores(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+    """Best k unseen items per row of a dense score matrix (modified in place)."""
     rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
     scores[rows, seen.indices] = -np.inf
     k = min(k, scores.shape[1])
-    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    best = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
     order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
     return np.take_along_axis(best, order, axis=1)
 
 
+def top_k_of_factors(users: np.ndarray, items: np.ndarray, seen: sparse.csr_matrix, k: int, threads: int) -> np.ndarray:
+    """Same ranking as top_k_of_scores(users @ items.T), by implicit's blocked, threaded top-k."""
+    best, _ = implicit_topk(items, users, min(k, items.shape[0]), filter_query_items=seen, num_threads=threads)
+    return best
+
+
+class Popularity:
+    """The baseline and cold-start model: the same ranking for everyone, seen items skipped."""
+
+    def __init__(self, matrix: sparse.csr_matrix):
+        counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+        self.scores = (counts / max(1, matrix.shape[0])).astype(np.float32)  # share of users
+        self.order = np.argsort(-self.scores, kind="stable")
+
+    def top_k(self, users: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+        depth = min(len(self.order), k + int(np.diff(seen.indptr).max(initial=0)))
+        candidates = self.order[:depth]
+        taken = seen[:, candidates].toarray() > 0
+        first_unseen = np.argsort(taken, axis=1, kind="stable")[:, : min(k, depth)]
+        return candidates[first_unseen]
+
+
 def evaluate(
-    score: ScoreFn, users: np.ndarray, seen: sparse.csr_matrix, relevant: sparse.csr_matrix, k: int = K
+    ranker: Ranker, users: np.ndarray, seen: sparse.csr_matrix, relevant: sparse.csr_matrix, k: int = K
 ) -> dict[str, float]:
     """Mean of each metric over ``users`` (all of whom must have relevant items)."""
     discount = 1.0 / np.log2(np.arange(2, k + 2))
@@ -41,9 +67,10 @@ def evaluate(
     sums = dict.fromkeys(NAMES, 0.0)
     for start in range(0, len(users), BATCH):
         batch = users[start : start + BATCH]
-        best = top_k(np.array(score(batch), dtype=np.float32), seen[batch], k)
+        best = ranker.top_k(batch, seen[batch], k)
         truth = relevant[batch]
-        hits = np.take_along_axis(truth.toarray() > 0, best, axis=1)
+        hits = (truth[np.arange(len(batch))[:, None], best] > 0).toarray()
+        hits &= best >= 0  # implicit marks "no item" with -1
         n_rel = np.diff(truth.indptr)
         n_hits = hits.sum(axis=1)
         cap = np.minimum(n_rel, best.shape[1])
@@ -53,9 +80,3 @@ def evaluate(
         sums["ndcg_at_k"] += ((hits * discount[: best.shape[1]]).sum(axis=1) / ideal[cap - 1]).sum()
         sums["map_at_k"] += ((precision_at_rank * hits).sum(axis=1) / cap).sum()
     return {name: round(float(total / len(users)), 6) for name, total in sums.items()}
-
-
-def popularity_scores(matrix: sparse.csr_matrix) -> np.ndarray:
-    """Share of users who interacted with each item: the popularity model's score."""
-    counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
-    return (counts / max(1, matrix.shape[0])).astype(np.float32)

@@ -8,9 +8,13 @@ popularity model does not get it for free:
   cluster and draws most interactions from them (75 % / 15 %), the rest from the global
   popularity (10 % noise);
 - a long tail: item popularity follows a Zipf law, inside each cluster and overall;
+- series: inside a cluster, items come in small series (2-6 items, like episodes or albums of one
+  artist); a draw brings more items of the same series along. This item-to-item structure is
+  finer than the clusters: a low-rank model blurs it, an item model sees it;
 - uneven users: activity (how many rows a user has) is log-normal, and so is the user's play
-  intensity, so raw ``weight`` values mostly tell how heavy a user is and only partly how much
-  they like an item (more plays in the primary cluster) — as with real play counts;
+  intensity; play counts are heavy-tailed (1 to thousands), so raw ``weight`` values mostly tell
+  how heavy a user is and only partly how much they like an item (more plays in the primary
+  cluster) — as with real play counts;
 - repeats: the same (user, item) pair can occur several times, as in event logs.
 """
 
@@ -26,6 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 PRIMARY, SECONDARY = 0.75, 0.15  # the rest of a user's rows follow global popularity
+SERIES_SIZES = (2, 7)  # series have 2..6 items
+SERIES_FOLLOW = 0.7  # chance each further item of the series comes along with a draw
 
 
 def default_shape(rows: int) -> tuple[int, int, int]:
@@ -47,15 +53,60 @@ def _draw(cdf: np.ndarray, members: np.ndarray, count: int, rng: np.random.Gener
     return members[np.minimum(picks, len(members) - 1)]
 
 
+def _series(items: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the item range into consecutive series: (first item, size) of each item's series."""
+    sizes = rng.integers(*SERIES_SIZES, items // SERIES_SIZES[0] + 1)
+    starts = np.r_[0, np.cumsum(sizes)]
+    starts = starts[starts < items]
+    sizes = np.diff(np.r_[starts, items])
+    which = np.repeat(np.arange(len(starts)), sizes)
+    return starts[which], sizes[which]
+
+
 def interactions(rows: int, *, users: int, items: int, clusters: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    item_cluster = rng.integers(0, clusters, items)
+    series_start, series_size = _series(items, rng)
+    # a series belongs to one cluster: the cluster of its first item
+    item_cluster = rng.integers(0, clusters, items)[series_start]
     popularity = _zipf(items, rng)
     primary = rng.integers(0, clusters, users)
     secondary = (primary + rng.integers(1, clusters, users)) % clusters
     activity = rng.lognormal(0.0, 1.0, users)
-    intensity = rng.lognormal(0.0, 1.0, users)
+    intensity = rng.lognormal(0.0, 1.5, users)
 
+    # Draws: each brings 1 + Binomial(size - 1, SERIES_FOLLOW) rows; make enough, cut to `rows`.
+    draws = int(rows / (1 + SERIES_FOLLOW * (np.mean(SERIES_SIZES) - 1.5))) + 16
+    user, item = _draw_items(draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng)
+    extra = rng.binomial(series_size[item] - 1, SERIES_FOLLOW)
+    while extra.sum() + draws < rows:  # unlucky: draw more
+        more_u, more_i = _draw_items(draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng)
+        user, item = np.r_[user, more_u], np.r_[item, more_i]
+        extra = np.r_[extra, rng.binomial(series_size[more_i] - 1, SERIES_FOLLOW)]
+    length = 1 + extra
+    follower = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length) > 0
+    user, item = np.repeat(user, length), np.repeat(item, length)
+    start, size = series_start[item[follower]], series_size[item[follower]]
+    item[follower] = start + (rng.random(len(start)) * size).astype(np.int64)  # a sibling
+    user, item = user[:rows], item[:rows]
+
+    # Heavy-tailed play counts (1 .. thousands): the user's intensity times a per-row draw that is
+    # larger, on average, in the user's primary cluster.
+    liked = item_cluster[item] == primary[user]
+    weight = 1 + np.floor(intensity[user] * rng.lognormal(np.where(liked, 1.0, 0.0), 1.5)).astype(np.int64)
+    timestamp = rng.integers(1_500_000_000, 1_600_000_000, rows)
+    return {
+        "user": user,
+        "item": item,
+        "weight": weight,
+        "timestamp": timestamp,
+        # the planted truth, for tests that check recommendations follow tastes
+        "item_cluster": item_cluster,
+        "primary": primary,
+        "secondary": secondary,
+    }
+
+
+def _draw_items(rows, users, clusters, item_cluster, popularity, primary, secondary, activity, rng):
     user = _draw(np.cumsum(activity), np.arange(users), rows, rng)
     source = rng.random(rows)
     cluster = np.where(source < PRIMARY, primary[user], secondary[user])
@@ -68,12 +119,8 @@ def interactions(rows: int, *, users: int, items: int, clusters: int, seed: int)
             noise[rows_c] = True
             continue
         item[rows_c] = _draw(np.cumsum(popularity[members]), members, len(rows_c), rng)
-    item[noise] = _draw(np.cumsum(popularity), np.arange(items), int(noise.sum()), rng)
-
-    liked = item_cluster[item] == primary[user]
-    weight = 1 + rng.poisson(intensity[user] * np.where(liked, 2.0, 0.5))
-    timestamp = rng.integers(1_500_000_000, 1_600_000_000, rows)
-    return {"user": user, "item": item, "weight": weight, "timestamp": timestamp}
+    item[noise] = _draw(np.cumsum(popularity), np.arange(len(popularity)), int(noise.sum()), rng)
+    return user, item
 
 
 def write(

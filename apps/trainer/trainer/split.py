@@ -15,7 +15,8 @@ def holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.cs
     matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    order = np.lexsort((np.random.default_rng(seed).random(matrix.nnz), rows))
+    # row + a uniform draw in [0, 1): one sort groups by user and shuffles within each user
+    order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz), kind="stable")
     rank = np.empty(matrix.nnz, dtype=np.int64)
     rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
     n_out = np.where(counts >= MIN_ITEMS, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)

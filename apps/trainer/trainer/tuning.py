@@ -129,7 +129,7 @@ def tune(
             clock = time.monotonic()
             try:
                 model = families.fit(name, params, matrix, threads, seed)
-                score = evaluate(model.scores, users, seen, relevant)["ndcg_at_k"]
+                score = evaluate(model, users, seen, relevant)["ndcg_at_k"]
             except (ArithmeticError, MemoryError, ValueError, np.linalg.LinAlgError) as exc:
                 log("tune-trial-failed", family=name, params=params, error=f"{type(exc).__name__}: {exc}")
                 score, model = float("-inf"), None
