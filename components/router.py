@@ -211,7 +211,7 @@ class Router(pulumi.ComponentResource):
         )
 
     def _virtual_service(self, gateway: GatewayRef | None, hostnames: Sequence[str]) -> None:
-        service = self._stable_service(_shared_labels(self._releases.values()), self._any_release())
+        service = self._stable_service(_shared_labels(self._releases.values()), self._champion_release())
         host = self._name  # the stable Service, by short name: same namespace as the rules
         rule = CustomResource(
             f"{self._name}-destinationrule",
@@ -313,7 +313,7 @@ class Router(pulumi.ComponentResource):
             builds.append(self._plan.shadow.build)
         return [self._releases[b].deployment for b in builds if self._releases[b].deployment is not None]
 
-    def _any_release(self) -> LiveRelease:
+    def _champion_release(self) -> LiveRelease:
         return self._releases[self._plan.champion]
 
     def _metadata(self) -> dict[str, Any]:
