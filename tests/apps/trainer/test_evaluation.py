@@ -1,0 +1,98 @@
+"""The holdout split, the ranking metrics and the tuner: the numbers metrics.json is made of."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from trainer import families
+from trainer.metrics import Popularity, evaluate
+from trainer.split import MIN_ITEMS, holdout, sample_users
+from trainer.tuning import tune
+
+
+def random_matrix(users=200, items=120, density=0.08, seed=0):
+    matrix = sparse.random(users, items, density=density, format="csr", random_state=seed, dtype=np.float32)
+    matrix.data[:] = np.random.default_rng(seed).integers(1, 5, matrix.nnz)
+    return matrix
+
+
+def test_holdout_is_a_seeded_per_user_partition():
+    matrix = random_matrix()
+    train, test = holdout(matrix, 0.2, [7, 1])
+    assert (train + test != matrix).nnz == 0 and train.multiply(test).nnz == 0
+    counts, held = np.diff(matrix.indptr), np.diff(test.indptr)
+    assert np.all(held[counts < MIN_ITEMS] == 0)
+    assert np.all(held[counts >= MIN_ITEMS] == np.maximum(1, np.floor(0.2 * counts[counts >= MIN_ITEMS])))
+    again, _ = holdout(matrix, 0.2, [7, 1])
+    other, _ = holdout(matrix, 0.2, [8, 1])
+    assert (again != train).nnz == 0 and (other != train).nnz > 0
+    users = sample_users(test, 10, [7, 3])
+    assert len(users) == 10 and np.all(held[users] > 0)
+
+
+class Fixed:
+    """A ranker that returns a given list for every user."""
+
+    def __init__(self, ranking):
+        self.ranking = np.asarray(ranking)
+
+    def top_k(self, users, seen, k):
+        return np.tile(self.ranking[:k], (len(users), 1))
+
+
+def test_metrics_match_a_hand_computed_example():
+    relevant = sparse.csr_matrix(np.array([[0, 1, 0, 0, 1, 1] + [0] * 6], dtype=np.float32))
+    seen = sparse.csr_matrix((1, 12), dtype=np.float32)
+    # ranking: hit at ranks 1 and 3 of 10; 3 relevant items
+    result = evaluate(Fixed([1, 0, 4, 2, 3, 6, 7, 8, 9, 10]), np.array([0]), seen, relevant, k=10)
+    dcg = 1 + 1 / np.log2(4)
+    ideal = 1 + 1 / np.log2(3) + 1 / np.log2(4)
+    assert result == pytest.approx({
+        "precision_at_k": 0.2, "recall_at_k": 2 / 3, "ndcg_at_k": dcg / ideal, "map_at_k": (1 + 2 / 3) / 3,
+    }, abs=1e-6)
+
+
+def test_popularity_ranks_the_most_shared_unseen_items():
+    train = sparse.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 1, 1]], dtype=np.float32))
+    seen = sparse.csr_matrix(np.array([[1, 0, 0, 0]], dtype=np.float32))
+    assert Popularity(train).top_k(np.array([0]), seen, 2).tolist() == [[1, 2]]
+
+
+def test_every_family_serves_through_the_one_product_it_is_evaluated_with():
+    matrix = random_matrix(seed=3)
+    users = np.arange(20)
+    for name, space in families.SPACES.items():
+        model = families.fit(name, families.canonical(name, space["starts"][0]), matrix, 2, 0)
+        items = model.item_vectors
+        for user in users[:5]:
+            vector = model.user_vectors[user]
+            vector = vector.toarray().ravel() if sparse.issparse(vector) else vector
+            served = np.asarray(items @ vector).ravel()
+            np.testing.assert_allclose(served, model.scores(np.array([user]))[0], rtol=1e-4, atol=1e-5)
+        best = model.top_k(users, matrix[users], 5)
+        assert not any(set(best[i]) & set(matrix[i].indices) for i in range(len(users)))
+
+
+def test_tuning_is_deterministic_for_a_seed():
+    matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
+    train, validation = holdout(matrix, 0.2, [1, 2])
+    users = sample_users(validation, 1000, [1, 4])
+
+    def run():
+        selection = tune(("als-plain", "ease"), train, train, validation, users, threads=2, seed=1,
+                         max_trials=4, budget_seconds=600, log=lambda *a, **k: None)
+        return selection.family, selection.params, [(t["params"], t["validation_ndcg"]) for t in selection.record["trials"]]
+
+    first = run()
+    assert first == run()
+    assert len(first[2]) == 8
+
+
+def test_a_zero_budget_still_fits_one_model_per_family():
+    matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
+    train, validation = holdout(matrix, 0.2, [1, 2])
+    selection = tune(("als-plain", "item-knn"), train, train, validation, sample_users(validation, 1000, 0),
+                     threads=2, seed=1, max_trials=5, budget_seconds=0, log=lambda *a, **k: None)
+    assert len(selection.record["trials"]) == 2 and selection.record["budget_exhausted"]
