@@ -1,0 +1,191 @@
+"""The model share every pod of the stack mounts at /mnt/models (DESIGN.md Contract 1).
+
+cloud azure: a storage account (HTTPS only, TLS 1.2, no public blob access) with a file share for
+the models and a blob container for the ETL's CSVs; the account key goes only into the Kubernetes
+Secret the Azure Files CSI driver reads, and a static ReadWriteMany PersistentVolume + claim bind
+the share, so every release of every node sees the same files.
+
+cloud local: a claim on the cluster's default StorageClass (or `localStorageClass`). kind and
+minikube only offer ReadWriteOnce, which still lets every pod on their single node share the
+volume: that is the default (`localAccessMode`); a multi-node cluster needs ReadWriteMany.
+The claim is not awaited: a WaitForFirstConsumer class binds it only once the training pod runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import storage
+
+from components import labels
+from components.azure_group import AzureGroup, global_name
+from components.settings import Settings
+
+CLAIM = "models"  # the claim every release mounts; its name is part of every release record
+SHARE = "models"
+CSV_CONTAINER = "csv"
+CREDENTIALS_SECRET = "azure-storage"  # keys are the ones the Azure Files CSI driver expects
+ACCOUNT_NAME_KEY = "azurestorageaccountname"
+ACCOUNT_KEY_KEY = "azurestorageaccountkey"
+CSI_DRIVER = "file.csi.azure.com"
+RUN_AS = 10001  # the apps' user (components/release_spec.py): owner of the files on the SMB share
+
+
+@dataclass(frozen=True)
+class ModelStoreArgs:
+    namespace: str
+    size_gib: int
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    azure: AzureGroup | None = None  # cloud azure
+    storage_class: str | None = None  # cloud local; None = the cluster's default
+    access_mode: str = "ReadWriteOnce"  # cloud local
+
+    @classmethod
+    def of(cls, settings: Settings, azure: AzureGroup | None) -> ModelStoreArgs:
+        return cls(
+            namespace=settings.namespace,
+            size_gib=settings.model_share_gib,
+            labels=labels.for_stack("model-store", "storage", settings.stack, settings.build),
+            annotations=labels.provenance(settings.build, settings.git_sha),
+            azure=azure,
+            storage_class=settings.local_storage_class,
+            access_mode=settings.local_access_mode,
+        )
+
+
+class ModelStore(pulumi.ComponentResource):
+    claim_name: str
+    claim: k8s.core.v1.PersistentVolumeClaim
+    account_name: pulumi.Output[str] | None  # azure
+    csv_container: pulumi.Output[str] | None  # azure
+    share_name: pulumi.Output[str] | None  # azure
+    credentials_secret_name: str | None  # azure: Secret holding the account name and key
+    credentials_secret: k8s.core.v1.Secret | None
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlpipeline:model_store:ModelStore", name, None, opts)
+        self._name = name
+        self._args = args
+        self.claim_name = CLAIM
+        self.account_name = self.csv_container = self.share_name = None
+        self.credentials_secret_name = None
+        self.credentials_secret = None
+        if args.azure is not None:
+            self._azure_files(args.azure)
+        else:
+            self._local_claim()
+        self.register_outputs({
+            "claimName": self.claim_name,
+            "accountName": self.account_name,
+            "shareName": self.share_name,
+            "csvContainer": self.csv_container,
+        })
+
+    def _metadata(self, name: str, namespaced: bool = True, **annotations: str) -> dict:
+        meta = {
+            "name": name,
+            "labels": dict(self._args.labels),
+            "annotations": {**self._args.annotations, **annotations},
+        }
+        if namespaced:
+            meta["namespace"] = self._args.namespace
+        return meta
+
+    def _azure_files(self, azure: AzureGroup) -> None:
+        args, child = self._args, pulumi.ResourceOptions(parent=self)
+        account = storage.StorageAccount(
+            f"{self._name}-account",
+            account_name=global_name("mlp", azure.unique_suffix),
+            resource_group_name=azure.name,
+            location=azure.location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
+            tags=dict(azure.tags),
+            opts=child,
+        )
+        share = storage.FileShare(
+            f"{self._name}-share",
+            account_name=account.name,
+            resource_group_name=azure.name,
+            share_name=SHARE,
+            share_quota=args.size_gib,
+            enabled_protocols="SMB",
+            opts=child,
+        )
+        container = storage.BlobContainer(
+            f"{self._name}-csv",
+            account_name=account.name,
+            resource_group_name=azure.name,
+            container_name=CSV_CONTAINER,
+            public_access="None",
+            opts=child,
+        )
+        keys = storage.list_storage_account_keys_output(
+            resource_group_name=azure.name, account_name=account.name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        account_key = pulumi.Output.secret(keys.keys[0].value)
+        self.credentials_secret = k8s.core.v1.Secret(
+            f"{self._name}-credentials",
+            metadata=self._metadata(CREDENTIALS_SECRET),
+            type="Opaque",
+            string_data={ACCOUNT_NAME_KEY: account.name, ACCOUNT_KEY_KEY: account_key},
+            opts=child,
+        )
+        size = f"{args.size_gib}Gi"
+        volume = k8s.core.v1.PersistentVolume(
+            f"{self._name}-volume",
+            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
+            metadata=self._metadata(f"{args.namespace}-{CLAIM}", namespaced=False),
+            spec={
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",  # models outlive the stack's objects
+                "storageClassName": "",  # static binding, no provisioner
+                "mountOptions": [
+                    f"uid={RUN_AS}", f"gid={RUN_AS}", "dir_mode=0750", "file_mode=0640",
+                    "mfsymlinks", "cache=strict", "nosharesock", "actimeo=30",
+                ],
+                "csi": {
+                    "driver": CSI_DRIVER,
+                    # Unique per share across the cluster: resource group # account # share.
+                    "volumeHandle": pulumi.Output.concat(azure.name, "#", account.name, "#", share.name),
+                    "volumeAttributes": {"shareName": share.name},
+                    "nodeStageSecretRef": {"name": CREDENTIALS_SECRET, "namespace": args.namespace},
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.credentials_secret]),
+        )
+        self.claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{self._name}-claim",
+            metadata=self._metadata(CLAIM),
+            spec={
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": volume.metadata.name,
+                "resources": {"requests": {"storage": size}},
+            },
+            opts=child,
+        )
+        self.account_name = account.name
+        self.share_name = share.name
+        self.csv_container = container.name
+        self.credentials_secret_name = CREDENTIALS_SECRET
+
+    def _local_claim(self) -> None:
+        args = self._args
+        spec: dict = {"accessModes": [args.access_mode], "resources": {"requests": {"storage": f"{args.size_gib}Gi"}}}
+        if args.storage_class:
+            spec["storageClassName"] = args.storage_class
+        self.claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{self._name}-claim",
+            metadata=self._metadata(CLAIM, **{"pulumi.com/skipAwait": "true"}),
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

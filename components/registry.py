@@ -1,0 +1,97 @@
+"""The image registry of a `cloud: azure` stack: Azure Container Registry + an image pull Secret.
+
+Credentials: the registry's admin user. A repository-scoped token would be narrower, but its
+password cannot be created declaratively with pulumi-azure-native, and the cluster is not ours to
+attach to the registry (the stack only gets a kubeconfig). The admin password flows only as a
+secret: into docker.Image's push credentials and into the `kubernetes.io/dockerconfigjson`
+Secret the pods pull with. `cloud: local` has no registry (images stay in the local daemon).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import containerregistry
+
+from components import labels
+from components.azure_group import AzureGroup, global_name
+from components.settings import Settings
+
+PULL_SECRET = "registry-pull"
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    namespace: str
+    azure: AzureGroup
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def of(cls, settings: Settings, azure: AzureGroup) -> RegistryArgs:
+        return cls(
+            namespace=settings.namespace,
+            azure=azure,
+            labels=labels.for_stack("registry", "registry", settings.stack, settings.build),
+            annotations=labels.provenance(settings.build, settings.git_sha),
+        )
+
+
+def docker_config_json(server: str, username: str, password: str) -> str:
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return json.dumps({"auths": {server: {"username": username, "password": password, "auth": auth}}})
+
+
+class Registry(pulumi.ComponentResource):
+    server: pulumi.Output[str]  # login server, e.g. mlpabc.azurecr.io
+    username: pulumi.Output[str]
+    password: pulumi.Output[str]  # secret; never registered as an output of this component
+    pull_secret_name: str
+    pull_secret: k8s.core.v1.Secret
+
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlpipeline:registry:Registry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        acr = containerregistry.Registry(
+            f"{name}-acr",
+            registry_name=global_name("mlp", args.azure.unique_suffix),
+            resource_group_name=args.azure.name,
+            location=args.azure.location,
+            sku={"name": "Basic"},
+            admin_user_enabled=True,
+            tags=dict(args.azure.tags),
+            opts=child,
+        )
+        credentials = containerregistry.list_registry_credentials_output(
+            resource_group_name=args.azure.name,
+            registry_name=acr.name,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        self.server = acr.login_server
+        self.username = credentials.username.apply(lambda u: u or "")
+        self.password = pulumi.Output.secret(credentials.passwords.apply(lambda ps: ps[0].value if ps else ""))
+        self.pull_secret_name = PULL_SECRET
+        self.pull_secret = k8s.core.v1.Secret(
+            f"{name}-pull-secret",
+            metadata={
+                "name": PULL_SECRET,
+                "namespace": args.namespace,
+                "labels": dict(args.labels),
+                "annotations": dict(args.annotations),
+            },
+            type="kubernetes.io/dockerconfigjson",
+            string_data={
+                ".dockerconfigjson": pulumi.Output.secret(
+                    pulumi.Output.all(self.server, self.username, self.password).apply(
+                        lambda parts: docker_config_json(*parts)
+                    )
+                )
+            },
+            opts=child,
+        )
+        self.register_outputs({"server": self.server, "pullSecretName": self.pull_secret_name})

@@ -1,0 +1,102 @@
+"""One release = one build: its training Job, scoring Deployment and Service, declared from its record.
+
+A Release never renders anything: it declares exactly the objects of its record (rendered once,
+for a new build, by components/release_spec.py). The same code path serves a new build and every
+kept one, which is what makes old releases byte-for-byte stable across `pulumi up`s.
+
+Ordering: Deployment after the Job completed (pulumi-kubernetes awaits Job completion, with the
+timeout from the record's `pulumi.com/timeoutSeconds`), Service after the Deployment is
+Available. A failed training therefore fails the update at once, instead of a Deployment waiting
+out its rollout timeout on a model that will never come. The waiter init container still holds
+every pod (first rollout, restarts, rescheduling) until the model verifies and passes the gate.
+
+Jobs get `ignore_changes=["spec"]`: a Job's pod template is immutable, a replacement would
+re-run training, and its spec is already pinned by the record; this is the second lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+KINDS = {"job": ("batch/v1", "Job"), "deployment": ("apps/v1", "Deployment"), "service": ("v1", "Service")}
+
+
+class RecordError(ValueError):
+    """A release record that cannot be declared; the message names the build and the field."""
+
+
+@dataclass(frozen=True)
+class ReleaseArgs:
+    record: Mapping[str, Any]  # see components/ledger.py; image refs may be Outputs for a new build
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # namespace, claim, secrets
+
+
+def check_objects(record: Mapping[str, Any]) -> None:
+    build = record.get("build", "?")
+    objects = record.get("objects")
+    if not isinstance(objects, Mapping):
+        raise RecordError(f"release {build}: record has no objects")
+    for key, (api_version, kind) in KINDS.items():
+        obj = objects.get(key)
+        if not isinstance(obj, Mapping) or obj.get("apiVersion") != api_version or obj.get("kind") != kind:
+            raise RecordError(f"release {build}: objects.{key} must be a {api_version} {kind}")
+        if not isinstance(obj.get("metadata"), Mapping) or not obj["metadata"].get("name"):
+            raise RecordError(f"release {build}: objects.{key}.metadata.name is missing")
+        if not isinstance(obj.get("spec"), Mapping):
+            raise RecordError(f"release {build}: objects.{key}.spec is missing")
+
+
+class Release(pulumi.ComponentResource):
+    build: str  # as given to `pulumi up`
+    dns_name: str
+    service_name: str
+    service_port: int
+    target_port: int
+    selector_labels: Mapping[str, str]  # exactly this release's scorer pods
+    address: str  # cluster DNS name of the release's Service
+    job: k8s.batch.v1.Job
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    record: Mapping[str, Any]  # as declared; a new build's image refs are still Outputs
+
+    def __init__(self, name: str, args: ReleaseArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlpipeline:release:Release", name, None, opts)
+        record = args.record
+        check_objects(record)
+        objects = record["objects"]
+        base = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+
+        self.job = k8s.batch.v1.Job(
+            f"{name}-train",
+            metadata=objects["job"]["metadata"],
+            spec=objects["job"]["spec"],
+            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(ignore_changes=["spec"])),
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-score",
+            metadata=objects["deployment"]["metadata"],
+            spec=objects["deployment"]["spec"],
+            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[self.job])),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=objects["service"]["metadata"],
+            spec=objects["service"]["spec"],
+            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[self.deployment])),
+        )
+
+        service = record["service"]
+        self.build = record["build"]
+        self.dns_name = record["name"]
+        self.service_name = service["name"]
+        self.service_port = int(service["port"])
+        self.target_port = int(service["targetPort"])
+        self.selector_labels = dict(service["selector"])
+        self.address = service["address"]
+        self.record = record
+        self.register_outputs({"build": self.build, "address": self.address})

@@ -1,0 +1,104 @@
+"""Where the trainer reads the ETL's CSVs (DESIGN.md Contracts 2 and 3), as container env + volumes.
+
+    blob    BLOB_STORAGE_ACCOUNT / _CONTAINER / _CSV_FOLDER [/ _ENDPOINT]; BLOB_STORAGE_KEY comes from
+            a Kubernetes Secret through secretKeyRef, never as a literal: the model store's Secret
+            for the stack's own account (azure), or a Secret made here from the secret config
+            `blobKey` for another account (Azurite on a local cluster).
+    volume  DATA_DIR under a read-only mount of the claim `dataClaim`.
+
+The env and volumes are rendered into each release's Job, so a release keeps the folder it was
+trained on even when `csvFolder` moves on to the next day's drop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+from components.model_store import ACCOUNT_KEY_KEY, ModelStore
+from components.settings import DataSource, Settings
+
+DATA_MOUNT = "/mnt/data"
+BLOB_SECRET = "blob-credentials"
+BLOB_SECRET_KEY = "accountKey"
+
+
+@dataclass(frozen=True)
+class TrainingDataArgs:
+    source: DataSource
+    namespace: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    store: ModelStore | None = None  # the stack's own account (azure blob without blobAccount)
+    blob_key: pulumi.Output[str] | None = None  # secret, for source.account
+
+    @classmethod
+    def of(cls, settings: Settings, store: ModelStore) -> TrainingDataArgs:
+        return cls(
+            source=settings.data,
+            namespace=settings.namespace,
+            labels=labels.for_stack("training-data", "data", settings.stack, settings.build),
+            annotations=labels.provenance(settings.build, settings.git_sha),
+            store=store,
+            blob_key=settings.blob_key,
+        )
+
+
+class TrainingData(pulumi.ComponentResource):
+    env: list[dict[str, Any]]  # env entries for the trainer container
+    volumes: list[dict[str, Any]]  # pod volumes
+    mounts: list[dict[str, Any]]  # trainer volume mounts
+    secret: k8s.core.v1.Secret | None  # the blob key Secret this component made, if any
+    location: pulumi.Output[str]  # human-readable source, for the stack outputs
+
+    def __init__(self, name: str, args: TrainingDataArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlpipeline:training_data:TrainingData", name, None, opts)
+        self.secret = None
+        self.volumes, self.mounts = [], []
+        source = args.source
+        if source.kind == "volume":
+            data_dir = f"{DATA_MOUNT}/{source.csv_folder}" if source.csv_folder else DATA_MOUNT
+            self.env = [{"name": "DATA_DIR", "value": data_dir}]
+            self.volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}}]
+            self.mounts = [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]
+            self.location = pulumi.Output.from_input(f"pvc://{source.claim}/{source.csv_folder}")
+        else:
+            account, container, key_ref = self._blob(name, args)
+            self.env = [
+                {"name": "BLOB_STORAGE_ACCOUNT", "value": account},
+                {"name": "BLOB_STORAGE_KEY", "valueFrom": {"secretKeyRef": key_ref}},
+                {"name": "BLOB_STORAGE_CONTAINER", "value": container},
+                {"name": "BLOB_STORAGE_CSV_FOLDER", "value": source.csv_folder},
+            ]
+            if source.endpoint:
+                self.env.append({"name": "BLOB_STORAGE_ENDPOINT", "value": source.endpoint})
+            self.location = pulumi.Output.concat("blob://", account, "/", container, "/", source.csv_folder)
+        self.register_outputs({"location": self.location})
+
+    def _blob(self, name: str, args: TrainingDataArgs) -> tuple[pulumi.Input[str], pulumi.Input[str], dict]:
+        source, store = args.source, args.store
+        if source.account is None:  # the stack's own storage account
+            if store is None or store.account_name is None or store.credentials_secret_name is None:
+                raise ValueError("dataSource blob without blobAccount needs the azure model store's account")
+            container = source.container or store.csv_container
+            return store.account_name, container, {"name": store.credentials_secret_name, "key": ACCOUNT_KEY_KEY}
+        if args.blob_key is None:
+            raise ValueError(f"blobAccount {source.account} needs the secret config blobKey")
+        self.secret = k8s.core.v1.Secret(
+            f"{name}-blob-key",
+            metadata={
+                "name": BLOB_SECRET,
+                "namespace": args.namespace,
+                "labels": dict(args.labels),
+                "annotations": dict(args.annotations),
+            },
+            type="Opaque",
+            string_data={BLOB_SECRET_KEY: pulumi.Output.secret(args.blob_key)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return source.account, source.container, {"name": BLOB_SECRET, "key": BLOB_SECRET_KEY}

@@ -1,0 +1,1 @@
+"""Running the program and its releases on this machine: rendering under mocks, playing as processes."""

@@ -1,0 +1,383 @@
+"""Evaluate the Pulumi program under mocks: every resource it declares, with its inputs, and its outputs.
+
+The one place that runs `__main__.py` without a Pulumi engine. Used by the tests, the benchmark
+and `make demo` (which plays the rendered Job and Deployment as local processes):
+
+    rendering = render("local", {"build": "153"})
+    rendering = render("local", {"build": "154"}, previous_releases=rendering.outputs["releases"])
+    rendering.k8s("Job")          # [{"apiVersion": "batch/v1", "kind": "Job", "metadata": ..., "spec": ...}]
+
+What the mocks answer in place of the engine and providers:
+  - the stack's StackReference to itself -> {"releases": previous_releases} (absent if None);
+    a reference to another stack -> `other_stacks[name]`, else an error (as Pulumi fails);
+  - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not;
+  - Azure resources -> their names, the registry's login server; the list-keys/credentials
+    invokes -> the fake secrets in MOCK_SECRETS, so tests can check that they never leak.
+
+Each call runs in a fresh contextvars.Context with its own event loop, so Pulumi's global
+state (settings, root stack, config) does not leak from one evaluation into the next and many
+evaluations can run in one process. Config comes from Pulumi.<stack>.yaml (as the CLI reads it;
+Pulumi.yaml's defaults are not applied - the program's defaults are in code) overlaid by `config`.
+
+`python -m local.render STACK [KEY=VALUE ...] [--previous FILE]` prints the rendering as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import hashlib
+import json
+import runpy
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings as runtime_settings
+from pulumi.runtime.stack import run_pulumi_func
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "__main__.py"
+PROJECT = "mlpipeline"
+ORGANIZATION = "organization"  # what get_organization() answers on a self-managed backend
+SECRET_KEYS = ("blobKey",)
+MASK = "[secret]"
+
+MOCK_SECRETS = {
+    "storage_key": "mock-storage-account-key-8f2b1c",
+    "registry_password": "mock-registry-password-41d9e7",
+    "subscription": "00000000-mock-subscription-0000",
+}
+
+
+class RenderError(RuntimeError):
+    """The program failed under mocks; the message is the program's error."""
+
+
+@dataclass
+class RenderedResource:
+    type: str  # e.g. kubernetes:batch/v1:Job, mlpipeline:release:Release
+    name: str  # Pulumi resource name
+    urn: str
+    parent: str | None  # parent URN
+    custom: bool
+    inputs: dict[str, Any]  # secrets in clear: what a provider would receive
+    public_inputs: dict[str, Any]  # the same with every secret value replaced by MASK
+    options: dict[str, Any]  # resource options the engine acts on during an update
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:")
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+
+@dataclass
+class Rendering:
+    stack: str
+    config: dict[str, str]
+    resources: list[RenderedResource]
+    outputs: dict[str, Any]  # stack outputs, secrets in clear
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[RenderedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, RenderedResource]:
+        return {r.urn: r for r in self.resources}
+
+    def named(self, name: str) -> RenderedResource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def descendants(self, urn: str) -> list[RenderedResource]:
+        """Every resource below `urn` in the parent tree."""
+        children: dict[str | None, list[RenderedResource]] = {}
+        for r in self.resources:
+            children.setdefault(r.parent, []).append(r)
+        found, todo = [], [urn]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child.urn)
+        return found
+
+    def k8s(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Kubernetes objects as manifests (secrets in clear), optionally of one kind."""
+        return [r.inputs for r in self.resources if r.is_kubernetes and (kind is None or r.kind == kind)]
+
+    def public_outputs(self) -> dict[str, Any]:
+        return {k: (MASK if k in self.secret_outputs else v) for k, v in self.outputs.items()}
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def _reveal(value: Any) -> Any:
+    if _is_secret(value):
+        return _reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def _mask(value: Any) -> Any:
+    if _is_secret(value):
+        return MASK
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, stack: str, previous: Mapping[str, Any] | None, other_stacks: Mapping[str, Any]):
+        self.self_reference = f"{ORGANIZATION}/{PROJECT}/{stack}"
+        self.previous = previous
+        self.other_stacks = other_stacks
+        self.seen = threading.local()  # the inputs of the registration this thread is handling
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
+        self.seen.inputs = args.inputs
+        inputs = dict(args.inputs)
+        typ, name = args.typ, args.name
+        if typ == "pulumi:pulumi:StackReference":
+            if name == self.self_reference:
+                outputs = {} if self.previous is None else {"releases": self.previous}
+            elif name in self.other_stacks:
+                outputs = dict(self.other_stacks[name])
+            else:
+                raise RenderError(f"stack {name} does not exist (give it in other_stacks)")
+            return name, {**inputs, "outputs": outputs, "secretOutputNames": []}
+        if typ == "docker:index/image:Image":
+            image_name = inputs.get("imageName", "")
+            pushed = not inputs.get("skipPush", False)
+            repo = image_name.rsplit(":", 1)[0]
+            digest = f"{repo}@sha256:{_digest(image_name)}" if pushed else ""
+            return f"{image_name}-id", {**inputs, "repoDigest": digest, "baseImageName": image_name}
+        if typ.startswith("azure-native:"):
+            return self._azure(typ, name, inputs)
+        return f"{name}-id", inputs
+
+    def _azure(self, typ: str, name: str, inputs: dict) -> tuple[str, dict]:
+        explicit = {
+            "azure-native:resources:ResourceGroup": "resourceGroupName",
+            "azure-native:storage:StorageAccount": "accountName",
+            "azure-native:storage:FileShare": "shareName",
+            "azure-native:storage:BlobContainer": "containerName",
+            "azure-native:containerregistry:Registry": "registryName",
+        }
+        resource_name = inputs.get(explicit.get(typ, ""), name)
+        state = {**inputs, "name": resource_name}
+        if typ == "azure-native:containerregistry:Registry":
+            state["loginServer"] = f"{resource_name}.azurecr.io"
+        return f"/subscriptions/{MOCK_SECRETS['subscription']}/{typ}/{resource_name}", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        if args.token == "azure-native:storage:listStorageAccountKeys":
+            return {"keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]}
+        if args.token == "azure-native:containerregistry:listRegistryCredentials":
+            return {
+                "username": args.args.get("registryName", "registry"),
+                "passwords": [{"name": "password", "value": MOCK_SECRETS["registry_password"]}],
+            }
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "subscriptionId": MOCK_SECRETS["subscription"],
+                "tenantId": "00000000-mock-tenant",
+                "clientId": "00000000-mock-client",
+                "objectId": "00000000-mock-object",
+            }
+        return {}
+
+
+class _Monitor(pulumi_mocks.MockMonitor):
+    """The stock mock monitor, also keeping what it loses: parents, options, secret markers."""
+
+    def __init__(self, mocks: _Mocks):
+        super().__init__(mocks)
+        self._mocks = mocks
+        self.registered: list[RenderedResource] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._record(request, response.urn, custom=bool(request.custom), registered=True)
+        return response
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self._record(request, response.urn, custom=True, registered=False)
+        return response
+
+    def _record(self, request, urn: str, custom: bool, registered: bool) -> None:
+        raw = self._mocks.seen.inputs  # deserialized once, by the stock monitor, secrets still marked
+        options = {}
+        if registered:
+            options = {
+                "ignoreChanges": sorted(request.ignoreChanges),
+                "replaceOnChanges": sorted(request.replaceOnChanges),
+                "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                "protect": bool(request.protect),
+                "retainOnDelete": bool(request.retainOnDelete),
+                "customTimeouts": {
+                    "create": request.customTimeouts.create,
+                    "update": request.customTimeouts.update,
+                    "delete": request.customTimeouts.delete,
+                },
+                "dependencies": sorted(request.dependencies),
+            }
+        self.registered.append(RenderedResource(
+            type=request.type,
+            name=request.name,
+            urn=urn,
+            parent=request.parent or None,
+            custom=custom,
+            inputs=_reveal(raw),
+            public_inputs=_mask(raw),
+            options=options,
+        ))
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The plain values of Pulumi.<stack>.yaml, keys without the project prefix."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return {}
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    values = {}
+    for key, value in (document.get("config") or {}).items():
+        namespace, _, name = key.rpartition(":")
+        if namespace not in ("", PROJECT):
+            continue
+        if isinstance(value, Mapping) and "secure" in value:
+            continue  # encrypted with the stack's key: only the CLI can read it
+        values[name] = value
+    return values
+
+
+def _config_strings(values: Mapping[str, Any]) -> dict[str, str]:
+    # Pulumi hands every config value to the program as a string; maps and lists as JSON.
+    out = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        out[key if ":" in key else f"{PROJECT}:{key}"] = text
+    return out
+
+
+def render(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    previous_releases: Mapping[str, Any] | None = None,
+    other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
+    use_stack_file: bool = True,
+    preview: bool = False,
+) -> Rendering:
+    """Run the program for `stack` under mocks and return what it declared and exported."""
+    values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
+    strings = _config_strings(values)
+    context = contextvars.Context()  # fresh Pulumi globals for this evaluation
+    return context.run(_render, stack, strings, previous_releases, dict(other_stacks or {}), preview)
+
+
+def _render(stack, strings, previous, other_stacks, preview) -> Rendering:
+    mocks = _Mocks(stack, previous, other_stacks)
+    monitor = _Monitor(mocks)
+    policy = asyncio.get_event_loop_policy()
+    try:
+        outer_loop = policy.get_event_loop()
+    except RuntimeError:
+        outer_loop = None
+    loop = asyncio.new_event_loop()
+    policy.set_event_loop(loop)  # Pulumi's runtime schedules its work on the thread's current loop
+    try:
+        runtime_settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
+                                 organization=ORGANIZATION)
+        pulumi.runtime.set_all_config(strings, [k for k in strings if k.split(":", 1)[1] in SECRET_KEYS])
+        outputs, secret = loop.run_until_complete(_evaluate())
+    finally:
+        policy.set_event_loop(outer_loop)  # leave the caller's loop (e.g. other Pulumi tests') in place
+        loop.close()
+    return Rendering(stack=stack, config=strings, resources=monitor.registered, outputs=outputs,
+                     secret_outputs=secret)
+
+
+async def _evaluate() -> tuple[dict[str, Any], set[str]]:
+    failure: list[BaseException] = []
+
+    def program() -> None:
+        try:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+        except BaseException as exc:  # noqa: BLE001 - reported after the runtime settles
+            failure.append(exc)
+            raise
+
+    try:
+        await run_pulumi_func(program)
+    except BaseException as exc:  # noqa: BLE001
+        raise (failure[0] if failure else RenderError(str(exc))) from None
+    stack = runtime_settings.get_root_resource()
+    outputs, secret = {}, set()
+    for key, value in stack.outputs.items():
+        # An Output's value is plain data already; deep-unwrapping it again costs O(size) Outputs.
+        output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
+        outputs[key] = await output.future(with_unknowns=True)
+        if await output.is_secret():
+            secret.add(key)
+    return outputs, secret
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("stack")
+    parser.add_argument("config", nargs="*", help="KEY=VALUE (VALUE may be JSON)")
+    parser.add_argument("--previous", type=Path, help="JSON file with the previous `releases` output")
+    args = parser.parse_args(argv)
+    config = {}
+    for item in args.config:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"{item!r} is not KEY=VALUE")
+        config[key] = value
+    previous = json.loads(args.previous.read_text()) if args.previous else None
+    rendering = render(args.stack, config, previous_releases=previous)
+    json.dump({
+        "outputs": rendering.public_outputs(),
+        "resources": [
+            {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.public_inputs}
+            for r in rendering.resources
+        ],
+    }, sys.stdout, indent=2, default=str)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

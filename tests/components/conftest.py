@@ -1,0 +1,53 @@
+"""Renderings of the program under mocks, shared by the component tests (each one ~0.3-1 s)."""
+
+import json
+
+import pytest
+
+from local.render import render
+
+GIT_SHA = "0123456789abcdef0123456789abcdef01234567"
+AZURITE_KEY = "azurite-account-key-for-tests-3c9f"  # a secret config value: must never leak
+
+
+def descendants_of_release(rendering, build_dns):
+    release = next(r for r in rendering.resources if r.type == "mlpipeline:release:Release" and r.name.endswith(f"-release-{build_dns}"))
+    return rendering.descendants(release.urn)
+
+
+def public_text(rendering, exclude_types=()):
+    """Everything a person or a log could see: non-secret inputs and outputs, as one JSON text."""
+    parts = [r.public_inputs for r in rendering.resources if r.type not in exclude_types]
+    parts.append(rendering.public_outputs())
+    return json.dumps(parts, default=str)
+
+
+@pytest.fixture(scope="session")
+def local_first():
+    return render("local", {"build": "153", "gitSha": GIT_SHA})
+
+
+@pytest.fixture(scope="session")
+def local_second(local_first):
+    return render("local", {"build": "154", "gitSha": GIT_SHA}, previous_releases=local_first.outputs["releases"])
+
+
+@pytest.fixture(scope="session")
+def dev():
+    return render("dev", {"build": "20180523.5", "gitSha": GIT_SHA})
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """A local stack reading its CSVs from Azurite: blob data source with a secret account key."""
+    return render("local", {
+        "build": "7",
+        "gitSha": GIT_SHA,
+        "dataSource": "blob",
+        "dataClaim": "",
+        "blobAccount": "devstoreaccount1",
+        "blobKey": AZURITE_KEY,
+        "blobEndpoint": "http://azurite.default.svc:10000/devstoreaccount1",
+        "dataContainer": "etl",
+        "csvFolder": "2018/05/08",
+    })

@@ -1,0 +1,106 @@
+"""Stack settings: defaults, DNS-safe builds, and a clear error naming the key for every bad value."""
+
+import json
+
+import pytest
+import yaml
+
+from components.settings import KEYS, PROJECT_ROOT, Settings, SettingsError, dns_name
+
+
+def parse(**raw):
+    return Settings.parse(raw, project="mlpipeline", stack="test", git_sha_fallback=lambda: "fallback-sha")
+
+
+def test_defaults_make_a_local_stack_training_from_a_claim():
+    s = parse(build="153")
+    assert (s.cloud, s.namespace, s.keep_releases, s.replicas) == ("local", "mlpipeline", 3, 1)
+    assert (s.data.kind, s.data.claim, s.data.csv_folder) == ("volume", "csv-data", "")
+    assert s.resources["trainer"]["limits"]["memory"] == "4Gi"
+    assert s.azure_resource_group == "mlpipeline-test"
+    assert s.git_sha == "fallback-sha"
+
+
+def test_azure_defaults_to_the_stacks_own_blob_container():
+    s = parse(build="153", cloud="azure", csvFolder="/2018/05/08/")
+    assert (s.data.kind, s.data.csv_folder, s.data.account, s.data.container) == ("blob", "2018/05/08", None, None)
+    assert s.data.uses_store_account
+
+
+@pytest.mark.parametrize("build, dns", [("153", "153"), ("20180523.5", "20180523-5"), ("Nightly_7.2", "nightly-7-2")])
+def test_dotted_builds_get_a_dns_safe_name_and_keep_the_original(build, dns):
+    s = parse(build=build)
+    assert (s.build, s.dns_build) == (build, dns) and dns_name(build) == dns
+
+
+def test_git_sha_comes_from_config_then_env(monkeypatch):
+    monkeypatch.setenv("GIT_SHA", "fromenv")
+    assert parse(build="1").git_sha == "fromenv"
+    assert parse(build="1", gitSha="fromconfig").git_sha == "fromconfig"
+
+
+def test_maps_merge_over_defaults_and_become_env_text():
+    s = parse(build="1", trainerEnv='{"TUNE_BUDGET_SECONDS": 60, "TRAIN_FAMILIES": "als", "VERBOSE": true}',
+              resources='{"trainer": {"limits": {"memory": "8Gi"}}}')
+    assert s.trainer_env == {"TRAIN_FAMILIES": "als", "TUNE_BUDGET_SECONDS": "60", "VERBOSE": "true"}
+    assert s.resources["trainer"]["limits"] == {"cpu": "2", "memory": "8Gi"}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({}, "mlpipeline:build is required"),
+    ({"build": "15 3"}, "mlpipeline:build must be 1-40 letters"),
+    ({"build": "-153"}, "mlpipeline:build must be"),
+    ({"build": "1" * 41}, "mlpipeline:build must be"),
+    ({"build": "1", "cloud": "gcp"}, "mlpipeline:cloud must be one of azure, local, got 'gcp'"),
+    ({"build": "1", "keepReleases": "zero"}, "mlpipeline:keepReleases must be a whole number from 1 to 100"),
+    ({"build": "1", "keepReleases": "0"}, "mlpipeline:keepReleases must be a whole number from 1 to 100, got 0"),
+    ({"build": "1", "namespace": "My_NS"}, "mlpipeline:namespace must be a DNS label"),
+    ({"build": "1", "gateMinLift": "-1"}, "mlpipeline:gateMinLift must be a number >= 0.0"),
+    ({"build": "1", "gateMinNdcg": "nan"}, "mlpipeline:gateMinNdcg must be a number >= 0.0"),
+    ({"build": "1", "trainerEnv": "factors=64"}, "mlpipeline:trainerEnv must be a map"),
+    ({"build": "1", "trainerEnv": '{"MODELFOLDER": "/x"}'}, "mlpipeline:trainerEnv must be free of the names"),
+    ({"build": "1", "trainerEnv": '{"bad-name": "1"}'}, "environment variable names"),
+    ({"build": "1", "trainerEnv": '{"A": {"b": 1}}'}, "a map of plain values"),
+    ({"build": "1", "resources": '{"gpu": {}}'}, "mlpipeline:resources must be a map keyed by container"),
+    ({"build": "1", "resources": '{"scorer": {"limits": {"memory": "lots"}}}'}, "a Kubernetes quantity"),
+    ({"build": "1", "dataSource": "ftp"}, "mlpipeline:dataSource must be one of blob, volume"),
+    ({"build": "1", "dataSource": "blob"}, "mlpipeline:csvFolder is required with dataSource blob"),
+    ({"build": "1", "dataSource": "blob", "csvFolder": "a/../b"}, "mlpipeline:csvFolder must be a relative folder"),
+    ({"build": "1", "dataSource": "blob", "csvFolder": "x"}, "mlpipeline:blobAccount is required"),
+    ({"build": "1", "cloud": "azure", "csvFolder": "x", "blobAccount": "other"}, "mlpipeline:blobKey is required"),
+    ({"build": "1", "blobAccount": "other"}, "only apply to dataSource blob"),
+    ({"build": "1", "cloud": "azure", "csvFolder": "x", "dataClaim": "c"}, "dataClaim only applies to dataSource volume"),
+    ({"build": "1", "localAccessMode": "ReadOnlyMany"}, "mlpipeline:localAccessMode must be one of ReadWriteOnce"),
+    ({"build": "1", "gitSha": "not a sha"}, "mlpipeline:gitSha must be a revision id"),
+])
+def test_bad_config_names_the_key_and_what_is_allowed(raw, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        parse(**raw)
+
+
+def test_pulumi_yaml_declares_every_key_with_the_programs_defaults():
+    project = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "mlpipeline"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declared = project["config"]
+    assert set(declared) == {key.name for key in KEYS if not key.secret}
+    for key in KEYS:
+        if key.secret:
+            continue
+        entry = declared[key.name]
+        assert entry["description"] == key.description, key.name
+        assert entry.get("type") == key.type, key.name
+        # The CLI treats a declared key without default as required: only `build` is.
+        assert entry.get("default") == key.default, key.name
+    assert "default" not in declared["build"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_stack_files_set_only_known_keys_and_parse(stack):
+    config = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    names = {key.split(":", 1)[1] for key in config}
+    assert names <= {key.name for key in KEYS}
+    # As the CLI hands them over: maps as JSON, everything else as text.
+    raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, dict) else str(v) for key, v in config.items()}
+    settings = parse(build="1", **raw)
+    assert settings.cloud == ("local" if stack == "local" else "azure")

@@ -1,0 +1,186 @@
+"""The whole program under mocks: the release diagram, and the invariant that `pulumi up` with a new
+build changes no input of any object of an earlier release (DESIGN.md Contract 6)."""
+
+import json
+
+import kubernetes_validate
+import pytest
+
+from components import release_spec
+from components.ledger import normalize
+from components.settings import SettingsError
+from local.render import MOCK_SECRETS, render
+
+from tests.components.conftest import AZURITE_KEY, GIT_SHA, descendants_of_release, public_text
+
+K8S_VERSION = "1.30"
+
+
+def state_of(rendering, build_dns):
+    """URN -> (inputs, update-relevant options) of every object that belongs to one release."""
+    objects = descendants_of_release(rendering, build_dns)
+    assert objects, f"release {build_dns} is not declared"
+    return {
+        r.urn: (normalize(r.inputs), {k: v for k, v in r.options.items() if k != "dependencies"})
+        for r in objects
+    }
+
+
+def up(stack, build, previous=None, **config):
+    return render(stack, {"build": build, "gitSha": GIT_SHA, "keepReleases": 3, **config},
+                  previous_releases=None if previous is None else previous.outputs["releases"])
+
+
+@pytest.fixture(scope="module")
+def history():
+    """Four `pulumi up`s of one stack, keepReleases 3, each fed the previous run's `releases`."""
+    first = up("local", "153")
+    second = up("local", "154", first)
+    third = up("local", "155", second)
+    fourth = up("local", "156", third)
+    return first, second, third, fourth
+
+
+def kinds(rendering):
+    return sorted(r.kind for r in rendering.resources if r.type.startswith("kubernetes:"))
+
+
+def test_first_run_declares_one_release(history):
+    first = history[0]
+    assert kinds(first) == ["Deployment", "Job", "Namespace", "PersistentVolumeClaim", "Service"]
+    assert [o["metadata"]["name"] for o in first.k8s("Job")] == ["train-153"]
+    assert [o["metadata"]["name"] for o in first.k8s("Deployment")] == ["score-153"]
+    assert first.outputs["addresses"] == {"153": "score-153.mlpipeline-local.svc.cluster.local"}
+    assert len(first.of_type("docker:index/image:Image")) == 3
+
+
+def test_second_run_keeps_the_first_release_with_identical_inputs(history):
+    first, second = history[:2]
+    assert sorted(o["metadata"]["name"] for o in second.k8s("Job")) == ["train-153", "train-154"]
+    assert state_of(second, "153") == state_of(first, "153")
+    # Only the new build gets images; the old release reuses the references of its record.
+    assert {r.name for r in second.of_type("docker:index/image:Image")} == {
+        f"ledger-images-154-{app}" for app in ("trainer", "waiter", "scorer")}
+
+
+def test_every_later_run_leaves_every_earlier_release_identical(history):
+    _, second, third, fourth = history
+    assert state_of(third, "154") == state_of(second, "154")
+    assert state_of(fourth, "154") == state_of(second, "154")
+    assert state_of(fourth, "155") == state_of(third, "155")
+
+
+def test_retention_retires_exactly_the_oldest(history):
+    third, fourth = history[2], history[3]
+    assert third.outputs["liveBuilds"] == ["153", "154", "155"] and third.outputs["retiredBuilds"] == []
+    assert fourth.outputs["liveBuilds"] == ["154", "155", "156"] and fourth.outputs["retiredBuilds"] == ["153"]
+    assert set(fourth.outputs["releases"]) == {"154", "155", "156"}
+    assert not [r for r in fourth.resources if "153" in r.name]
+
+
+def test_a_change_of_the_template_code_never_reaches_an_old_release(history, monkeypatch):
+    second = history[1]
+    # Simulate a later commit that changes how releases are rendered.
+    monkeypatch.setattr(release_spec, "TRAIN_BACKOFF_LIMIT", 6)
+    monkeypatch.setattr(release_spec, "POLL_INTERVAL_SECONDS", 1)
+    monkeypatch.setattr(release_spec, "CONTAINER_SECURITY", {**release_spec.CONTAINER_SECURITY, "runAsUser": 20002})
+    changed = up("local", "155", second)
+    assert state_of(changed, "153") == state_of(second, "153")
+    assert state_of(changed, "154") == state_of(second, "154")
+    new_job = next(o for o in changed.k8s("Job") if o["metadata"]["name"] == "train-155")
+    assert new_job["spec"]["backoffLimit"] == 6  # the change does reach the new build
+
+
+def test_a_change_of_config_never_reaches_an_old_release(history):
+    second = history[1]
+    changed = up("local", "155", second, replicas=3, trainerEnv={"TRAIN_FAMILIES": "als"}, csvFolder="2018/05/09",
+                 trainTimeoutMinutes=5, resources={"scorer": {"limits": {"memory": "3Gi"}}}, gitSha="feedface")
+    assert state_of(changed, "153") == state_of(second, "153")
+    assert state_of(changed, "154") == state_of(second, "154")
+    new = next(o for o in changed.k8s("Deployment") if o["metadata"]["name"] == "score-155")
+    assert new["spec"]["replicas"] == 3
+
+
+def test_deploying_a_build_again_rebuilds_nothing_and_changes_nothing(history):
+    second = history[1]
+    again = up("local", "154", second)
+    assert again.of_type("docker:index/image:Image") == []
+    assert state_of(again, "154") == state_of(second, "154")
+    assert state_of(again, "153") == state_of(second, "153")
+    assert normalize(again.outputs["releases"]) == normalize(second.outputs["releases"])
+
+
+def test_old_release_urns_do_not_move(history):
+    first, second = history[:2]
+    assert set(state_of(first, "153")) == set(state_of(second, "153"))
+
+
+def test_jobs_are_locked_against_replacement(history):
+    for resource in history[1].resources:
+        if resource.kind == "Job":
+            assert resource.options["ignoreChanges"] == ["spec"]
+
+
+@pytest.mark.parametrize("stack, config", [
+    ("local", {}),
+    ("dev", {}),
+    ("prod", {}),
+    ("local", {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": AZURITE_KEY,
+               "dataContainer": "etl", "csvFolder": "2018/05/08"}),
+])
+def test_every_kubernetes_object_validates_against_the_1_30_schemas(stack, config):
+    rendering = up(stack, "20180523.5", **config)
+    objects = rendering.k8s()
+    assert {o["kind"] for o in objects} >= {"Namespace", "PersistentVolumeClaim", "Job", "Deployment", "Service"}
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_every_kubernetes_object_carries_labels_and_provenance():
+    rendering = up("dev", "20180523.5")
+    for obj in rendering.k8s():
+        meta = obj["metadata"]
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/version"] == "20180523.5", meta["name"]
+        assert labels["app.kubernetes.io/part-of"] == "mlpipeline"
+        assert labels["app.kubernetes.io/managed-by"] == "pulumi"
+        assert {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} <= set(labels)
+        assert meta["annotations"]["mlpipeline/build"] == "20180523.5"
+        assert meta["annotations"]["mlpipeline/git-sha"] == GIT_SHA
+
+
+@pytest.mark.parametrize("stack, config", [
+    ("dev", {}),
+    ("local", {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": AZURITE_KEY,
+               "dataContainer": "etl", "csvFolder": "2018/05/08"}),
+])
+def test_no_secret_appears_outside_a_secret(stack, config):
+    rendering = up(stack, "7", **config)
+    text = public_text(rendering)
+    for secret in (MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"], AZURITE_KEY):
+        assert secret not in text
+    # ...while the Secrets do hold them (so the check above is not vacuous).
+    revealed = json.dumps([r.inputs for r in rendering.resources])
+    expected = [MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"]] if stack == "dev" else [AZURITE_KEY]
+    for secret in expected:
+        assert secret in revealed
+    assert not rendering.secret_outputs  # no output had to be wrapped: none carries a secret
+
+
+def test_unknown_config_key_fails_the_run_naming_it():
+    with pytest.raises(SettingsError, match="unknown config key.*mlpipeline:keepRelease;"):
+        render("local", {"build": "1", "keepRelease": "2"})
+
+
+def test_missing_build_fails_the_run():
+    with pytest.raises(SettingsError, match="mlpipeline:build is required"):
+        render("local", {})
+
+
+def test_program_outputs_name_the_store_and_registry():
+    dev = up("dev", "1")
+    assert dev.outputs["modelStore"]["claim"] == "models"
+    assert dev.outputs["modelStore"]["share"] == "models"
+    assert dev.outputs["registry"].endswith(".azurecr.io")
+    local = up("local", "1")
+    assert local.outputs["registry"] is None and local.outputs["modelStore"]["account"] is None
