@@ -324,7 +324,8 @@ class _Reader:
             if not ENV_NAME.match(name):
                 raise self.fail("trainerEnv", "a map whose keys are environment variable names", name)
             if name in RESERVED_ENV:
-                raise self.fail("trainerEnv", f"free of the names the release sets itself ({', '.join(sorted(RESERVED_ENV))})", name)
+                reserved = ", ".join(sorted(RESERVED_ENV))
+                raise self.fail("trainerEnv", f"free of the names the release sets itself ({reserved})", name)
             if isinstance(value, bool):
                 value = "true" if value else "false"
             if not isinstance(value, (str, int, float)):
@@ -341,12 +342,15 @@ class _Reader:
                 raise self.fail("resources", f"{{{container}: {{requests: ..., limits: ...}}}}", kinds)
             for kind, quantities in kinds.items():
                 if not isinstance(quantities, Mapping):
-                    raise self.fail("resources", f"a map of {', '.join(RESOURCE_NAMES)} under {container}.{kind}", quantities)
+                    allowed = f"a map of {', '.join(RESOURCE_NAMES)} under {container}.{kind}"
+                    raise self.fail("resources", allowed, quantities)
                 for name, quantity in quantities.items():
                     if name not in RESOURCE_NAMES:
-                        raise self.fail("resources", f"one of {', '.join(RESOURCE_NAMES)} under {container}.{kind}", name)
+                        allowed = f"one of {', '.join(RESOURCE_NAMES)} under {container}.{kind}"
+                        raise self.fail("resources", allowed, name)
                     if not QUANTITY.match(str(quantity)):
-                        raise self.fail("resources", f"a Kubernetes quantity (e.g. 500m, 2, 512Mi) for {container}.{kind}.{name}", quantity)
+                        allowed = f"a Kubernetes quantity (e.g. 500m, 2, 512Mi) for {container}.{kind}.{name}"
+                        raise self.fail("resources", allowed, quantity)
                     merged[container][kind][name] = str(quantity)
         return merged
 
@@ -365,13 +369,17 @@ class _Reader:
             claim = self.optional("dataClaim", DNS_SUBDOMAIN, "a PersistentVolumeClaim name") or "csv-data"
             return DataSource(kind="volume", csv_folder=folder, claim=claim)
         if self.is_set("dataClaim"):
-            raise SettingsError(f"config {NAMESPACE}:dataClaim only applies to dataSource volume, but dataSource is blob")
+            raise SettingsError(
+                f"config {NAMESPACE}:dataClaim only applies to dataSource volume, but dataSource is blob"
+            )
         if not folder:
             raise SettingsError(
                 f"config {NAMESPACE}:csvFolder is required with dataSource blob: the ETL's folder, e.g. 2018/05/08"
             )
-        account = self.optional("blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters/digits)")
-        container = self.optional("dataContainer", CONTAINER_NAME, "a blob container name (3-63 lowercase letters, digits, '-')")
+        account = self.optional("blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters, digits)")
+        container = self.optional(
+            "dataContainer", CONTAINER_NAME, "a blob container name (3-63 lowercase letters, digits, '-')"
+        )
         endpoint = self.text("blobEndpoint") or None
         if endpoint and not re.match(r"^https?://[^\s/]+(/\S*)?$", endpoint):
             raise self.fail("blobEndpoint", "an http(s) URL", endpoint)
@@ -386,7 +394,9 @@ class _Reader:
                 f"`pulumi config set --secret blobKey <account key>`"
             )
         if account is None and has_blob_key:
-            raise SettingsError(f"config {NAMESPACE}:blobKey is only used with blobAccount; the stack's own account needs none")
+            raise SettingsError(
+                f"config {NAMESPACE}:blobKey is only used with blobAccount; the stack's own account needs none"
+            )
         if cloud == "local" and container is None:
             raise SettingsError(f"config {NAMESPACE}:dataContainer is required with dataSource blob on cloud local")
         return DataSource(kind="blob", csv_folder=folder, container=container, account=account, endpoint=endpoint)

@@ -10,7 +10,8 @@ and `make demo` (which plays the rendered Job and Deployment as local processes)
 What the mocks answer in place of the engine and providers:
   - the stack's StackReference to itself -> {"releases": previous_releases} (absent if None);
     a reference to another stack -> `other_stacks[name]`, else an error (as Pulumi fails);
-  - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not;
+  - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not,
+    unknown in a preview (nothing is built then);
   - Azure resources -> their names, the registry's login server; the list-keys/credentials
     invokes -> the fake secrets in MOCK_SECRETS, so tests can check that they never leak.
 
@@ -88,6 +89,7 @@ class Rendering:
     resources: list[RenderedResource]
     outputs: dict[str, Any]  # stack outputs, secrets in clear
     secret_outputs: set[str] = field(default_factory=set)
+    unknown_outputs: set[str] = field(default_factory=set)  # only known after an update (preview)
 
     def of_type(self, type_: str) -> list[RenderedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -150,7 +152,9 @@ def _digest(text: str) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, stack: str, previous: Mapping[str, Any] | None, other_stacks: Mapping[str, Any]):
+    def __init__(self, stack: str, previous: Mapping[str, Any] | None, other_stacks: Mapping[str, Any],
+                 preview: bool = False):
+        self.preview = preview
         self.self_reference = f"{ORGANIZATION}/{PROJECT}/{stack}"
         self.previous = previous
         self.other_stacks = other_stacks
@@ -173,7 +177,10 @@ class _Mocks(pulumi.runtime.Mocks):
             pushed = not inputs.get("skipPush", False)
             repo = image_name.rsplit(":", 1)[0]
             digest = f"{repo}@sha256:{_digest(image_name)}" if pushed else ""
-            return f"{image_name}-id", {**inputs, "repoDigest": digest, "baseImageName": image_name}
+            state = {**inputs, "baseImageName": image_name}
+            if not self.preview:  # a preview builds nothing: the digest stays unknown, as under the CLI
+                state["repoDigest"] = digest
+            return f"{image_name}-id", state
         if typ.startswith("azure-native:"):
             return self._azure(typ, name, inputs)
         return f"{name}-id", inputs
@@ -307,7 +314,7 @@ def render(
 
 
 def _render(stack, strings, previous, other_stacks, preview) -> Rendering:
-    mocks = _Mocks(stack, previous, other_stacks)
+    mocks = _Mocks(stack, previous, other_stacks, preview)
     monitor = _Monitor(mocks)
     policy = asyncio.get_event_loop_policy()
     try:
@@ -321,15 +328,15 @@ def _render(stack, strings, previous, other_stacks, preview) -> Rendering:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization=ORGANIZATION)
         pulumi.runtime.set_all_config(strings, [k for k in strings if k.split(":", 1)[1] in SECRET_KEYS])
-        outputs, secret = loop.run_until_complete(_evaluate())
+        outputs, secret, unknown = loop.run_until_complete(_evaluate())
     finally:
         policy.set_event_loop(outer_loop)  # leave the caller's loop (e.g. other Pulumi tests') in place
         loop.close()
     return Rendering(stack=stack, config=strings, resources=monitor.registered, outputs=outputs,
-                     secret_outputs=secret)
+                     secret_outputs=secret, unknown_outputs=unknown)
 
 
-async def _evaluate() -> tuple[dict[str, Any], set[str]]:
+async def _evaluate() -> tuple[dict[str, Any], set[str], set[str]]:
     failure: list[BaseException] = []
 
     def program() -> None:
@@ -344,14 +351,16 @@ async def _evaluate() -> tuple[dict[str, Any], set[str]]:
     except BaseException as exc:  # noqa: BLE001
         raise (failure[0] if failure else RenderError(str(exc))) from None
     stack = runtime_settings.get_root_resource()
-    outputs, secret = {}, set()
+    outputs, secret, unknown = {}, set(), set()
     for key, value in stack.outputs.items():
         # An Output's value is plain data already; deep-unwrapping it again costs O(size) Outputs.
         output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
         outputs[key] = await output.future(with_unknowns=True)
         if await output.is_secret():
             secret.add(key)
-    return outputs, secret
+        if not await output.is_known():
+            unknown.add(key)
+    return outputs, secret, unknown
 
 
 def main(argv: list[str] | None = None) -> int:

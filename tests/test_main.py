@@ -184,3 +184,13 @@ def test_program_outputs_name_the_store_and_registry():
     assert dev.outputs["registry"].endswith(".azurecr.io")
     local = up("local", "1")
     assert local.outputs["registry"] is None and local.outputs["modelStore"]["account"] is None
+
+
+def test_a_preview_declares_the_new_release_and_leaves_the_old_one_identical(history):
+    first = history[0]
+    preview = render("local", {"build": "154", "gitSha": GIT_SHA, "keepReleases": 3},
+                     previous_releases=first.outputs["releases"], preview=True)
+    assert state_of(preview, "153") == state_of(first, "153")
+    assert sorted(o["metadata"]["name"] for o in preview.k8s("Job")) == ["train-153", "train-154"]
+    # Nothing is built in a preview: the new digests, hence the new ledger, are known only after `up`.
+    assert "releases" in preview.unknown_outputs and preview.outputs["liveBuilds"] == ["153", "154"]

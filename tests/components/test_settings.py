@@ -104,3 +104,9 @@ def test_stack_files_set_only_known_keys_and_parse(stack):
     raw = {key.split(":", 1)[1]: json.dumps(v) if isinstance(v, dict) else str(v) for key, v in config.items()}
     settings = parse(build="1", **raw)
     assert settings.cloud == ("local" if stack == "local" else "azure")
+
+
+def test_readme_documents_every_key():
+    from components.settings import markdown_table
+
+    assert markdown_table() in (PROJECT_ROOT / "components" / "README.md").read_text()

@@ -1,0 +1,46 @@
+"""Images are built from apps/, tagged with the build, and pods pin the digest when the registry gives one."""
+
+import pytest
+
+from components.images import pick_reference
+
+
+def images(rendering):
+    return {r.name.rsplit("-", 1)[1]: r.inputs for r in rendering.of_type("docker:index/image:Image")}
+
+
+def test_each_app_is_built_from_its_dockerfile_in_the_apps_context(dev):
+    built = images(dev)
+    assert set(built) == {"trainer", "waiter", "scorer"}
+    for app, image in built.items():
+        assert image["build"] == {"context": "apps", "dockerfile": f"apps/{app}/Dockerfile", "platform": "linux/amd64"}
+        assert image["imageName"] == f"{dev.outputs['registry']}/mlpipeline/{app}:20180523.5"
+        assert image["skipPush"] is False
+
+
+def test_pushed_images_are_referenced_by_digest(dev):
+    record = dev.outputs["releases"]["20180523.5"]
+    for app, ref in record["images"].items():
+        assert ref.startswith(f"{dev.outputs['registry']}/mlpipeline/{app}@sha256:")
+    job = dev.k8s("Job")[0]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == record["images"]["trainer"]
+
+
+def test_local_images_are_not_pushed_and_referenced_by_tag(local_first):
+    for app, image in images(local_first).items():
+        assert image["skipPush"] is True and "registry" not in image
+    assert local_first.outputs["releases"]["153"]["images"]["scorer"] == "mlpipeline/scorer:153"
+
+
+@pytest.mark.parametrize("digest, name, expected", [
+    ("r/x@sha256:ab", "r/x:1", "r/x@sha256:ab"),
+    ("", "x:1", "x:1"),
+    (None, "x:1", "x:1"),
+])
+def test_reference_prefers_the_digest(digest, name, expected):
+    assert pick_reference(digest, name) == expected
+
+
+def test_registry_password_only_travels_as_a_secret(dev):
+    for resource in dev.of_type("docker:index/image:Image"):
+        assert resource.public_inputs["registry"] == "[secret]"  # the whole block travels as a secret

@@ -1,0 +1,110 @@
+"""What a release runs: explicit commands, one model folder and volume for trainer, waiter and scorer,
+probes, restricted pods, per-release names and address."""
+
+import pytest
+
+from components.release_spec import MODEL_MOUNT, PORT
+
+
+def release_objects(rendering, build):
+    def one(kind):
+        [obj] = [o for o in rendering.k8s(kind) if o["metadata"]["labels"]["app.kubernetes.io/version"] == build]
+        return obj
+    return one("Job"), one("Deployment"), one("Service")
+
+
+def env(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def mounts(container):
+    return {m["mountPath"]: m for m in container["volumeMounts"]}
+
+
+@pytest.fixture(scope="module")
+def dotted(dev):
+    return release_objects(dev, "20180523.5")
+
+
+def test_names_are_dns_safe_and_labels_keep_the_build(dotted):
+    job, deployment, service = dotted
+    assert (job["metadata"]["name"], deployment["metadata"]["name"], service["metadata"]["name"]) == (
+        "train-20180523-5", "score-20180523-5", "score-20180523-5")
+    assert job["metadata"]["labels"]["app.kubernetes.io/version"] == "20180523.5"
+
+
+def test_commands_are_explicit(dotted):
+    job, deployment, _ = dotted
+    pod = deployment["spec"]["template"]["spec"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "trainer"]
+    assert [c["command"] for c in pod["initContainers"]] == [["python", "-m", "waiter"]]
+    assert [c["command"] for c in pod["containers"]] == [["python", "-m", "scorer"]]
+
+
+def test_trainer_waiter_and_scorer_agree_on_the_model_folder_and_volume(dotted, dev):
+    job, deployment, _ = dotted
+    trainer = job["spec"]["template"]["spec"]["containers"][0]
+    waiter = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    scorer = deployment["spec"]["template"]["spec"]["containers"][0]
+    folders = {env(c)["MODELFOLDER"] for c in (trainer, waiter, scorer)}
+    assert folders == {f"{MODEL_MOUNT}/20180523.5"}
+    assert {env(c)["BUILD_NUMBER"] for c in (trainer, waiter, scorer)} == {"20180523.5"}
+    [claim] = dev.k8s("PersistentVolumeClaim")
+    for pod in (job["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]):
+        models = next(v for v in pod["volumes"] if v["name"] == "models")
+        assert models["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert mounts(trainer)[MODEL_MOUNT] == {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": False}
+    for reader in (waiter, scorer):
+        assert mounts(reader)[MODEL_MOUNT] == {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}
+
+
+def test_scorer_listens_on_8080_behind_a_per_release_service_on_80(dotted, dev):
+    _, deployment, service = dotted
+    scorer = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert env(scorer)["PORT"] == str(PORT) and scorer["ports"][0]["containerPort"] == PORT
+    assert scorer["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": PORT}
+    assert scorer["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": PORT}
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
+    assert dev.outputs["addresses"] == {"20180523.5": "score-20180523-5.mlpipeline-dev.svc.cluster.local"}
+
+
+def test_waiter_gets_the_gate_and_timeouts_from_config(dotted):
+    _, deployment, _ = dotted
+    waiter = env(deployment["spec"]["template"]["spec"]["initContainers"][0])
+    # Pulumi.dev.yaml: gateMinLift 1.0; defaults: gateMinNdcg 0.0, waitTimeoutSeconds 600.
+    assert (waiter["GATE_MIN_LIFT"], waiter["GATE_MIN_NDCG"], waiter["WAIT_TIMEOUT_SECONDS"]) == ("1.0", "0.0", "600")
+
+
+def test_job_deadlines_and_await_timeouts_follow_config(dotted):
+    job, deployment, _ = dotted
+    # Pulumi.dev.yaml: trainTimeoutMinutes 90; default rolloutTimeoutMinutes 10.
+    assert job["spec"]["activeDeadlineSeconds"] == 90 * 60
+    assert int(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) > 90 * 60
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 2
+    assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == str(10 * 60)
+    assert deployment["spec"]["progressDeadlineSeconds"] == 10 * 60
+
+
+def test_every_pod_is_restricted_and_every_container_bounded(dotted):
+    job, deployment, _ = dotted
+    for pod in (job["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]):
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert sc["runAsUser"] == 10001
+            assert set(container["resources"]) == {"requests", "limits"}
+            assert mounts(container)["/tmp"]["name"] == "tmp"  # writable scratch on a read-only root
+
+
+def test_trainer_gets_hyperparameters_and_data_location_as_env(dev):
+    job, _, _ = release_objects(dev, "20180523.5")
+    trainer = env(job["spec"]["template"]["spec"]["containers"][0])
+    assert trainer["TUNE_BUDGET_SECONDS"] == "1800"  # trainerEnv of Pulumi.dev.yaml
+    assert trainer["BLOB_STORAGE_CSV_FOLDER"] == "2018/05/08"
+    assert trainer["GIT_SHA"] == dev.outputs["releases"]["20180523.5"]["gitSha"]
