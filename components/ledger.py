@@ -19,6 +19,17 @@ template code (components/release_spec.py) or of the config therefore cannot cha
 an existing release, so Pulumi never replaces its Job (a Job's pod template is immutable and a
 replacement would re-train). Jobs additionally carry `ignore_changes=["spec"]` as a second lock.
 A build that is already in the ledger is re-declared from its record, never rebuilt.
+
+Retention never retires a release that the requested `traffic` sends requests to, the `shadow`,
+or the previous champion (the build that held most traffic after the last update, from the stack
+output `traffic`): the warm release a rollback moves back to. Retired records move to the stack
+output `retiredReleases` (the newest HISTORY_SIZE), so `pulumi up --config build=<retired build>`
+re-declares that release verbatim from its record: same digests, same model folder (its Job
+finds the folder complete and is a no-op).
+
+The whole plan (releases, traffic split, router kind) is made by `plan_update` from the settings
+and the previous outputs before `__main__.py` declares any resource, so a bad `traffic` fails the
+update with nothing changed.
 """
 
 from __future__ import annotations
@@ -31,15 +42,20 @@ from typing import Any
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from components import release_spec
+from components import promotion, release_spec
 from components.images import Images, ImagesArgs
 from components.model_store import ModelStore
 from components.registry import Registry
 from components.release import RecordError, Release, ReleaseArgs, check_objects
+from components.router import check_router
 from components.settings import Settings
+from components.traffic import TrafficPlan, plan_traffic
 from components.training_data import TrainingData
 
 OUTPUT = "releases"
+HISTORY_OUTPUT = "retiredReleases"
+TRAFFIC_OUTPUT = "traffic"
+HISTORY_SIZE = 20  # retired records kept for a verbatim re-deploy
 RECORD_FIELDS = ("build", "name", "sequence", "createdAt", "gitSha", "modelFolder", "images", "service", "objects")
 
 
@@ -50,9 +66,65 @@ class LedgerError(ValueError):
 @dataclass(frozen=True)
 class LedgerPlan:
     kept: tuple[dict, ...]  # records of earlier releases that stay, oldest first
-    new_build: bool  # the requested build is not in the ledger: render and declare it
+    new_build: bool  # the requested build is in neither the ledger nor its history: render it
     next_sequence: int  # the new build's sequence number
     retired: tuple[str, ...]  # builds dropped from the ledger, oldest first
+    history: tuple[dict, ...] = ()  # retired records to export, oldest first
+
+    def live_builds(self, build: str) -> list[str]:
+        """Builds live after this update, oldest first (the new build is the newest)."""
+        return [r["build"] for r in self.kept] + ([build] if self.new_build else [])
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The outputs of this stack's last update that the next one builds on."""
+
+    releases: Mapping[str, Any] = field(default_factory=dict)
+    history: Mapping[str, Any] = field(default_factory=dict)
+    traffic: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def champion(self) -> str | None:
+        champion = self.traffic.get("champion") if isinstance(self.traffic, Mapping) else None
+        return str(champion) if champion else None
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    releases: LedgerPlan
+    traffic: TrafficPlan
+    gate_champion: str | None  # the new build is gated against this release's model (champion gate)
+
+
+def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
+    """Everything this update will do, checked before any resource is declared."""
+    protected = _protected(settings, previous)
+    releases = plan_releases(
+        previous.releases, settings.build, settings.dns_build, settings.keep_releases,
+        protected=protected, history=previous.history,
+    )
+    live = releases.live_builds(settings.build)
+    traffic = plan_traffic(settings.traffic, live, settings.shadow)
+    check_router(settings.router, traffic, settings.gateway, settings.hostnames)
+    champion = previous.champion
+    gate = (
+        champion
+        if settings.champion_tolerance is not None and champion in live and champion != settings.build
+        else None
+    )
+    return UpdatePlan(releases=releases, traffic=traffic, gate_champion=gate)
+
+
+def _protected(settings: Settings, previous: Previous) -> frozenset[str]:
+    """Builds retention must keep: requested traffic, the shadow, the previous champion. The values
+    are checked by plan_traffic later; here a build with any positive number counts."""
+    builds = {str(b) for b, w in settings.traffic.items() if isinstance(w, (int, float)) and w > 0}
+    if isinstance(settings.shadow, Mapping) and settings.shadow.get("build"):
+        builds.add(str(settings.shadow["build"]))
+    if previous.champion:
+        builds.add(previous.champion)
+    return frozenset(builds)
 
 
 def normalize(value: Any) -> Any:
@@ -88,10 +160,20 @@ def check_record(build: str, record: Any) -> dict:
     return record
 
 
-def plan_releases(previous: Mapping[str, Any] | None, build: str, dns_build: str, keep: int) -> LedgerPlan:
-    """Which releases stay. The requested build always stays; of the others, the newest keep-1."""
+def plan_releases(
+    previous: Mapping[str, Any] | None,
+    build: str,
+    dns_build: str,
+    keep: int,
+    protected: frozenset[str] | set[str] = frozenset(),
+    history: Mapping[str, Any] | None = None,
+) -> LedgerPlan:
+    """Which releases stay. The requested build always stays; of the others, the newest keep-1
+    and every protected one. A requested build found only in the history comes back verbatim."""
     records = [check_record(str(b), r) for b, r in (previous or {}).items()]
     records.sort(key=lambda r: r["sequence"])
+    live_names = {r["build"] for r in records}
+    retired_records = {str(b): r for b, r in (history or {}).items() if str(b) not in live_names}
     sequences = [r["sequence"] for r in records]
     if len(set(sequences)) != len(sequences):
         raise LedgerError(f"releases {[r['build'] for r in records]} do not have distinct sequence numbers")
@@ -102,15 +184,26 @@ def plan_releases(previous: Mapping[str, Any] | None, build: str, dns_build: str
             f"use another build id (names are lowercase, '.' and '_' become '-')"
         )
     current = next((r for r in records if r["build"] == build), None)
+    if current is None and build in retired_records:
+        current = check_record(build, retired_records.pop(build))
     others = [r for r in records if r is not current]
-    stay = others[max(0, len(others) - (keep - 1)):] if keep > 1 else []
+    newest = others[max(0, len(others) - (keep - 1)):] if keep > 1 else []
+    stay = [r for r in others if r in newest or r["build"] in protected]
     kept = sorted(stay + ([current] if current else []), key=lambda r: r["sequence"])
-    retired = tuple(r["build"] for r in others if r not in stay)
+    retired = [r for r in others if r not in stay]
+    known = sequences + [r.get("sequence", 0) for r in retired_records.values() if isinstance(r, Mapping)]
+    history_records = sorted(
+        [*(normalize(r) for r in retired_records.values() if isinstance(r, Mapping)), *retired],
+        key=lambda r: r.get("sequence", 0),
+    )[-HISTORY_SIZE:]
     return LedgerPlan(
         kept=tuple(kept),
         new_build=current is None,
-        next_sequence=(sequences[-1] + 1) if sequences else 1,
-        retired=retired,
+        # Past every sequence ever handed out, retired ones included, so a re-deployed old record
+        # can never share its number with a newer one.
+        next_sequence=max([0, *[int(n) for n in known if isinstance(n, (int, float))]]) + 1,
+        retired=tuple(r["build"] for r in retired),
+        history=tuple(history_records),
     )
 
 
@@ -124,29 +217,39 @@ def _has_outputs(value: Any) -> bool:
     return False
 
 
-def read_previous(parent: pulumi.Resource) -> dict:
-    """The `releases` output of this very stack's last update ({} if none)."""
+def read_previous(parent: pulumi.Resource | None = None) -> Previous:
+    """The outputs of this very stack's last update (empty on the first)."""
     ref = pulumi.StackReference(
         f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
         opts=pulumi.ResourceOptions(parent=parent),
     )
     # The set of releases decides which resources exist, so it is needed as a value, not an Output.
     # The StackReference is read during preview too, so the value is known there as well.
-    details = _sync_await(ref.get_output_details(OUTPUT))
+    return Previous(
+        releases=_map_output(ref, OUTPUT, "a map of build -> record"),
+        history=_map_output(ref, HISTORY_OUTPUT, "a map of build -> record"),
+        traffic=_map_output(ref, TRAFFIC_OUTPUT, "a map with weights and champion"),
+    )
+
+
+def _map_output(ref: pulumi.StackReference, name: str, expected: str) -> dict:
+    details = _sync_await(ref.get_output_details(name))
     value = details.value if details.value is not None else details.secret_value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise LedgerError(f"stack output {OUTPUT} is a {type(value).__name__}, not a map of build -> record")
+        raise LedgerError(f"stack output {name} is a {type(value).__name__}, not {expected}")
     return dict(value)
 
 
 @dataclass(frozen=True)
 class LedgerArgs:
     settings: Settings
+    plan: UpdatePlan  # plan_update's, made before anything was declared
     store: ModelStore
-    data: TrainingData
+    data: TrainingData | None = None  # None: a promoting stack, which trains nothing
     registry: Registry | None = None
+    source: promotion.Source | None = None  # promoting stack: the source stack's release
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # what every release needs first
 
 
@@ -160,7 +263,7 @@ class Ledger(pulumi.ComponentResource):
     def __init__(self, name: str, args: LedgerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:ledger:Ledger", name, None, opts)
         settings = args.settings
-        plan = plan_releases(read_previous(self), settings.build, settings.dns_build, settings.keep_releases)
+        plan = args.plan.releases
         child = pulumi.ResourceOptions(parent=self)
 
         records: list[Mapping[str, Any]] = list(plan.kept)
@@ -178,6 +281,7 @@ class Ledger(pulumi.ComponentResource):
             self.new_release = self.releases[settings.build]
         self.live_builds = list(self.releases)
         self.retired = list(plan.retired)
+        self.history = {r["build"]: r for r in plan.history}
         self.records = self._all_records(records)
         self.register_outputs({"liveBuilds": self.live_builds, "retired": self.retired})
 
@@ -193,24 +297,33 @@ class Ledger(pulumi.ComponentResource):
         )
 
     def _render_new(self, name: str, args: LedgerArgs, sequence: int) -> dict:
-        settings, store, data = args.settings, args.store, args.data
-        images = Images(
-            f"{name}-images-{settings.dns_build}",
-            ImagesArgs(build=settings.build, registry=args.registry),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return release_spec.render(release_spec.ReleaseInputs(
+        settings, store, data, source = args.settings, args.store, args.data, args.source
+        if source is not None:  # promotion: the source's provenance and digests, no image build
+            record = source.record
+            images, created_at, git_sha = record["images"], record["createdAt"], record["gitSha"]
+            pull_secret = source.pull_secret_name
+        else:
+            images = Images(
+                f"{name}-images-{settings.dns_build}",
+                ImagesArgs(build=settings.build, registry=args.registry),
+                opts=pulumi.ResourceOptions(parent=self),
+            ).refs
+            created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            git_sha = settings.git_sha
+            pull_secret = args.registry.pull_secret_name if args.registry is not None else None
+        champion = args.plan.gate_champion
+        record = release_spec.render(release_spec.ReleaseInputs(
             build=settings.build,
             dns_build=settings.dns_build,
             sequence=sequence,
-            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            git_sha=settings.git_sha,
+            created_at=created_at,
+            git_sha=git_sha,
             namespace=settings.namespace,
-            images=images.refs,
+            images=images,
             models_claim=store.claim_name,
-            data_env=data.env,
-            data_volumes=data.volumes,
-            data_mounts=data.mounts,
+            data_env=data.env if data else [],
+            data_volumes=data.volumes if data else [],
+            data_mounts=data.mounts if data else [],
             trainer_env=settings.trainer_env,
             gate_min_ndcg=settings.gate_min_ndcg,
             gate_min_lift=settings.gate_min_lift,
@@ -219,5 +332,10 @@ class Ledger(pulumi.ComponentResource):
             rollout_timeout_seconds=settings.rollout_timeout_minutes * 60,
             replicas=settings.replicas,
             resources=settings.resources,
-            pull_secret=args.registry.pull_secret_name if args.registry is not None else None,
+            pull_secret=pull_secret,
+            champion_folder=release_spec.model_folder(champion) if champion else None,
+            champion_tolerance=settings.champion_tolerance if champion else None,
         ))
+        if source is not None:
+            record = promotion.promoted_record(record, source.stack, settings.train_timeout_minutes * 60)
+        return record

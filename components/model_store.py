@@ -65,6 +65,7 @@ class ModelStore(pulumi.ComponentResource):
     share_name: pulumi.Output[str] | None  # azure
     credentials_secret_name: str | None  # azure: Secret holding the account name and key
     credentials_secret: k8s.core.v1.Secret | None
+    account_key: pulumi.Output[str] | None  # azure; secret, for the stacks that promote from this one
 
     def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:model_store:ModelStore", name, None, opts)
@@ -74,6 +75,7 @@ class ModelStore(pulumi.ComponentResource):
         self.account_name = self.csv_container = self.share_name = None
         self.credentials_secret_name = None
         self.credentials_secret = None
+        self.account_key = None
         if args.azure is not None:
             self._azure_files(args.azure)
         else:
@@ -131,6 +133,7 @@ class ModelStore(pulumi.ComponentResource):
             resource_group_name=azure.name, account_name=account.name, opts=pulumi.InvokeOutputOptions(parent=self)
         )
         account_key = pulumi.Output.secret(keys.keys[0].value)
+        self.account_key = account_key
         self.credentials_secret = k8s.core.v1.Secret(
             f"{self._name}-credentials",
             metadata=self._metadata(CREDENTIALS_SECRET),

@@ -1,100 +1,255 @@
-"""Promotion: a stack with `promoteFrom` (prod) copies the source stack's model instead of training.
+"""Promotion: a stack with `promoteFrom` (prod) deploys a release the source stack (dev) built.
 
-SourceShare   once per stack: the source stack's Azure file share, mounted READ-ONLY through
-              a static PersistentVolume + claim, authenticated by a Secret holding the source
-              account key (a Pulumi secret end to end: config/StackReference -> Secret).
-Promotion     once per build: Job `promote-<build>` running the release's waiter image as
-              `python -m modelshare.promote`, which copies <source>/<build> into this stack's
-              share and checks every file's sha256 against the source manifest before it
-              writes complete.txt. The waiter of the promoted release then verifies the same
-              manifest before the scorer starts. Idempotent, like training: a re-run is a no-op.
+Nothing is built or trained. For `pulumi up --config build=153` the stack reads release 153 from
+the source stack's `releases` output (a StackReference) and records it in its own ledger:
+
+    images, build, gitSha, createdAt, modelFolder    verbatim from the source record: the same
+                                                     image digests, the same model folder
+    Deployment, Service                              rendered for this stack (its namespace,
+                                                     replicas, resources, gates), as any release
+    Job promote-<build>                              in place of train-<build>: the waiter image
+                                                     runs `python -m modelshare.promote`, copying
+                                                     <source share>/<build> into this stack's
+                                                     share and checking every sha256 against the
+                                                     source manifest before writing complete.txt
+
+The Deployment waits for the Job (as it waits for training elsewhere) and its waiter verifies the
+manifest again before the scorer starts. From then on the release is re-declared from this
+stack's own ledger like any other, so the source may retire 153 without touching this stack.
+
+SourceAccess (once per stack) reaches the source: its Azure file share through a static
+PersistentVolume mounted READ-ONLY (read-only CSI volume, ReadOnlyMany, `ro` mount option, and a
+read-only volumeMount), and its registry through an image pull Secret. The account key and the
+registry password come from the source stack's secret output `promotionCredentials` and stay
+Pulumi secrets into the Kubernetes Secrets; they are never props of a component.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
-from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
-from pulumi_kubernetes.core.v1 import (
-    CapabilitiesArgs,
-    ContainerArgs,
-    CSIPersistentVolumeSourceArgs,
-    EnvVarArgs,
-    ObjectReferenceArgs,
-    PersistentVolume,
-    PersistentVolumeClaim,
-    PersistentVolumeClaimSpecArgs,
-    PersistentVolumeClaimVolumeSourceArgs,
-    PersistentVolumeSpecArgs,
-    PodSecurityContextArgs,
-    PodSpecArgs,
-    PodTemplateSpecArgs,
-    ResourceRequirementsArgs,
-    SeccompProfileArgs,
-    Secret,
-    SecretReferenceArgs,
-    SecurityContextArgs,
-    VolumeArgs,
-    VolumeMountArgs,
-    VolumeResourceRequirementsArgs,
-)
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+import pulumi_kubernetes as k8s
+from pulumi.runtime.sync_await import _sync_await
 
-MODELS_MOUNT = "/mnt/models"  # this stack's share, as in every pod of the stack (Contract 1)
+from components import labels, release_spec
+from components.images import APPS
+from components.registry import PULL_SECRET, docker_config_json
+
+SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
 SOURCE_MOUNT = "/mnt/source"  # the source stack's share, read-only
 AZURE_FILE_DRIVER = "file.csi.azure.com"
-# The waiter image's non-root user; the Job runs under the same restricted profile as the pods.
-RUN_AS = 10001
+CREDENTIALS_OUTPUT = "promotionCredentials"  # secret stack output of a source stack
+# modelshare.promote is idempotent (a complete, verifying copy is left alone; a partial one is
+# redone), so retries only absorb a lost node or a flaky mount.
+BACKOFF_LIMIT = 2
 
 
-class SourceShare(pulumi.ComponentResource):
-    """The source stack's Azure file share, mountable read-only in this stack's namespace."""
+class PromotionError(ValueError):
+    """The source stack's release cannot be promoted; the message says why."""
+
+
+def job_name(dns_build: str) -> str:
+    return f"promote-{dns_build}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a promoting stack reads from its source stack."""
+
+    stack: str  # as configured in promoteFrom
+    record: dict | None  # the source's record of the build; None when this stack already has it
+    model_store: pulumi.Output[Any]  # the source's `modelStore` output: account, share
+    registry: pulumi.Output[Any]  # the source's registry login server
+    credentials: pulumi.Output[Any]  # secret: storageKey, registryUsername, registryPassword
+    pull_secret_name: str = PULL_SECRET
+
+
+def read_source(stack: str, build: str | None) -> Source:
+    """Reference the source stack; with `build`, also take (and check) its record of that build."""
+    parts = stack.count("/")
+    qualified = (
+        stack
+        if parts == 2
+        else (
+            f"{pulumi.get_organization()}/{stack}"
+            if parts == 1
+            else f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
+        )
+    )
+    ref = pulumi.StackReference(qualified)
+    record = None
+    if build is not None:
+        # Which objects to declare depends on the record: needed as a value, as the ledger's own.
+        details = _sync_await(ref.get_output_details("releases"))
+        releases = details.value if details.value is not None else details.secret_value
+        record = source_record(build, stack, releases if isinstance(releases, Mapping) else None)
+    return Source(
+        stack=stack,
+        record=record,
+        model_store=ref.require_output("modelStore"),
+        registry=ref.require_output("registry"),
+        credentials=pulumi.Output.secret(ref.require_output(CREDENTIALS_OUTPUT)),
+    )
+
+
+def source_record(build: str, source_stack: str, releases: Mapping[str, Any] | None) -> dict:
+    """The source stack's record of `build`, checked to be promotable."""
+    releases = releases or {}
+    if build not in releases:
+        listed = ", ".join(sorted(releases, key=lambda b: _sequence(releases[b]))) or "none"
+        raise PromotionError(
+            f"build {build} is not a live release of stack {source_stack} (its releases: {listed}); "
+            "promote a build the source still has"
+        )
+    record = releases[build]
+    images = record.get("images") if isinstance(record, Mapping) else None
+    if not isinstance(images, Mapping) or set(images) != set(APPS):
+        raise PromotionError(
+            f"stack {source_stack}'s record of build {build} has no images {', '.join(APPS)}"
+        )
+    unpinned = sorted(app for app, ref in images.items() if "@sha256:" not in str(ref))
+    if unpinned:
+        raise PromotionError(
+            f"stack {source_stack}'s images of build {build} are not pinned by digest ({', '.join(unpinned)}): "
+            "only a release pushed to a registry can be promoted"
+        )
+    if record.get("modelFolder") != release_spec.model_folder(build):
+        raise PromotionError(
+            f"stack {source_stack}'s record of build {build} has model folder {record.get('modelFolder')!r}, "
+            f"expected {release_spec.model_folder(build)}"
+        )
+    return dict(record)
+
+
+def _sequence(record: Any) -> float:
+    return record.get("sequence", 0) if isinstance(record, Mapping) else 0
+
+
+def promoted_record(rendered: Mapping[str, Any], source_stack: str, timeout_seconds: int) -> dict:
+    """`rendered` (release_spec.render of the source's build, images, git sha and created time under
+    this stack's settings) with the training Job swapped for the promotion Job."""
+    record = copy.deepcopy(dict(rendered))
+    record["objects"]["job"] = promotion_job(record, timeout_seconds)
+    record["promotedFrom"] = source_stack
+    return record
+
+
+def promotion_job(record: Mapping[str, Any], timeout_seconds: int) -> dict[str, Any]:
+    """Job promote-<build>: copy and verify the source's model folder, in the release's own pod
+    profile (same waiter image, pull secret, restricted security context, model share)."""
+    build, dns_build = record["build"], record["name"]
+    deployment = record["objects"]["deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (waiter,) = pod["initContainers"]
+    provenance = {k: v for k, v in deployment["metadata"]["annotations"].items() if k != labels.TIMEOUT}
+    job_labels = labels.recommended("promoter", job_name(dns_build), build, "promotion")
+    own_volumes = [dict(v) for v in pod["volumes"] if v["name"] in ("models", "tmp")]
+    container = {
+        "name": "promote",
+        "image": record["images"]["waiter"],
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "modelshare.promote"],
+        "env": [
+            {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{build}"},
+            {"name": "MODELFOLDER", "value": record["modelFolder"]},
+            {"name": "BUILD_NUMBER", "value": build},
+        ],
+        "resources": copy.deepcopy(waiter["resources"]),
+        "securityContext": dict(release_spec.CONTAINER_SECURITY),
+        "volumeMounts": [
+            {"name": "models", "mountPath": release_spec.MODEL_MOUNT, "readOnly": False},
+            {"name": "tmp", "mountPath": release_spec.TMP_MOUNT},
+            {"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": dict(release_spec.POD_SECURITY),
+        "restartPolicy": "Never",
+        "volumes": [
+            *own_volumes,
+            {"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}},
+        ],
+        "containers": [container],
+    }
+    if pod.get("imagePullSecrets"):
+        pod_spec["imagePullSecrets"] = copy.deepcopy(pod["imagePullSecrets"])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(dns_build),
+            "namespace": deployment["metadata"]["namespace"],
+            "labels": job_labels,
+            "annotations": {
+                **provenance,
+                labels.TIMEOUT: str(timeout_seconds + release_spec.AWAIT_MARGIN_SECONDS),
+            },
+        },
+        "spec": {
+            "backoffLimit": BACKOFF_LIMIT,
+            "activeDeadlineSeconds": timeout_seconds,
+            "template": {"metadata": {"labels": job_labels, "annotations": provenance}, "spec": pod_spec},
+        },
+    }
+
+
+class SourceAccess(pulumi.ComponentResource):
+    """The source stack's model share (read-only) and registry (pull), in this stack's namespace."""
+
+    claim_name: str
+    pull_secret_name: str
+    resources: list[pulumi.Resource]  # what a promoted release needs before its Job starts
 
     def __init__(
         self,
         name: str,
         *,
+        namespace: str,
         account_name: pulumi.Input[str],
         share_name: pulumi.Input[str],
         account_key: pulumi.Input[str],
-        namespace: pulumi.Input[str],
-        labels: Mapping[str, str] | None = None,
-        resource_group: pulumi.Input[str] | None = None,
-        capacity: str = "100Gi",
+        registry_server: pulumi.Input[str],
+        registry_username: pulumi.Input[str],
+        registry_password: pulumi.Input[str],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        size_gib: int = 100,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        # The key is never a prop of this component: props go to the state in plain text.
-        super().__init__("mlpipeline:promotion:SourceShare", name, None, opts)
-        labels = {**(labels or {}), "app.kubernetes.io/component": "promotion"}
-        secret = Secret(
-            f"{name}-key",
-            metadata=ObjectMetaArgs(namespace=namespace, labels=labels),
+        # Credentials are never props of this component: props go to the state in plain text.
+        super().__init__("mlpipeline:promotion:SourceAccess", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        meta = {"labels": dict(labels), "annotations": dict(annotations)}
+        secret = k8s.core.v1.Secret(
+            f"{name}-storage",
+            metadata={**meta, "name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
             type="Opaque",
             # Key names the Azure Files CSI driver reads.
             string_data=pulumi.Output.secret(
                 {"azurestorageaccountname": account_name, "azurestorageaccountkey": account_key}
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child,
         )
-        attributes: dict[str, pulumi.Input[str]] = {"shareName": share_name}
-        if resource_group is not None:  # only when the account is outside the cluster's group
-            attributes["resourceGroup"] = resource_group
-        claim_name = name  # fixed, so the volume can be reserved for exactly this claim
-        volume = PersistentVolume(
-            f"{name}-pv",
-            metadata=ObjectMetaArgs(
-                labels=labels, annotations={"pv.kubernetes.io/provisioned-by": AZURE_FILE_DRIVER}
-            ),
-            spec=PersistentVolumeSpecArgs(
-                capacity={"storage": capacity},
-                access_modes=["ReadOnlyMany"],
-                persistent_volume_reclaim_policy="Retain",  # never delete the source's files
-                storage_class_name="",  # static: bound to the claim below, never provisioned
-                claim_ref=ObjectReferenceArgs(namespace=namespace, name=claim_name),
+        size = f"{size_gib}Gi"
+        volume = k8s.core.v1.PersistentVolume(
+            f"{name}-volume",
+            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
+            metadata={**meta, "name": f"{namespace}-{SOURCE_CLAIM}"},
+            spec={
+                "capacity": {"storage": size},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",  # never delete the source's files
+                "storageClassName": "",  # static: bound to the claim below, never provisioned
+                "claimRef": {"namespace": namespace, "name": SOURCE_CLAIM},
                 # Read-only at the SMB mount, not only in the pod spec; world-readable so the
-                # non-root Job can read whatever uid owns the files.
-                mount_options=[
+                # Job reads the files whatever uid the source mounted them with.
+                "mountOptions": [
                     "ro",
                     "dir_mode=0555",
                     "file_mode=0444",
@@ -102,125 +257,58 @@ class SourceShare(pulumi.ComponentResource):
                     "cache=strict",
                     "nosharesock",
                 ],
-                csi=CSIPersistentVolumeSourceArgs(
-                    driver=AZURE_FILE_DRIVER,
-                    read_only=True,
+                "csi": {
+                    "driver": AZURE_FILE_DRIVER,
+                    "readOnly": True,
                     # Unique per cluster; the driver refuses '#' in a self-chosen handle.
-                    volume_handle=pulumi.Output.all(namespace, account_name, share_name).apply(
-                        lambda parts: "-".join(["mlpipeline-source", *parts])
+                    "volumeHandle": pulumi.Output.concat(
+                        namespace, "-source-", account_name, "-", share_name
                     ),
-                    volume_attributes=attributes,
-                    node_stage_secret_ref=SecretReferenceArgs(name=secret.metadata.name, namespace=namespace),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
+                    "volumeAttributes": {"shareName": share_name},
+                    "nodeStageSecretRef": {"name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
         )
-        claim = PersistentVolumeClaim(
-            f"{name}-pvc",
-            metadata=ObjectMetaArgs(name=claim_name, namespace=namespace, labels=labels),
-            spec=PersistentVolumeClaimSpecArgs(
-                access_modes=["ReadOnlyMany"],
-                storage_class_name="",
-                volume_name=volume.metadata.name,
-                resources=VolumeResourceRequirementsArgs(requests={"storage": capacity}),
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-claim",
+            metadata={**meta, "name": SOURCE_CLAIM, "namespace": namespace},
+            spec={
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": volume.metadata.name,
+                "resources": {"requests": {"storage": size}},
+            },
+            opts=child,
         )
-        self.claim_name: pulumi.Output[str] = claim.metadata.name
-        self.register_outputs({"claim_name": self.claim_name})
+        # The promoted releases' pods pull the source's images by digest from its registry.
+        pull = k8s.core.v1.Secret(
+            f"{name}-pull-secret",
+            metadata={**meta, "name": PULL_SECRET, "namespace": namespace},
+            type="kubernetes.io/dockerconfigjson",
+            string_data={
+                ".dockerconfigjson": pulumi.Output.secret(
+                    pulumi.Output.all(registry_server, registry_username, registry_password).apply(
+                        lambda parts: docker_config_json(*parts)
+                    )
+                )
+            },
+            opts=child,
+        )
+        self.claim_name = SOURCE_CLAIM
+        self.pull_secret_name = PULL_SECRET
+        self.resources = [claim, pull]
+        self.register_outputs({"claimName": self.claim_name, "pullSecretName": self.pull_secret_name})
 
 
-class Promotion(pulumi.ComponentResource):
-    """Copies one build's model folder from the source share into this stack's share."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        build: str,
-        dns_name: str,
-        waiter_image: pulumi.Input[str],
-        models_claim: pulumi.Input[str],
-        source_claim: pulumi.Input[str],
-        namespace: pulumi.Input[str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        timeout_seconds: int = 1800,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("mlpipeline:promotion:Promotion", name, None, opts)
-        labels = {**(labels or {}), "app.kubernetes.io/component": "promotion"}
-        annotations = dict(annotations or {})
-        env = {
-            "SOURCE_MODELFOLDER": f"{SOURCE_MOUNT}/{build}",
-            "MODELFOLDER": f"{MODELS_MOUNT}/{build}",
-            "BUILD_NUMBER": build,
+def credentials_output(
+    account_key: pulumi.Input[str], registry_username: pulumi.Input[str], registry_password: pulumi.Input[str]
+) -> pulumi.Output[dict]:
+    """What a source stack exports, as one secret, for the stacks that promote from it."""
+    return pulumi.Output.secret(
+        {
+            "storageKey": account_key,
+            "registryUsername": registry_username,
+            "registryPassword": registry_password,
         }
-        container = ContainerArgs(
-            name="promote",
-            image=waiter_image,
-            command=["python", "-m", "modelshare.promote"],
-            env=[EnvVarArgs(name=key, value=value) for key, value in env.items()],
-            volume_mounts=[
-                VolumeMountArgs(name="models", mount_path=MODELS_MOUNT),
-                VolumeMountArgs(name="source", mount_path=SOURCE_MOUNT, read_only=True),
-            ],
-            resources=ResourceRequirementsArgs(
-                requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
-            ),
-            security_context=SecurityContextArgs(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                run_as_non_root=True,
-                capabilities=CapabilitiesArgs(drop=["ALL"]),
-            ),
-        )
-        job = Job(
-            f"{name}-job",
-            metadata=ObjectMetaArgs(
-                name=f"promote-{dns_name}", namespace=namespace, labels=labels, annotations=annotations
-            ),
-            spec=JobSpecArgs(
-                backoff_limit=2,
-                active_deadline_seconds=timeout_seconds,
-                template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels, annotations=annotations),
-                    spec=PodSpecArgs(
-                        restart_policy="Never",
-                        automount_service_account_token=False,  # the copy needs no API access
-                        security_context=PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS,
-                            run_as_group=RUN_AS,
-                            fs_group=RUN_AS,
-                            seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
-                        containers=[container],
-                        volumes=[
-                            VolumeArgs(
-                                name="models",
-                                persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=models_claim
-                                ),
-                            ),
-                            VolumeArgs(
-                                name="source",
-                                persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=source_claim, read_only=True
-                                ),
-                            ),
-                        ],
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # pulumi-kubernetes waits for the Job to complete: allow a large model's copy.
-                custom_timeouts=pulumi.CustomTimeouts(
-                    create=f"{timeout_seconds}s", update=f"{timeout_seconds}s"
-                ),
-            ),
-        )
-        self.job_name: pulumi.Output[str] = job.metadata.name
-        self.job = job
-        self.register_outputs({"job_name": self.job_name})
+    )

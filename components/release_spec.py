@@ -78,6 +78,10 @@ class ReleaseInputs:
     replicas: int
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]
     pull_secret: str | None = None
+    # Champion/challenger gate: the model folder of the release holding most traffic, and how far
+    # below its nDCG the new model may be. None: no champion gate (nothing in the env).
+    champion_folder: str | None = None
+    champion_tolerance: float | None = None
 
 
 POD_SECURITY = {
@@ -99,6 +103,15 @@ CONTAINER_SECURITY = {
 
 def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
+
+
+def _champion_env(r: ReleaseInputs) -> dict[str, str]:
+    if r.champion_folder is None or r.champion_tolerance is None:
+        return {}
+    return {
+        "GATE_CHAMPION_MODELFOLDER": r.champion_folder,
+        "GATE_CHAMPION_TOLERANCE": repr(float(r.champion_tolerance)),
+    }
 
 
 def _pod_spec(r: ReleaseInputs, restart_policy: str | None, volumes: list[dict]) -> dict[str, Any]:
@@ -182,6 +195,7 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
         "GATE_MIN_LIFT": repr(float(r.gate_min_lift)),
         "WAIT_TIMEOUT_SECONDS": str(r.wait_timeout_seconds),
         "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
+        **_champion_env(r),
     }), models_read_only=True)
     scorer = _container(r, "scorer", "scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]

@@ -22,6 +22,8 @@ from typing import Any
 
 import pulumi
 
+from components.router import ROUTER_KINDS, GatewayRef, RouterError
+
 NAMESPACE = "mlpipeline"
 CLOUDS = ("azure", "local")
 DATA_SOURCES = ("blob", "volume")
@@ -81,6 +83,19 @@ KEYS: tuple[Key, ...] = (
         "or ReadWriteMany.", "ReadWriteOnce"),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
+    Key("router", "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
+        "(VirtualService + DestinationRule) or service (a Service switched to one build, blue/green).", "gateway"),
+    Key("gateway", "The Gateway the route attaches to (router gateway, required; istio, optional): "
+        "{name: web, namespace: infra, sectionName: https} or infra/web.", "", None),
+    Key("hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None),
+    Key("traffic", "Percent of requests per live build, summing to 100, e.g. {\"152\": 90, \"153\": 10}. "
+        "Empty: the newest release takes 100 once Ready, the others stay warm at 0.", {}, None),
+    Key("shadow", "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
+        "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
+    Key("championTolerance", "Champion/challenger gate: a new release must reach the nDCG of the release holding "
+        "most traffic minus this (0 to 1). Empty: no champion gate.", "", None),
+    Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
+        "digests, model copied and verified by sha256. Needs cloud azure.", ""),
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
 
@@ -88,7 +103,8 @@ KEY_NAMES = frozenset(key.name for key in KEYS)
 RESERVED_ENV = frozenset({
     "MODELFOLDER", "BUILD_NUMBER", "GIT_SHA", "DATA_DIR", "BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY",
     "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER", "BLOB_STORAGE_ENDPOINT", "GATE_MIN_NDCG",
-    "GATE_MIN_LIFT", "WAIT_TIMEOUT_SECONDS", "POLL_INTERVAL_SECONDS", "PORT",
+    "GATE_MIN_LIFT", "GATE_CHAMPION_MODELFOLDER", "GATE_CHAMPION_TOLERANCE", "WAIT_TIMEOUT_SECONDS",
+    "POLL_INTERVAL_SECONDS", "PORT",
 })
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
@@ -109,6 +125,7 @@ ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 AZURE_LOCATION = re.compile(r"^[a-z0-9]+$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
 
 
 def dns_name(build: str) -> str:
@@ -154,6 +171,13 @@ class Settings:
     local_access_mode: str
     azure_location: str
     azure_resource_group: str
+    router: str = "gateway"
+    gateway: GatewayRef | None = None
+    hostnames: tuple[str, ...] = ()
+    traffic: Mapping[str, Any] = field(default_factory=dict)  # checked against the live builds later
+    shadow: Mapping[str, Any] = field(default_factory=dict)
+    champion_tolerance: float | None = None  # None: no champion gate
+    promote_from: str | None = None  # source stack; None: this stack trains
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -221,6 +245,13 @@ class Settings:
             azure_resource_group=values.optional(
                 "azureResourceGroup", RESOURCE_GROUP, "a resource group name (letters, digits, -_.())"
             ) or f"{project}-{stack}",
+            router=values.choice("router", ROUTER_KINDS),
+            gateway=values.gateway(),
+            hostnames=values.hostnames(),
+            traffic=values.mapping("traffic"),
+            shadow=values.mapping("shadow"),
+            champion_tolerance=values.fraction("championTolerance"),
+            promote_from=values.promote_from(cloud, stack),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -353,6 +384,51 @@ class _Reader:
                         raise self.fail("resources", allowed, quantity)
                     merged[container][kind][name] = str(quantity)
         return merged
+
+    def gateway(self) -> GatewayRef | None:
+        value = self.text("gateway")
+        if value.startswith("{"):
+            value = self.mapping("gateway")
+        try:
+            return GatewayRef.from_config(value)
+        except RouterError as exc:
+            raise self.fail("gateway", "a Gateway reference {name, namespace, sectionName} or namespace/name",
+                            str(exc)) from None
+
+    def hostnames(self) -> tuple[str, ...]:
+        value = self._raw.get("hostnames")
+        if value is None or str(value).strip() in ("", "[]"):
+            return ()
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            parsed = [value]  # one bare host name
+        if not isinstance(parsed, list) or not all(isinstance(h, str) for h in parsed):
+            raise self.fail("hostnames", "a list of host names", value)
+        return tuple(parsed)
+
+    def fraction(self, key: str) -> float | None:
+        if not self.text(key):
+            return None
+        number = self.number(key, minimum=0.0)
+        if number > 1:
+            raise self.fail(key, "a number from 0 to 1", number)
+        return number
+
+    def promote_from(self, cloud: str, stack: str) -> str | None:
+        value = self.text("promoteFrom")
+        if not value:
+            return None
+        if not STACK_REF.match(value):
+            raise self.fail("promoteFrom", "a stack name like dev (or organization/project/stack)", value)
+        if value == stack:
+            raise self.fail("promoteFrom", "another stack than this one", value)
+        if cloud != "azure":
+            raise SettingsError(
+                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure file "
+                f"share mounted read-only (a local cluster's claim cannot be mounted from another namespace)"
+            )
+        return value
 
     def data_source(self, cloud: str, has_blob_key: bool) -> DataSource:
         kind = self.text("dataSource") or ("blob" if cloud == "azure" else "volume")

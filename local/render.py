@@ -8,7 +8,8 @@ and `make demo` (which plays the rendered Job and Deployment as local processes)
     rendering.k8s("Job")          # [{"apiVersion": "batch/v1", "kind": "Job", "metadata": ..., "spec": ...}]
 
 What the mocks answer in place of the engine and providers:
-  - the stack's StackReference to itself -> {"releases": previous_releases} (absent if None);
+  - the stack's StackReference to itself -> `previous_outputs` (all outputs of the last update),
+    or {"releases": previous_releases} (absent if None);
     a reference to another stack -> `other_stacks[name]`, else an error (as Pulumi fails);
   - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not,
     unknown in a preview (nothing is built then);
@@ -166,7 +167,7 @@ class _Mocks(pulumi.runtime.Mocks):
         typ, name = args.typ, args.name
         if typ == "pulumi:pulumi:StackReference":
             if name == self.self_reference:
-                outputs = {} if self.previous is None else {"releases": self.previous}
+                outputs = {} if self.previous is None else dict(self.previous)
             elif name in self.other_stacks:
                 outputs = dict(self.other_stacks[name])
             else:
@@ -302,6 +303,7 @@ def render(
     stack: str,
     config: Mapping[str, Any] | None = None,
     previous_releases: Mapping[str, Any] | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
     other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
     use_stack_file: bool = True,
     preview: bool = False,
@@ -310,7 +312,9 @@ def render(
     values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
     strings = _config_strings(values)
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
-    return context.run(_render, stack, strings, previous_releases, dict(other_stacks or {}), preview)
+    previous = previous_outputs if previous_outputs is not None else (
+        None if previous_releases is None else {"releases": previous_releases})
+    return context.run(_render, stack, strings, previous, dict(other_stacks or {}), preview)
 
 
 def _render(stack, strings, previous, other_stacks, preview) -> Rendering:

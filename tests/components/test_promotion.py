@@ -1,61 +1,76 @@
-"""Promotion: the copy Job and the read-only, secret-authenticated mount of the source share."""
+"""Promotion: the copy Job in a promoted record, the source checks, and the read-only source access."""
 
+import pytest
 
-from components.promotion import Promotion, SourceShare
+from components import release_spec
+from components.settings import DEFAULT_RESOURCES
+from components.promotion import (
+    PromotionError,
+    SourceAccess,
+    promoted_record,
+    promotion_job,
+    source_record,
+)
 from tests.components.crd_schemas import validate
 from tests.components.k8s_mocks import contains_secret, render
 
-WAITER = "registry.example/waiter@sha256:" + "a" * 64
+DIGEST = "@sha256:" + "a" * 64
+IMAGES = {app: f"mlpdev.azurecr.io/mlpipeline/{app}{DIGEST}" for app in ("trainer", "waiter", "scorer")}
 KEY = "c291cmNlLWFjY291bnQta2V5LWJhc2U2NA=="
+PASSWORD = "registry-password-5d1e"
 
 
-def promote(build="153", dns_name="153", source_claim="promotion-source"):
-    rendering = render(
-        lambda: (
-            Promotion(
-                f"promote-{dns_name}",
-                build=build,
-                dns_name=dns_name,
-                waiter_image=WAITER,
-                models_claim="models",
-                source_claim=source_claim,
-                namespace="ml-prod",
-                labels={"app.kubernetes.io/part-of": "mlpipeline", "app.kubernetes.io/version": build},
-                annotations={"mlpipeline/build": build},
-                timeout_seconds=5400,
-            ).job_name
+def rendered(build="153", namespace="mlpipeline-prod"):
+    dns = build.replace(".", "-")
+    return release_spec.render(
+        release_spec.ReleaseInputs(
+            build=build,
+            dns_build=dns,
+            sequence=4,
+            created_at="2026-11-20T03:00:00Z",
+            git_sha="0123abc",
+            namespace=namespace,
+            images=IMAGES,
+            models_claim="models",
+            data_env=[],
+            data_volumes=[],
+            data_mounts=[],
+            trainer_env={},
+            gate_min_ndcg=0.01,
+            gate_min_lift=1.1,
+            wait_timeout_seconds=600,
+            train_timeout_seconds=3600,
+            rollout_timeout_seconds=900,
+            replicas=2,
+            resources=DEFAULT_RESOURCES,
+            pull_secret="registry-pull",
         )
     )
-    job = rendering.one("Job")
-    validate(job.object())
-    return rendering, job
 
 
-def source_share(account_key=KEY):
-    rendering = render(
-        lambda: (
-            SourceShare(
-                "promotion-source",
-                account_name="mlpipelinedev",
-                share_name="models",
-                account_key=account_key,  # plain on purpose: the component must make it secret
-                namespace="ml-prod",
-                labels={"app.kubernetes.io/part-of": "mlpipeline"},
-            ).claim_name
-        )
+def test_promoted_record_swaps_training_for_the_copy_job_and_keeps_the_rest():
+    base = rendered()
+    record = promoted_record(base, "dev", timeout_seconds=1800)
+    assert record["promotedFrom"] == "dev"
+    assert record["objects"]["deployment"] == base["objects"]["deployment"]
+    assert record["objects"]["service"] == base["objects"]["service"]
+    assert record["images"] == IMAGES
+    job = record["objects"]["job"]
+    validate(job)
+    assert job["metadata"]["name"] == "promote-153"
+    assert job["metadata"]["namespace"] == "mlpipeline-prod"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "promotion"
+    assert job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == str(
+        1800 + release_spec.AWAIT_MARGIN_SECONDS
     )
-    for child in rendering.children_of("mlpipeline:promotion:SourceShare"):
-        validate(child.object())
-    return rendering
+    assert job["metadata"]["annotations"]["mlpipeline/git-sha"] == "0123abc"
 
 
-def test_job_runs_the_waiter_image_as_modelshare_promote_for_the_build():
-    rendering, job = promote()
-    obj = job.object()
-    assert obj["metadata"]["name"] == "promote-153" and rendering.result == "promote-153"
-    pod = obj["spec"]["template"]["spec"]
+def test_copy_job_runs_the_waiter_image_as_modelshare_promote():
+    job = promotion_job(rendered(), timeout_seconds=1800)
+    pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"] == WAITER
+    assert container["image"] == IMAGES["waiter"]
     assert container["command"] == ["python", "-m", "modelshare.promote"]
     assert {e["name"]: e["value"] for e in container["env"]} == {
         "SOURCE_MODELFOLDER": "/mnt/source/153",
@@ -63,79 +78,105 @@ def test_job_runs_the_waiter_image_as_modelshare_promote_for_the_build():
         "BUILD_NUMBER": "153",
     }
     assert pod["restartPolicy"] == "Never"
-    assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == "promotion"
-    assert obj["metadata"]["annotations"] == {"mlpipeline/build": "153"}
+    assert pod["imagePullSecrets"] == [{"name": "registry-pull"}]
+    assert job["spec"]["activeDeadlineSeconds"] == 1800
 
 
 def test_source_share_is_mounted_read_only_and_this_stacks_share_writable():
-    _, job = promote()
-    pod = job.object()["spec"]["template"]["spec"]
-    volumes = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"]}
-    assert volumes == {
-        "models": {"claimName": "models"},
-        "source": {"claimName": "promotion-source", "readOnly": True},
-    }
+    pod = promotion_job(rendered(), timeout_seconds=60)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["source"]["persistentVolumeClaim"] == {"claimName": "promotion-source", "readOnly": True}
+    assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "models"}
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["source"] == {"name": "source", "mountPath": "/mnt/source", "readOnly": True}
-    assert mounts["models"].get("readOnly") is not True
+    assert mounts["models"]["readOnly"] is False
 
 
-def test_job_runs_under_the_restricted_profile():
-    _, job = promote()
-    pod = job.object()["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+def test_copy_job_runs_under_the_releases_restricted_profile():
+    base = rendered()
+    pod = promotion_job(base, timeout_seconds=60)["spec"]["template"]["spec"]
+    release_pod = base["objects"]["deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == release_pod["securityContext"]
+    assert pod["containers"][0]["securityContext"] == release_pod["initContainers"][0]["securityContext"]
     assert pod["automountServiceAccountToken"] is False
-    context = pod["containers"][0]["securityContext"]
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["capabilities"] == {"drop": ["ALL"]}
-
-
-def test_waiting_for_the_copy_follows_the_configured_timeout():
-    _, job = promote()
-    assert job.timeouts == {"create": "5400s", "update": "5400s"}
-    assert job.object()["spec"]["activeDeadlineSeconds"] == 5400
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_build_with_dots_keeps_its_folder_and_gets_a_dns_job_name():
-    _, job = promote(build="20180523.5", dns_name="20180523-5")
-    obj = job.object()
-    assert obj["metadata"]["name"] == "promote-20180523-5"
-    env = {e["name"]: e["value"] for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MODELFOLDER"] == "/mnt/models/20180523.5"
-    assert env["SOURCE_MODELFOLDER"] == "/mnt/source/20180523.5"
-    assert env["BUILD_NUMBER"] == "20180523.5"
+    job = promotion_job(rendered("20180523.5"), timeout_seconds=60)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert job["metadata"]["name"] == "promote-20180523-5"
+    assert env == {
+        "SOURCE_MODELFOLDER": "/mnt/source/20180523.5",
+        "MODELFOLDER": "/mnt/models/20180523.5",
+        "BUILD_NUMBER": "20180523.5",
+    }
+
+
+def test_only_a_live_source_release_pinned_by_digest_can_be_promoted():
+    record = {"build": "153", "images": IMAGES, "modelFolder": "/mnt/models/153"}
+    assert source_record("153", "dev", {"153": record}) == record
+    with pytest.raises(PromotionError, match="build 150 is not a live release of stack dev .*153"):
+        source_record("150", "dev", {"153": record})
+    tagged = {**record, "images": {**IMAGES, "scorer": "mlpipeline/scorer:153"}}
+    with pytest.raises(PromotionError, match=r"not pinned by digest \(scorer\)"):
+        source_record("153", "dev", {"153": tagged})
+    with pytest.raises(PromotionError, match="model folder '/elsewhere'"):
+        source_record("153", "dev", {"153": {**record, "modelFolder": "/elsewhere"}})
+
+
+def source_access(account_key=KEY, password=PASSWORD):
+    rendering = render(
+        lambda: (
+            SourceAccess(
+                "source",
+                namespace="mlpipeline-prod",
+                account_name="mlpdevaccount",
+                share_name="models",
+                account_key=account_key,  # plain on purpose: the component must make it secret
+                registry_server="mlpdev.azurecr.io",
+                registry_username="mlpdev",
+                registry_password=password,
+                labels={"app.kubernetes.io/part-of": "mlpipeline"},
+                annotations={"mlpipeline/build": "153"},
+            ).claim_name
+        )
+    )
+    for child in rendering.children_of("mlpipeline:promotion:SourceAccess"):
+        validate(child.object())
+    return rendering
 
 
 def test_source_volume_is_read_only_azure_files_reserved_for_its_claim():
-    rendering = source_share()
-    volume = rendering.one("PersistentVolume").object()["spec"]
+    rendering = source_access()
+    volume = rendering.one("PersistentVolume").object()
     claim = rendering.one("PersistentVolumeClaim").object()
-    secret = rendering.one("Secret").state
-    assert volume["accessModes"] == ["ReadOnlyMany"] and claim["spec"]["accessModes"] == ["ReadOnlyMany"]
-    assert volume["csi"]["driver"] == "file.csi.azure.com"
-    assert volume["csi"]["readOnly"] is True
-    assert "ro" in volume["mountOptions"]
-    assert volume["csi"]["volumeAttributes"] == {"shareName": "models"}
-    assert "#" not in volume["csi"]["volumeHandle"]
-    assert volume["persistentVolumeReclaimPolicy"] == "Retain"
-    assert volume["csi"]["nodeStageSecretRef"] == {"name": secret["metadata"]["name"], "namespace": "ml-prod"}
-    assert volume["claimRef"] == {"name": claim["metadata"]["name"], "namespace": "ml-prod"}
-    assert claim["spec"]["volumeName"] == rendering.one("PersistentVolume").state["metadata"]["name"]
-    assert volume["storageClassName"] == claim["spec"]["storageClassName"] == ""
+    spec = volume["spec"]
+    assert spec["accessModes"] == ["ReadOnlyMany"] and claim["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert spec["csi"]["driver"] == "file.csi.azure.com"
+    assert spec["csi"]["readOnly"] is True
+    assert "ro" in spec["mountOptions"]
+    assert spec["csi"]["volumeAttributes"] == {"shareName": "models"}
+    assert "#" not in spec["csi"]["volumeHandle"]
+    assert spec["persistentVolumeReclaimPolicy"] == "Retain"
+    assert spec["csi"]["nodeStageSecretRef"] == {
+        "name": "promotion-source-storage",
+        "namespace": "mlpipeline-prod",
+    }
+    assert spec["claimRef"] == {"name": "promotion-source", "namespace": "mlpipeline-prod"}
+    assert claim["spec"]["volumeName"] == volume["metadata"]["name"] == "mlpipeline-prod-promotion-source"
+    assert spec["storageClassName"] == claim["spec"]["storageClassName"] == ""
     assert rendering.result == claim["metadata"]["name"] == "promotion-source"
 
 
-def test_source_account_key_reaches_the_engine_only_as_a_secret():
-    rendering = source_share()
-    secret = rendering.one("Secret")
-    assert contains_secret(secret.inputs["stringData"])
-    assert secret.object()["stringData"] == {
-        "azurestorageaccountname": "mlpipelinedev",
-        "azurestorageaccountkey": KEY,
-    }
-    # Nowhere else in plain text: not in the component's own state, not in the volume or claim.
+def test_source_credentials_reach_the_engine_only_as_secrets():
+    rendering = source_access()
+    storage, pull = rendering.named("source-storage"), rendering.named("source-pull-secret")
+    assert contains_secret(storage.inputs["stringData"]) and contains_secret(pull.inputs["stringData"])
+    assert storage.object()["stringData"]["azurestorageaccountkey"] == KEY
+    assert PASSWORD in pull.object()["stringData"][".dockerconfigjson"]
+    assert pull.object()["metadata"]["name"] == "registry-pull"
+    # Nowhere in plain text: not in the component's own state, the volume or the claim.
     for resource in rendering.resources:
-        if resource is not secret:
-            assert KEY not in repr(resource.inputs), resource.name
+        if resource not in (storage, pull):
+            assert KEY not in repr(resource.inputs) and PASSWORD not in repr(resource.inputs), resource.name

@@ -1,6 +1,7 @@
 """Stack settings: defaults, DNS-safe builds, and a clear error naming the key for every bad value."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -76,6 +77,34 @@ def test_maps_merge_over_defaults_and_become_env_text():
 def test_bad_config_names_the_key_and_what_is_allowed(raw, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         parse(**raw)
+
+
+def test_routing_and_promotion_keys():
+    s = parse(build="1")
+    assert (s.router, s.gateway, s.hostnames, s.traffic, s.shadow) == ("gateway", None, (), {}, {})
+    assert (s.champion_tolerance, s.promote_from) == (None, None)
+    s = parse(build="1", cloud="azure", csvFolder="x", router="istio", gateway="infra/web",
+              hostnames='["reco.example.com"]', traffic='{"1": 100}', shadow='{"build": "1"}',
+              championTolerance="0.02", promoteFrom="dev")
+    assert (s.router, s.gateway.namespace, s.gateway.name) == ("istio", "infra", "web")
+    assert s.hostnames == ("reco.example.com",)
+    assert (s.traffic, s.shadow) == ({"1": 100}, {"build": "1"})
+    assert (s.champion_tolerance, s.promote_from) == (0.02, "dev")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"router": "nginx"}, "mlpipeline:router must be one of gateway, istio, service, got 'nginx'"),
+    ({"gateway": '{"namespace": "infra"}'}, "mlpipeline:gateway must be a Gateway reference"),
+    ({"hostnames": '{"a": 1}'}, "mlpipeline:hostnames must be a list of host names"),
+    ({"traffic": "152=100"}, "mlpipeline:traffic must be a map"),
+    ({"championTolerance": "2"}, "mlpipeline:championTolerance must be a number from 0 to 1"),
+    ({"promoteFrom": "dev"}, "mlpipeline:promoteFrom needs cloud azure"),
+    ({"promoteFrom": "test"}, "mlpipeline:promoteFrom must be another stack than this one"),
+    ({"promoteFrom": "a b"}, "mlpipeline:promoteFrom must be a stack name"),
+])
+def test_bad_routing_and_promotion_config_names_the_key(raw, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        parse(build="1", **raw)
 
 
 def test_pulumi_yaml_declares_every_key_with_the_programs_defaults():
