@@ -161,8 +161,6 @@ def prepare(pod: Pod, container: dict) -> Process:
     argv = [*container.get("command", []), *container.get("args", [])]
     if not argv:
         raise PlayError(f"container {container['name']} has no explicit command: the image's entrypoint cannot be played")
-    if argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
     ports = {}
     for port in container.get("ports", []):
         number = int(port["containerPort"])  # mocked renderings carry numbers as floats
@@ -173,6 +171,9 @@ def prepare(pod: Pod, container: dict) -> Process:
         return str(ports[int(value)]) if value.isdigit() and int(value) in ports else value
 
     argv = [translate(arg) for arg in argv]
+    # After translating: the local interpreter's own path may well start with a mount path (/tmp).
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
 
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")}
     env["PYTHONUNBUFFERED"] = "1"

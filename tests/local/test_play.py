@@ -91,3 +91,15 @@ class socketserver_on:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+def test_the_local_interpreter_is_not_mistaken_for_a_mounted_path(tmp_path, monkeypatch):
+    # A container mounting /tmp (an emptyDir) must still run the venv's python, even when
+    # that interpreter lives under /tmp, as in CI's clone.
+    monkeypatch.setattr("sys.executable", "/tmp/ci/.venv/bin/python")
+    container = {"name": "c", "command": ["python", "-m", "x", "/tmp/out"], "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    pod = Pod.of(job(container, [{"name": "tmp", "emptyDir": {}}]), tmp_path)
+    process = prepare(pod, container)
+    assert process.argv[0] == "/tmp/ci/.venv/bin/python"
+    assert process.argv[-1].endswith("/out") and process.argv[-1] != "/tmp/out"
+    pod.cleanup()
