@@ -21,7 +21,7 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight
 from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
-from trainer.metrics import top_k_of_factors, top_k_of_scores
+from trainer.metrics import top_k_of_factors, top_k_of_scores, top_k_of_sparse
 
 
 @dataclass
@@ -38,7 +38,9 @@ class Servable:
         return product.toarray() if sparse.issparse(product) else np.asarray(product)
 
     def top_k(self, users: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
-        if sparse.issparse(self.user_vectors):
+        if sparse.issparse(self.right):  # item-knn: a sparse product, ranked among its entries
+            return top_k_of_sparse(self.user_vectors[users] @ self.right, seen, k)
+        if sparse.issparse(self.user_vectors):  # EASE: dense items x items, at most EASE_MAX_ITEMS
             return top_k_of_scores(self.scores(users).astype(np.float32, copy=False), seen, k)
         return top_k_of_factors(self.user_vectors[users], self.item_vectors, seen, k, self.threads)
 
@@ -114,17 +116,27 @@ def fit_item_knn(family: str, params: dict, matrix, threads: int, seed: int) -> 
 
 def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
     rows = weigh(matrix, params["input"])
-    gram = (rows.T @ rows).toarray().astype(np.float64)
+    # Memory matters here (n_items^2 doubles): one float64 matrix is factored and inverted in place,
+    # then turned into float32 weights; peak about 20 n^2 bytes (2 GB at 10 000 items).
+    gram = (rows.T @ rows).toarray().astype(np.float64).T  # symmetric: the F-order view is in place
     gram[np.diag_indices_from(gram)] += params["lambda"]
     # Cholesky-based inverse of the SPD Gram matrix: half the flops of a general inverse.
     factor, info = linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
     if info != 0:
         raise np.linalg.LinAlgError(f"EASE Gram matrix is not positive definite (dpotrf info {info})")
     inverse, info = linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
-    inverse = np.triu(inverse) + np.triu(inverse, 1).T
-    weights = inverse / -np.diag(inverse)  # B_ij = -P_ij / P_jj
-    weights[np.diag_indices_from(weights)] = 0.0
-    return Servable(family, params, rows, weights.astype(np.float32), threads)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE Gram matrix could not be inverted (dpotri info {info})")
+    n = inverse.shape[0]
+    for start in range(0, n, 1024):  # mirror the upper triangle, one block of rows at a time
+        stop = min(start + 1024, n)
+        inverse[start:stop, :start] = inverse[:start, start:stop].T
+        block = inverse[start:stop, start:stop]
+        block[np.tril_indices(stop - start, -1)] = block.T[np.tril_indices(stop - start, -1)]
+    diagonal = np.diag(inverse).copy()
+    inverse /= -diagonal  # B_ij = -P_ij / P_jj
+    inverse[np.diag_indices_from(inverse)] = 0.0
+    return Servable(family, params, rows, inverse.astype(np.float32), threads)
 
 
 FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease}

@@ -36,6 +36,26 @@ def top_k_of_scores(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.n
     return np.take_along_axis(best, order, axis=1)
 
 
+def top_k_of_sparse(scores: sparse.csr_matrix, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+    """Best k unseen items per row among the row's stored scores; -1 pads a row with fewer.
+    For item-item models, whose scores are sums of non-negative similarities: an item without a
+    stored score has score 0 and could only fill the list in arbitrary order, so the ranking that
+    matters is the stored one, and taking it here avoids a dense users x items matrix."""
+    scores = scores.tocsr()
+    best = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    for row in range(scores.shape[0]):
+        lo, hi = scores.indptr[row], scores.indptr[row + 1]
+        items, values = scores.indices[lo:hi], scores.data[lo:hi]
+        keep = ~np.isin(items, seen.indices[seen.indptr[row] : seen.indptr[row + 1]])
+        items, values = items[keep], values[keep]
+        if len(items) > k:
+            top = np.argpartition(-values, k - 1)[:k]
+            items, values = items[top], values[top]
+        order = np.argsort(-values, kind="stable")
+        best[row, : len(order)] = items[order]
+    return best
+
+
 def top_k_of_factors(users: np.ndarray, items: np.ndarray, seen: sparse.csr_matrix, k: int, threads: int) -> np.ndarray:
     """Same ranking as top_k_of_scores(users @ items.T), by implicit's blocked, threaded top-k."""
     best, _ = implicit_topk(items, users, min(k, items.shape[0]), filter_query_items=seen, num_threads=threads)

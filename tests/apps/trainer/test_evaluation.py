@@ -96,3 +96,18 @@ def test_a_zero_budget_still_fits_one_model_per_family():
     selection = tune(("als-plain", "item-knn"), train, train, validation, sample_users(validation, 1000, 0),
                      threads=2, seed=1, max_trials=5, budget_seconds=0, log=lambda *a, **k: None)
     assert len(selection.record["trials"]) == 2 and selection.record["budget_exhausted"]
+
+
+def test_item_knn_ranks_its_stored_scores_like_the_dense_product():
+    matrix = random_matrix(users=150, items=200, density=0.03, seed=9)
+    model = families.fit("item-knn", {"similarity": "cosine", "K": 20, "input": "binary"}, matrix, 2, 0)
+    users = np.arange(150)
+    fast = model.top_k(users, matrix[users], 10)
+    dense = model.scores(users).astype(np.float32)
+    for user in users:
+        scores = dense[user].copy()
+        scores[matrix[user].indices] = -np.inf
+        positive = int(min(10, (scores > 0).sum()))
+        ranked = fast[user][:positive]
+        np.testing.assert_allclose(scores[ranked], np.sort(scores)[::-1][:positive], rtol=1e-6)
+        assert np.all(fast[user][positive:] == -1)
