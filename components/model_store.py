@@ -157,8 +157,9 @@ class ModelStore(pulumi.ComponentResource):
                 ],
                 "csi": {
                     "driver": CSI_DRIVER,
-                    # Unique per share across the cluster: resource group # account # share.
-                    "volumeHandle": pulumi.Output.concat(azure.name, "#", account.name, "#", share.name),
+                    # Unique per share across the cluster; the driver refuses '#' in a
+                    # self-chosen handle (its own handles use it as a separator).
+                    "volumeHandle": pulumi.Output.concat(azure.name, "-", account.name, "-", share.name),
                     "volumeAttributes": {"shareName": share.name},
                     "nodeStageSecretRef": {"name": CREDENTIALS_SECRET, "namespace": args.namespace},
                 },

@@ -29,7 +29,7 @@ def test_azure_share_is_bound_read_write_many_through_the_csi_driver(dev):
     assert csi["volumeAttributes"] == {"shareName": share["shareName"]}
     assert csi["nodeStageSecretRef"] == {"name": "azure-storage", "namespace": "mlpipeline-dev"}
     account = one(dev, "azure-native:storage:StorageAccount").inputs["accountName"]
-    assert csi["volumeHandle"] == f"mlpipeline-dev#{account}#{share['shareName']}"
+    assert csi["volumeHandle"] == f"mlpipeline-dev-{account}-{share['shareName']}"  # no "#": the driver refuses it
     assert volume["spec"]["accessModes"] == claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["volumeName"] == volume["metadata"]["name"] == "mlpipeline-dev-models"
     assert claim["spec"]["storageClassName"] == volume["spec"]["storageClassName"] == ""
