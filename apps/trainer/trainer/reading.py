@@ -112,10 +112,7 @@ def _read(source: InputFile):
     rejected = {"malformed": malformed, "missing_id": pc.sum(missing_id).as_py() or 0}
     weights = None
     if report.weight_column:
-        text = pc.utf8_trim_whitespace(table.column(report.weight_column))
-        numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER), False)
-        values = pc.cast(pc.if_else(numeric, text, "0"), pa.float64()).to_numpy()
-        numeric = numeric.to_numpy() & np.isfinite(values)
+        values, numeric = _numbers(table.column(report.weight_column))
         good_np = good.to_numpy(zero_copy_only=False)
         rejected["bad_weight"] = int((good_np & ~numeric).sum())
         rejected["non_positive_weight"] = int((good_np & numeric & (values <= 0)).sum())
@@ -128,15 +125,31 @@ def _read(source: InputFile):
     return pc.filter(users, good), pc.filter(items, good), weights, report
 
 
+def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, usable) of a text column: usable = a finite plain decimal number."""
+    try:  # clean columns, the usual case: one cast, no per-value checks
+        cast = pc.cast(column, pa.float64())
+        usable = pc.fill_null(pc.invert(pc.is_null(cast)), False).to_numpy(zero_copy_only=False)
+        values = pc.fill_null(cast, 0.0).to_numpy()
+    except pa.ArrowInvalid:  # some value is not a number: find which, then cast only those
+        text = pc.utf8_trim_whitespace(column)
+        usable = pc.fill_null(pc.match_substring_regex(text, NUMBER), False)
+        values = pc.cast(pc.if_else(usable, text, "0"), pa.float64()).to_numpy()
+        usable = usable.to_numpy()
+    return values, usable & np.isfinite(values)
+
+
 def _blank(ids: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(ids)), 0)
+    """Empty or whitespace only (utf8_is_space is false for ""), without copying the strings."""
+    return pc.or_(pc.equal(pc.utf8_length(ids), 0), pc.utf8_is_space(ids))
 
 
 def _encode(parts: list) -> tuple[np.ndarray, list[str]]:
     """Dense int32 codes in order of first appearance, and the id of each code."""
-    joined = pa.chunked_array(
-        [pc.cast(chunk, pa.large_string()) for part in parts for chunk in part.chunks], pa.large_string()
-    ).combine_chunks()
+    chunks = [chunk for part in parts for chunk in part.chunks]
+    if sum(chunk.nbytes for chunk in chunks) > 1 << 30:  # string offsets are int32: 2 GiB at most
+        chunks = [pc.cast(chunk, pa.large_string()) for chunk in chunks]
+    joined = pa.chunked_array(chunks, chunks[0].type if chunks else pa.string()).combine_chunks()
     encoded = pc.dictionary_encode(joined)
     return encoded.indices.to_numpy().astype(np.int32), encoded.dictionary.to_pylist()
 
@@ -177,6 +190,10 @@ def read_interactions(files: list[InputFile]) -> Interactions:
 
 def _aggregate(users, items, weight, n_users, n_items, merge) -> tuple[sparse.csr_matrix, int]:
     """One entry per (user, item), rows and columns sorted: a canonical CSR matrix."""
+    if merge == "sum":  # scipy's COO -> CSR conversion sums duplicates without a global sort
+        matrix = sparse.csr_matrix((weight.astype(np.float32), (users, items)), shape=(n_users, n_items))
+        matrix.sum_duplicates()
+        return matrix, len(users) - matrix.nnz
     key = users.astype(np.int64) * n_items + items
     order = np.argsort(key, kind="stable")
     key = key[order]
