@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,7 +73,8 @@ def _header(path) -> list[str]:
 
 
 def read_file(source: InputFile) -> tuple[pa.Array, pa.Array, np.ndarray | None, FileReport]:
-    """The valid rows of one file: user ids, item ids, weights (None: no weight column)."""
+    """The valid rows of one file: user ids, item ids, weights (None: no weight column).
+    The report's sha256 is left for the caller, which hashes beside the parsing."""
     try:
         return _read(source)
     except DataError as exc:
@@ -82,7 +84,7 @@ def read_file(source: InputFile) -> tuple[pa.Array, pa.Array, np.ndarray | None,
 
 
 def _read(source: InputFile):
-    report = FileReport(source.name, sha256_file(source.path), source.path.stat().st_size, None)
+    report = FileReport(source.name, "", source.path.stat().st_size, None)
     header = _header(source.path)
     missing = [name for name in REQUIRED if name not in header]
     if missing:
@@ -156,8 +158,13 @@ def _encode(parts: list) -> tuple[np.ndarray, list[str]]:
 
 def read_interactions(files: list[InputFile]) -> Interactions:
     users, items, weights, reports = [], [], [], []
-    for source in files:
-        u, i, w, report = read_file(source)
+    # The manifest's sha256 of each input is computed beside the parsing (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        digests = [hasher.submit(sha256_file, source.path) for source in files]
+        parsed = [read_file(source) for source in files]
+        for (*_, report), digest in zip(parsed, digests):
+            report.sha256 = digest.result()
+    for u, i, w, report in parsed:
         users.append(u)
         items.append(i)
         weights.append(np.ones(len(u)) if w is None else w)

@@ -16,7 +16,7 @@ def holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.cs
     counts = np.diff(matrix.indptr)
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
     # row + a uniform draw in [0, 1): one sort groups by user and shuffles within each user
-    order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz), kind="stable")
+    order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz))
     rank = np.empty(matrix.nnz, dtype=np.int64)
     rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
     n_out = np.where(counts >= MIN_ITEMS, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)
