@@ -141,41 +141,18 @@ class ModelStore(pulumi.ComponentResource):
             string_data={ACCOUNT_NAME_KEY: account.name, ACCOUNT_KEY_KEY: account_key},
             opts=child,
         )
-        size = f"{args.size_gib}Gi"
-        volume = k8s.core.v1.PersistentVolume(
-            f"{self._name}-volume",
-            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
-            metadata=self._metadata(f"{args.namespace}-{CLAIM}", namespaced=False),
-            spec={
-                "capacity": {"storage": size},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",  # models outlive the stack's objects
-                "storageClassName": "",  # static binding, no provisioner
-                "mountOptions": [
-                    f"uid={RUN_AS}", f"gid={RUN_AS}", "dir_mode=0750", "file_mode=0640",
-                    "mfsymlinks", "cache=strict", "nosharesock", "actimeo=30",
-                ],
-                "csi": {
-                    "driver": CSI_DRIVER,
-                    # Unique per share across the cluster; the driver refuses '#' in a
-                    # self-chosen handle (its own handles use it as a separator).
-                    "volumeHandle": pulumi.Output.concat(azure.name, "-", account.name, "-", share.name),
-                    "volumeAttributes": {"shareName": share.name},
-                    "nodeStageSecretRef": {"name": CREDENTIALS_SECRET, "namespace": args.namespace},
-                },
-            },
+        self.claim = azure_files_claim(
+            self._name,
+            namespace=args.namespace,
+            claim=CLAIM,
+            metadata={"labels": dict(args.labels), "annotations": dict(args.annotations)},
+            size_gib=args.size_gib,
+            share_name=share.name,
+            secret_name=CREDENTIALS_SECRET,
+            volume_handle=pulumi.Output.concat(azure.name, "-", account.name, "-", share.name),
+            read_only=False,
+            mount_options=[f"uid={RUN_AS}", f"gid={RUN_AS}", "dir_mode=0750", "file_mode=0640", "actimeo=30"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.credentials_secret]),
-        )
-        self.claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{self._name}-claim",
-            metadata=self._metadata(CLAIM),
-            spec={
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": volume.metadata.name,
-                "resources": {"requests": {"storage": size}},
-            },
-            opts=child,
         )
         self.account_name = account.name
         self.share_name = share.name
@@ -193,3 +170,63 @@ class ModelStore(pulumi.ComponentResource):
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def azure_files_claim(
+    name: str,
+    *,
+    namespace: str,
+    claim: str,
+    metadata: Mapping,
+    size_gib: int,
+    share_name: pulumi.Input[str],
+    secret_name: str,
+    volume_handle: pulumi.Input[str],
+    read_only: bool,
+    mount_options: list[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """A static PersistentVolume on an Azure file share, reserved for one claim, and that claim.
+
+    Static (no StorageClass, no provisioner) because the share is ours, made by Pulumi; Retain
+    because the files outlive the Kubernetes objects. `read_only` makes it read-only at every
+    level the driver offers: ReadOnlyMany, a read-only CSI volume and the `ro` mount option.
+    """
+    size = f"{size_gib}Gi"
+    access = "ReadOnlyMany" if read_only else "ReadWriteMany"
+    volume = k8s.core.v1.PersistentVolume(
+        f"{name}-volume",
+        # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
+        metadata={**metadata, "name": f"{namespace}-{claim}"},
+        spec={
+            "capacity": {"storage": size},
+            "accessModes": [access],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": namespace, "name": claim},  # no other claim can take it
+            "mountOptions": (["ro"] if read_only else [])
+            + mount_options
+            + ["mfsymlinks", "cache=strict", "nosharesock"],
+            "csi": {
+                "driver": CSI_DRIVER,
+                "readOnly": read_only,
+                # Unique per share across the cluster; the driver refuses '#' in a
+                # self-chosen handle (its own handles use it as a separator).
+                "volumeHandle": volume_handle,
+                "volumeAttributes": {"shareName": share_name},
+                "nodeStageSecretRef": {"name": secret_name, "namespace": namespace},
+            },
+        },
+        opts=opts,
+    )
+    return k8s.core.v1.PersistentVolumeClaim(
+        f"{name}-claim",
+        metadata={**metadata, "name": claim, "namespace": namespace},
+        spec={
+            "accessModes": [access],
+            "storageClassName": "",
+            "volumeName": volume.metadata.name,
+            "resources": {"requests": {"storage": size}},
+        },
+        opts=pulumi.ResourceOptions(parent=opts.parent),
+    )

@@ -37,11 +37,11 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import labels, release_spec
 from components.images import APPS
+from components.model_store import azure_files_claim
 from components.registry import PULL_SECRET, docker_config_json
 
 SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
 SOURCE_MOUNT = "/mnt/source"  # the source stack's share, read-only
-AZURE_FILE_DRIVER = "file.csi.azure.com"
 CREDENTIALS_OUTPUT = "promotionCredentials"  # secret stack output of a source stack
 # modelshare.promote is idempotent (a complete, verifying copy is left alone; a partial one is
 # redone), so retries only absorb a lost node or a flaky mount.
@@ -236,50 +236,19 @@ class SourceAccess(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        size = f"{size_gib}Gi"
-        volume = k8s.core.v1.PersistentVolume(
-            f"{name}-volume",
-            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
-            metadata={**meta, "name": f"{namespace}-{SOURCE_CLAIM}"},
-            spec={
-                "capacity": {"storage": size},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",  # never delete the source's files
-                "storageClassName": "",  # static: bound to the claim below, never provisioned
-                "claimRef": {"namespace": namespace, "name": SOURCE_CLAIM},
-                # Read-only at the SMB mount, not only in the pod spec; world-readable so the
-                # Job reads the files whatever uid the source mounted them with.
-                "mountOptions": [
-                    "ro",
-                    "dir_mode=0555",
-                    "file_mode=0444",
-                    "mfsymlinks",
-                    "cache=strict",
-                    "nosharesock",
-                ],
-                "csi": {
-                    "driver": AZURE_FILE_DRIVER,
-                    "readOnly": True,
-                    # Unique per cluster; the driver refuses '#' in a self-chosen handle.
-                    "volumeHandle": pulumi.Output.concat(
-                        namespace, "-source-", account_name, "-", share_name
-                    ),
-                    "volumeAttributes": {"shareName": share_name},
-                    "nodeStageSecretRef": {"name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
-                },
-            },
+        claim = azure_files_claim(
+            name,
+            namespace=namespace,
+            claim=SOURCE_CLAIM,
+            metadata=meta,
+            size_gib=size_gib,
+            share_name=share_name,
+            secret_name=f"{SOURCE_CLAIM}-storage",
+            volume_handle=pulumi.Output.concat(namespace, "-source-", account_name, "-", share_name),
+            read_only=True,
+            # World-readable, so the Job reads the files whatever uid the source mounted them with.
+            mount_options=["dir_mode=0555", "file_mode=0444"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
-        )
-        claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-claim",
-            metadata={**meta, "name": SOURCE_CLAIM, "namespace": namespace},
-            spec={
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": volume.metadata.name,
-                "resources": {"requests": {"storage": size}},
-            },
-            opts=child,
         )
         # The promoted releases' pods pull the source's images by digest from its registry.
         pull = k8s.core.v1.Secret(

@@ -128,13 +128,14 @@ def _is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
-def _reveal(value: Any) -> Any:
+def reveal_secrets(value: Any) -> Any:
+    """The value with every Pulumi secret wrapper taken off (what Kubernetes would receive)."""
     if _is_secret(value):
-        return _reveal(value["value"])
+        return reveal_secrets(value["value"])
     if isinstance(value, dict):
-        return {k: _reveal(v) for k, v in value.items()}
+        return {k: reveal_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_reveal(v) for v in value]
+        return [reveal_secrets(v) for v in value]
     return value
 
 
@@ -260,7 +261,7 @@ class _Monitor(pulumi_mocks.MockMonitor):
             urn=urn,
             parent=request.parent or None,
             custom=custom,
-            inputs=_reveal(raw),
+            inputs=reveal_secrets(raw),
             public_inputs=_mask(raw),
             options=options,
         ))

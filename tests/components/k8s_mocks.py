@@ -17,6 +17,8 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from local.render import reveal_secrets as unwrap_secrets
+
 
 @dataclass
 class Registered:
@@ -116,16 +118,6 @@ def render(declare: Callable[[], Any], stack: str = "dev") -> Rendering:
 
     program()
     return rendering
-
-
-def unwrap_secrets(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return unwrap_secrets(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap_secrets(v) for v in value]
-    return value
 
 
 def contains_secret(value: Any) -> bool:

@@ -34,6 +34,10 @@ def test_azure_share_is_bound_read_write_many_through_the_csi_driver(dev):
     assert claim["spec"]["volumeName"] == volume["metadata"]["name"] == "mlpipeline-dev-models"
     assert claim["spec"]["storageClassName"] == volume["spec"]["storageClassName"] == ""
     assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    # Reserved for our claim: no other claim in the cluster can bind the models volume.
+    assert volume["spec"]["claimRef"] == {"namespace": "mlpipeline-dev", "name": "models"}
+    assert csi["readOnly"] is False and "ro" not in volume["spec"]["mountOptions"]
+    assert "uid=10001" in volume["spec"]["mountOptions"]  # the apps' user owns what the trainer writes
 
 
 def test_account_key_reaches_the_cluster_only_as_a_secret(dev):
