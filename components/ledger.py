@@ -257,17 +257,14 @@ class Ledger(pulumi.ComponentResource):
     releases: dict[str, Release]  # live releases, oldest first
     live_builds: list[str]
     retired: list[str]
-    new_release: Release | None  # the build declared for the first time in this run
     records: pulumi.Output[dict]
 
     def __init__(self, name: str, args: LedgerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:ledger:Ledger", name, None, opts)
-        settings = args.settings
         plan = args.plan.releases
         child = pulumi.ResourceOptions(parent=self)
 
         records: list[Mapping[str, Any]] = list(plan.kept)
-        self.new_release = None
         if plan.new_build:
             records.append(self._render_new(name, args, plan.next_sequence))
         self.releases = {}
@@ -277,8 +274,6 @@ class Ledger(pulumi.ComponentResource):
                 ReleaseArgs(record=record, depends_on=tuple(args.depends_on)),
                 opts=child,
             )
-        if plan.new_build:
-            self.new_release = self.releases[settings.build]
         self.live_builds = list(self.releases)
         self.retired = list(plan.retired)
         self.history = {r["build"]: r for r in plan.history}

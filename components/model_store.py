@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import storage
 
 from components import labels
+from components.release_spec import RUN_AS  # the apps' user: owner of the files on the SMB share
 from components.azure_group import AzureGroup, global_name
 from components.settings import Settings
 
@@ -31,7 +32,6 @@ CREDENTIALS_SECRET = "azure-storage"  # keys are the ones the Azure Files CSI dr
 ACCOUNT_NAME_KEY = "azurestorageaccountname"
 ACCOUNT_KEY_KEY = "azurestorageaccountkey"
 CSI_DRIVER = "file.csi.azure.com"
-RUN_AS = 10001  # the apps' user (components/release_spec.py): owner of the files on the SMB share
 
 
 @dataclass(frozen=True)

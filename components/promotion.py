@@ -37,8 +37,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import labels, release_spec
 from components.images import APPS
-from components.model_store import azure_files_claim
-from components.registry import PULL_SECRET, docker_config_json
+from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY, azure_files_claim
+from components.registry import PULL_SECRET, pull_secret
 
 SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
 SOURCE_MOUNT = "/mnt/source"  # the source stack's share, read-only
@@ -145,40 +145,29 @@ def promotion_job(record: Mapping[str, Any], timeout_seconds: int) -> dict[str, 
     deployment = record["objects"]["deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (waiter,) = pod["initContainers"]
+    (models,) = [v for v in pod["volumes"] if v["name"] == "models"]
+    pull_secret = next((s["name"] for s in pod.get("imagePullSecrets", [])), None)
     provenance = {k: v for k, v in deployment["metadata"]["annotations"].items() if k != labels.TIMEOUT}
     job_labels = labels.recommended("promoter", job_name(dns_build), build, "promotion")
-    own_volumes = [dict(v) for v in pod["volumes"] if v["name"] in ("models", "tmp")]
-    container = {
-        "name": "promote",
-        "image": record["images"]["waiter"],
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "modelshare.promote"],
-        "env": [
+    copier = release_spec.container(
+        "promote",
+        record["images"]["waiter"],
+        "modelshare.promote",
+        [
             {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{build}"},
             {"name": "MODELFOLDER", "value": record["modelFolder"]},
             {"name": "BUILD_NUMBER", "value": build},
         ],
-        "resources": copy.deepcopy(waiter["resources"]),
-        "securityContext": dict(release_spec.CONTAINER_SECURITY),
-        "volumeMounts": [
-            {"name": "models", "mountPath": release_spec.MODEL_MOUNT, "readOnly": False},
-            {"name": "tmp", "mountPath": release_spec.TMP_MOUNT},
-            {"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True},
-        ],
-    }
-    pod_spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": dict(release_spec.POD_SECURITY),
-        "restartPolicy": "Never",
-        "volumes": [
-            *own_volumes,
-            {"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}},
-        ],
-        "containers": [container],
-    }
-    if pod.get("imagePullSecrets"):
-        pod_spec["imagePullSecrets"] = copy.deepcopy(pod["imagePullSecrets"])
+        waiter["resources"],
+        models_read_only=False,
+        extra_mounts=[{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
+    )
+    spec = release_spec.pod_spec(
+        models["persistentVolumeClaim"]["claimName"],
+        pull_secret,
+        "Never",
+        [{"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}}],
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -194,7 +183,10 @@ def promotion_job(record: Mapping[str, Any], timeout_seconds: int) -> dict[str, 
         "spec": {
             "backoffLimit": BACKOFF_LIMIT,
             "activeDeadlineSeconds": timeout_seconds,
-            "template": {"metadata": {"labels": job_labels, "annotations": provenance}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": job_labels, "annotations": provenance},
+                "spec": {**spec, "containers": [copier]},
+            },
         },
     }
 
@@ -230,10 +222,7 @@ class SourceAccess(pulumi.ComponentResource):
             f"{name}-storage",
             metadata={**meta, "name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
             type="Opaque",
-            # Key names the Azure Files CSI driver reads.
-            string_data=pulumi.Output.secret(
-                {"azurestorageaccountname": account_name, "azurestorageaccountkey": account_key}
-            ),
+            string_data=pulumi.Output.secret({ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: account_key}),
             opts=child,
         )
         claim = azure_files_claim(
@@ -251,17 +240,12 @@ class SourceAccess(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
         )
         # The promoted releases' pods pull the source's images by digest from its registry.
-        pull = k8s.core.v1.Secret(
+        pull = pull_secret(
             f"{name}-pull-secret",
-            metadata={**meta, "name": PULL_SECRET, "namespace": namespace},
-            type="kubernetes.io/dockerconfigjson",
-            string_data={
-                ".dockerconfigjson": pulumi.Output.secret(
-                    pulumi.Output.all(registry_server, registry_username, registry_password).apply(
-                        lambda parts: docker_config_json(*parts)
-                    )
-                )
-            },
+            {**meta, "name": PULL_SECRET, "namespace": namespace},
+            registry_server,
+            registry_username,
+            registry_password,
             opts=child,
         )
         self.claim_name = SOURCE_CLAIM

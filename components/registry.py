@@ -47,6 +47,28 @@ def docker_config_json(server: str, username: str, password: str) -> str:
     return json.dumps({"auths": {server: {"username": username, "password": password, "auth": auth}}})
 
 
+def pull_secret(
+    resource_name: str,
+    metadata: Mapping,
+    server: pulumi.Input[str],
+    username: pulumi.Input[str],
+    password: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """The image pull Secret of one registry; its whole content stays a Pulumi secret."""
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata=metadata,
+        type="kubernetes.io/dockerconfigjson",
+        string_data={
+            ".dockerconfigjson": pulumi.Output.secret(
+                pulumi.Output.all(server, username, password).apply(lambda parts: docker_config_json(*parts))
+            )
+        },
+        opts=opts,
+    )
+
+
 class Registry(pulumi.ComponentResource):
     server: pulumi.Output[str]  # login server, e.g. mlpabc.azurecr.io
     username: pulumi.Output[str]
@@ -76,22 +98,17 @@ class Registry(pulumi.ComponentResource):
         self.username = credentials.username.apply(lambda u: u or "")
         self.password = pulumi.Output.secret(credentials.passwords.apply(lambda ps: ps[0].value if ps else ""))
         self.pull_secret_name = PULL_SECRET
-        self.pull_secret = k8s.core.v1.Secret(
+        self.pull_secret = pull_secret(
             f"{name}-pull-secret",
-            metadata={
+            {
                 "name": PULL_SECRET,
                 "namespace": args.namespace,
                 "labels": dict(args.labels),
                 "annotations": dict(args.annotations),
             },
-            type="kubernetes.io/dockerconfigjson",
-            string_data={
-                ".dockerconfigjson": pulumi.Output.secret(
-                    pulumi.Output.all(self.server, self.username, self.password).apply(
-                        lambda parts: docker_config_json(*parts)
-                    )
-                )
-            },
+            self.server,
+            self.username,
+            self.password,
             opts=child,
         )
         self.register_outputs({"server": self.server, "pullSecretName": self.pull_secret_name})

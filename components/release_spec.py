@@ -114,33 +114,38 @@ def _champion_env(r: ReleaseInputs) -> dict[str, str]:
     }
 
 
-def _pod_spec(r: ReleaseInputs, restart_policy: str | None, volumes: list[dict]) -> dict[str, Any]:
+def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | None,
+             volumes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The pod profile of every pod a release runs: the model share, a writable /tmp, restricted
+    security, no API token; `volumes` adds to the first two."""
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the apps never talk to the API server
         "enableServiceLinks": False,  # or every score-* Service of the namespace lands in the env
         "securityContext": dict(POD_SECURITY),
         "volumes": [
-            {"name": "models", "persistentVolumeClaim": {"claimName": r.models_claim}},
+            {"name": "models", "persistentVolumeClaim": {"claimName": models_claim}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},  # the root filesystem is read-only
-            *volumes,
+            *[dict(v) for v in volumes],
         ],
     }
     if restart_policy:
         spec["restartPolicy"] = restart_policy
-    if r.pull_secret:
-        spec["imagePullSecrets"] = [{"name": r.pull_secret}]
+    if pull_secret:
+        spec["imagePullSecrets"] = [{"name": pull_secret}]
     return spec
 
 
-def _container(r: ReleaseInputs, app: str, module: str, env: list[dict], models_read_only: bool,
-               extra_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def container(name: str, image: pulumi.Input[str], module: str, env: list[dict],
+              resources: Mapping[str, Mapping[str, str]], models_read_only: bool,
+              extra_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """A container running `python -m <module>` with the pod profile's mounts and restrictions."""
     return {
-        "name": app,
-        "image": r.images[app],
+        "name": name,
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", module],
         "env": env,
-        "resources": {kind: dict(q) for kind, q in r.resources[app].items()},
+        "resources": {kind: dict(q) for kind, q in resources.items()},
         "securityContext": dict(CONTAINER_SECURITY),
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": models_read_only},
@@ -164,8 +169,11 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
     score_labels = labels.recommended("scorer", deployment_name(r.dns_build), r.build, "scoring")
     score_selector = labels.selector("scorer", deployment_name(r.dns_build))
 
-    trainer = _container(
-        r, "trainer", "trainer",
+    def app(name: str, env: list[dict], models_read_only: bool, extra_mounts=()) -> dict[str, Any]:
+        return container(name, r.images[name], name, env, r.resources[name], models_read_only, extra_mounts)
+
+    trainer = app(
+        "trainer",
         _env(common) + [dict(e) for e in r.data_env] + _env(r.trainer_env),
         models_read_only=False, extra_mounts=r.data_mounts,
     )
@@ -184,12 +192,12 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": train_labels, "annotations": provenance},
                 # Never: each retry is a fresh pod whose logs stay for a post-mortem.
-                "spec": {**_pod_spec(r, "Never", [dict(v) for v in r.data_volumes]), "containers": [trainer]},
+                "spec": {**pod_spec(r.models_claim, r.pull_secret, "Never", r.data_volumes), "containers": [trainer]},
             },
         },
     }
 
-    waiter = _container(r, "waiter", "waiter", _env({
+    waiter = app("waiter", _env({
         **common,
         "GATE_MIN_NDCG": repr(float(r.gate_min_ndcg)),
         "GATE_MIN_LIFT": repr(float(r.gate_min_lift)),
@@ -197,7 +205,7 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
         "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
         **_champion_env(r),
     }), models_read_only=True)
-    scorer = _container(r, "scorer", "scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
+    scorer = app("scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": PORT},
@@ -223,7 +231,7 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
             "selector": {"matchLabels": score_selector},
             "template": {
                 "metadata": {"labels": score_labels, "annotations": provenance},
-                "spec": {**_pod_spec(r, None, []), "initContainers": [waiter], "containers": [scorer]},
+                "spec": {**pod_spec(r.models_claim, r.pull_secret, None, []), "initContainers": [waiter], "containers": [scorer]},
             },
         },
     }

@@ -206,10 +206,9 @@ def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0)
         raise PlayError(f"container {process.name} has no httpGet readiness probe to wait on")
     port = probe["port"]
     if isinstance(port, str):  # a named port
-        matches = [p for p in process.named_ports.items() if p[0] == port]
-        if not matches:
+        if port not in process.named_ports:
             raise PlayError(f"container {process.name}: probe port {port!r} names no port of the container")
-        port = matches[0][1]
+        port = process.named_ports[port]
     port = int(port)
     base = f"http://127.0.0.1:{process.ports.get(port, port)}"
     deadline = time.monotonic() + timeout

@@ -19,7 +19,6 @@ class Settings:
     host: str
     workers: int
     max_batch_users: int
-    retry_seconds: float
 
     @property
     def max_body_bytes(self) -> int:
@@ -44,5 +43,4 @@ def from_env() -> Settings:
         host=env_str("HOST", "0.0.0.0"),
         workers=env_int("WORKERS", 1, minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
-        retry_seconds=1.0,
     )

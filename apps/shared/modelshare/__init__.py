@@ -25,6 +25,7 @@ from modelshare.layout import (
 from modelshare.logs import log_event
 from modelshare.manifest import (
     IntegrityError,
+    atomic_write,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigError",
     "FolderState",
     "IntegrityError",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",

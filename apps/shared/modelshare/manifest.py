@@ -6,8 +6,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from modelshare.layout import COMPLETE, FAILED, MANIFEST, TMP_SUFFIX
 
@@ -31,17 +32,22 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside the target, fsync, then rename over it: readers see
-    the old state or the new one, never half a file (rename is atomic on POSIX and SMB)."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` stream into a temporary file beside the target, fsync, then rename it over
+    the target: readers see the old state or the new one, never half a file (rename is atomic
+    on POSIX and SMB)."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

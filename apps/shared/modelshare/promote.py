@@ -19,7 +19,7 @@ from pathlib import Path
 from modelshare.config import ConfigError, env_str
 from modelshare.layout import COMPLETE, FAILED, MANIFEST, FolderState, folder_state
 from modelshare.logs import log_event
-from modelshare.manifest import IntegrityError, check_files, mark_complete, mark_failed, read_json, verify
+from modelshare.manifest import IntegrityError, check_files, mark_complete, mark_failed, verify
 
 APP = "promote"
 
@@ -28,8 +28,7 @@ def promote(source: Path, dest: Path, build: str) -> str:
     """Copy and verify; return "copied" or "already-complete"."""
     manifest = verify(source, build)
     if folder_state(dest) is FolderState.COMPLETE:
-        verify(dest, build)
-        if read_json(dest / MANIFEST)["files"] != manifest["files"]:
+        if verify(dest, build)["files"] != manifest["files"]:
             raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
         return "already-complete"
     if dest.exists():  # a crashed earlier copy: start over

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from scipy import sparse
 
+import modelshare
 from modelshare import MODEL_DIR
 from modelshare import layout
 from trainer.families import Servable
-
-
-def _save(path: Path, write: Callable) -> int:
-    """Stream into a temporary name, fsync, rename: a file under its final name is whole."""
-    tmp = path.with_name(path.name + layout.TMP_SUFFIX)
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path.stat().st_size
 
 
 def _array(value: np.ndarray) -> Callable:
@@ -75,5 +64,6 @@ def write_model(
         (layout.MODEL_CARD, _json(card)),
     ]
     for name, writer in files:
-        size = _save(target / name, writer)
-        log("write-file", file=f"{MODEL_DIR}/{name}", bytes=size)
+        # Streamed into a temporary name, fsynced, renamed: a file under its final name is whole.
+        modelshare.atomic_write(target / name, writer)
+        log("write-file", file=f"{MODEL_DIR}/{name}", bytes=(target / name).stat().st_size)

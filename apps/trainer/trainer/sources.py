@@ -52,6 +52,10 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
     url = (blob.endpoint or f"https://{blob.account}.blob.core.windows.net").rstrip("/")
     prefix = f"{blob.folder}/" if blob.folder else ""
     location = f"{url}/{blob.container}/{prefix}"
+    refused = SourceError(
+        f"blob storage refused the credentials for account {blob.account!r} at {url} "
+        "(check BLOB_STORAGE_ACCOUNT and BLOB_STORAGE_KEY)"
+    )
     client = ContainerClient(
         account_url=url,
         container_name=blob.container,
@@ -73,10 +77,7 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
             files.append(InputFile(name[len(prefix) :], local))
         return location, files
     except ClientAuthenticationError:
-        raise SourceError(
-            f"blob storage refused the credentials for account {blob.account!r} at {url} "
-            "(check BLOB_STORAGE_ACCOUNT and BLOB_STORAGE_KEY)"
-        ) from None
+        raise refused from None
     except ResourceNotFoundError as exc:
         if getattr(exc, "error_code", None) == "ContainerNotFound":
             raise SourceError(
@@ -88,10 +89,7 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
         raise SourceError(f"cannot reach blob storage at {url}: {_first_line(exc)}") from None
     except HttpResponseError as exc:
         if exc.status_code == 403:  # the service signs its refusal of a bad key as a plain 403
-            raise SourceError(
-                f"blob storage refused the credentials for account {blob.account!r} at {url} "
-                "(check BLOB_STORAGE_ACCOUNT and BLOB_STORAGE_KEY)"
-            ) from None
+            raise refused from None
         raise SourceError(f"blob storage answered {exc.status_code} for {location}: {_first_line(exc)}") from None
     except (binascii.Error, ValueError) as exc:  # the SDK signs with the key: a non-base64 key fails here
         raise SourceError(f"BLOB_STORAGE_KEY is not a valid storage account key ({type(exc).__name__})") from None

@@ -27,10 +27,6 @@ class Gate:
     champion_folder: str | None = None
     champion_tolerance: float = 0.0
 
-    @property
-    def active(self) -> bool:
-        return self.min_ndcg is not None or self.min_lift is not None or self.champion_folder is not None
-
 
 @dataclass
 class Verdict:
