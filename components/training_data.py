@@ -82,7 +82,7 @@ class TrainingData(pulumi.ComponentResource):
 
     def _blob(self, name: str, args: TrainingDataArgs) -> tuple[pulumi.Input[str], pulumi.Input[str], dict]:
         source, store = args.source, args.store
-        if source.account is None:  # the stack's own storage account
+        if source.uses_store_account:  # the stack's own storage account
             if store is None or store.account_name is None or store.credentials_secret_name is None:
                 raise ValueError("dataSource blob without blobAccount needs the azure model store's account")
             container = source.container or store.csv_container
