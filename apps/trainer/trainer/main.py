@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,13 +27,13 @@ from modelshare.layout import TMP_SUFFIX
 from trainer import artifacts, config, families, sources
 from trainer.metrics import K, Popularity, evaluate
 from trainer.reading import DataError, read_interactions
-from trainer.split import MIN_ITEMS, holdout, sample_users
+from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import tune
 
 APP = "trainer"
 OURS = {MODEL_DIR, METRICS, MANIFEST, COMPLETE, FAILED}
 # Seeds of the independent random draws, derived from TRAIN_SEED.
-TEST_SPLIT, VALIDATION_SPLIT, TEST_USERS, VALIDATION_USERS = 1, 2, 3, 4
+SPLIT, TEST_USERS, VALIDATION_USERS = 1, 3, 4
 
 
 class FolderError(RuntimeError):
@@ -76,6 +77,12 @@ def _clear(folder: Path) -> None:
             path.unlink()
 
 
+def _timed(function, *args):
+    started = time.monotonic()
+    result = function(*args)
+    return result, round(time.monotonic() - started, 3)
+
+
 def train(settings: config.Settings) -> dict:
     started = clock = time.monotonic()
 
@@ -102,8 +109,7 @@ def train(settings: config.Settings) -> dict:
     )
 
     seed, fraction = settings.seed, settings.holdout_fraction
-    train_part, test = holdout(matrix, fraction, [seed, TEST_SPLIT])
-    fit_part, validation = holdout(train_part, fraction, [seed, VALIDATION_SPLIT])
+    train_part, test, fit_part, validation = nested_holdout(matrix, fraction, [seed, SPLIT])
     test_users = sample_users(test, settings.eval_max_users, [seed, TEST_USERS])
     validation_users = sample_users(validation, settings.eval_max_users, [seed, VALIDATION_USERS])
     if len(validation_users) == 0:
@@ -134,29 +140,38 @@ def train(settings: config.Settings) -> dict:
     log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg, seconds=lap())
 
     n_items = matrix.shape[1]
-    model_metrics = evaluate(selection.models[selection.family], test_users, train_part, test)
-    popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
-    lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
-    log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
+    # The served model is fitted on all rows while the tuned one is measured on the test holdout:
+    # the two are independent, and the fit leaves a core idle in its single-threaded parts.
+    for name in set(selection.models) - {selection.family, "als-plain"}:
+        del selection.models[name]  # free what the evaluation does not need before the final fit
+    with ThreadPoolExecutor(max_workers=1) as background:
+        refit = background.submit(_timed, families.fit, selection.family, selection.params, matrix,
+                                  settings.threads, seed)
+        model_metrics = evaluate(selection.models[selection.family], test_users, train_part, test)
+        popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
+        lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
+        log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
 
-    # The report that the selection beats the usual baseline: the best plain ALS on the same test.
-    plain = None
-    if "als-plain" in selection.models:
-        plain_model = selection.models["als-plain"]
-        plain = {
-            "params": plain_model.params,
-            "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
-            "test": model_metrics
-            if selection.family == "als-plain"
-            else evaluate(plain_model, test_users, train_part, test),
-        }
-        log("compare-plain-als", test=plain["test"], seconds=lap())
-    selection.models.clear()  # free the tuning models before the final fit
+        # The report that the selection beats the usual baseline: the best plain ALS on the same test.
+        plain = None
+        if "als-plain" in selection.models:
+            plain_model = selection.models["als-plain"]
+            plain = {
+                "params": plain_model.params,
+                "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
+                "test": model_metrics
+                if selection.family == "als-plain"
+                else evaluate(plain_model, test_users, train_part, test),
+            }
+            log("compare-plain-als", test=plain["test"], seconds=lap())
+        selection.models.clear()
+        folder = settings.folder
+        artifacts.write_data(folder, data.user_ids, data.item_ids, matrix, Popularity(matrix).scores, log)
+        log("write-data", seconds=lap())
+        final, fit_seconds = refit.result()
+    # seconds: the wait after the evaluation and the data files; fit_seconds: the whole fit
+    log("refit", family=selection.family, fit_seconds=fit_seconds, seconds=lap())
 
-    final = families.fit(selection.family, selection.params, matrix, settings.threads, seed)
-    log("refit", family=selection.family, seconds=lap())
-
-    folder = settings.folder
     card = {
         "family": selection.family,
         "params": selection.params,
@@ -166,9 +181,7 @@ def train(settings: config.Settings) -> dict:
         "scoring": "scores = item_vectors @ user_vector (row of user_vectors); seen items excluded; "
         "unknown users get popular",
     }
-    artifacts.write_model(
-        folder, final, data.user_ids, data.item_ids, matrix, Popularity(matrix).scores, card, log
-    )
+    artifacts.write_model(folder, final, card, log)
     metrics = {
         "k": K,
         "model": model_metrics,

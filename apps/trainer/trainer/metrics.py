@@ -41,13 +41,16 @@ def top_k_of_sparse(scores: sparse.csr_matrix, seen: sparse.csr_matrix, k: int) 
     For item-item models, whose scores are sums of non-negative similarities: an item without a
     stored score has score 0 and could only fill the list in arbitrary order, so the ranking that
     matters is the stored one, and taking it here avoids a dense users x items matrix."""
-    scores = scores.tocsr()
+    scores, seen = scores.tocsr(), seen.tocsr()
     best = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    is_seen = np.zeros(scores.shape[1], dtype=bool)  # one row's seen items at a time
     for row in range(scores.shape[0]):
         lo, hi = scores.indptr[row], scores.indptr[row + 1]
-        items, values = scores.indices[lo:hi], scores.data[lo:hi]
-        keep = ~np.isin(items, seen.indices[seen.indptr[row] : seen.indptr[row + 1]])
-        items, values = items[keep], values[keep]
+        seen_items = seen.indices[seen.indptr[row] : seen.indptr[row + 1]]
+        is_seen[seen_items] = True
+        keep = ~is_seen[scores.indices[lo:hi]]
+        is_seen[seen_items] = False
+        items, values = scores.indices[lo:hi][keep], scores.data[lo:hi][keep]
         if len(items) > k:
             top = np.argpartition(-values, k - 1)[:k]
             items, values = items[top], values[top]

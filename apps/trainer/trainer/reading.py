@@ -99,15 +99,11 @@ def _read(source: InputFile):
         malformed += 1
         return "skip"
 
-    table = pa_csv.read_csv(
-        source.path,
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_malformed),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in columns},
-            include_columns=columns,
-            strings_can_be_null=True,
-        ),
-    )
+    try:  # clean files, the usual case: Arrow parses the weights as numbers while reading
+        table = _read_csv(source.path, columns, skip_malformed, numeric_weight=True)
+    except pa.ArrowInvalid:  # some weight is not a number: read it as text and find which
+        malformed = 0
+        table = _read_csv(source.path, columns, skip_malformed, numeric_weight=False)
     users, items = table.column("user_id"), table.column("item_id")
     missing_id = pc.fill_null(pc.or_(_blank(users), _blank(items)), True)
     good = pc.invert(missing_id)
@@ -120,16 +116,33 @@ def _read(source: InputFile):
         rejected["non_positive_weight"] = int((good_np & numeric & (values <= 0)).sum())
         keep = good_np & numeric & (values > 0)
         good = pa.array(keep)
-        weights = values[keep]
+        weights = values[keep] if not keep.all() else values
     report.rows_read = table.num_rows + malformed
     report.rejected = rejected
     report.rows_rejected = sum(rejected.values())
+    if report.rows_rejected == malformed:  # every parsed row is usable: no copies
+        return users, items, weights, report
     return pc.filter(users, good), pc.filter(items, good), weights, report
 
 
+def _read_csv(path, columns: list[str], on_malformed, numeric_weight: bool) -> pa.Table:
+    types = {name: pa.string() for name in columns}
+    if numeric_weight and len(columns) > len(REQUIRED):
+        types[columns[-1]] = pa.float64()
+    return pa_csv.read_csv(
+        path,
+        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_malformed),
+        convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns, strings_can_be_null=True),
+    )
+
+
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(values, usable) of a text column: usable = a finite plain decimal number."""
-    try:  # clean columns, the usual case: one cast, no per-value checks
+    """(values, usable) of a weight column: usable = a finite plain decimal number."""
+    if pa.types.is_floating(column.type):  # parsed by the reader: only empty fields are null
+        usable = pc.fill_null(pc.is_valid(column), False).to_numpy(zero_copy_only=False)
+        values = pc.fill_null(column, 0.0).to_numpy()
+        return values, usable & np.isfinite(values)
+    try:  # text that casts cleanly (Arrow's number syntax, as above)
         cast = pc.cast(column, pa.float64())
         usable = pc.fill_null(pc.invert(pc.is_null(cast)), False).to_numpy(zero_copy_only=False)
         values = pc.fill_null(cast, 0.0).to_numpy()

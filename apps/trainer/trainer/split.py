@@ -13,15 +13,46 @@ def holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.cs
     max(1, floor(fraction * n)) go to the holdout, the rest stay for training; users with
     fewer items keep them all in training. Same seed, same split."""
     matrix = matrix.tocsr()
+    rows, rank = _shuffled_ranks(matrix, seed)
+    counts = np.diff(matrix.indptr)
+    n_out = _held_out(counts, fraction)
+    out = rank < n_out[rows]
+    return _subset(matrix, ~out, counts - n_out), _subset(matrix, out, n_out)
+
+
+def nested_holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.csr_matrix, ...]:
+    """``train, test = holdout(matrix)`` and ``fit, validation = holdout(train)`` from ONE shuffle
+    of each user's items: the test set takes the first items of the shuffled order, validation the
+    next ones, so validation is a uniform draw from the training items, never from the test set.
+    Returns (train, test, fit, validation)."""
+    matrix = matrix.tocsr()
+    rows, rank = _shuffled_ranks(matrix, seed)
+    counts = np.diff(matrix.indptr)
+    n_test = _held_out(counts, fraction)
+    n_validation = _held_out(counts - n_test, fraction)
+    test = rank < n_test[rows]
+    validation = ~test & (rank < (n_test + n_validation)[rows])
+    return (
+        _subset(matrix, ~test, counts - n_test),
+        _subset(matrix, test, n_test),
+        _subset(matrix, ~test & ~validation, counts - n_test - n_validation),
+        _subset(matrix, validation, n_validation),
+    )
+
+
+def _shuffled_ranks(matrix: sparse.csr_matrix, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Each stored entry's row and its position in a seeded random order of its row."""
     counts = np.diff(matrix.indptr)
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
     # row + a uniform draw in [0, 1): one sort groups by user and shuffles within each user
     order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz))
     rank = np.empty(matrix.nnz, dtype=np.int64)
     rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
-    n_out = np.where(counts >= MIN_ITEMS, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)
-    out = rank < n_out[rows]
-    return _subset(matrix, ~out, counts - n_out), _subset(matrix, out, n_out)
+    return rows, rank
+
+
+def _held_out(counts: np.ndarray, fraction: float) -> np.ndarray:
+    return np.where(counts >= MIN_ITEMS, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)
 
 
 def _subset(matrix: sparse.csr_matrix, keep: np.ndarray, per_row: np.ndarray) -> sparse.csr_matrix:

@@ -8,7 +8,7 @@ from scipy import sparse
 
 from trainer import families
 from trainer.metrics import Popularity, evaluate
-from trainer.split import MIN_ITEMS, holdout, sample_users
+from trainer.split import MIN_ITEMS, holdout, nested_holdout, sample_users
 from trainer.tuning import tune
 
 
@@ -30,6 +30,21 @@ def test_holdout_is_a_seeded_per_user_partition():
     assert (again != train).nnz == 0 and (other != train).nnz > 0
     users = sample_users(test, 10, [7, 3])
     assert len(users) == 10 and np.all(held[users] > 0)
+
+
+def test_nested_holdout_carves_validation_from_training_only():
+    matrix = random_matrix(seed=4)
+    train, test, fit, validation = nested_holdout(matrix, 0.2, [7, 1])
+    assert (train + test != matrix).nnz == 0 and train.multiply(test).nnz == 0
+    assert (fit + validation != train).nnz == 0 and fit.multiply(validation).nnz == 0
+    assert validation.multiply(test).nnz == 0
+    counts = np.diff(train.indptr)
+    held = np.diff(validation.indptr)
+    assert np.all(held[counts < MIN_ITEMS] == 0)
+    assert np.all(held[counts >= MIN_ITEMS] == np.maximum(1, np.floor(0.2 * counts[counts >= MIN_ITEMS])))
+    again = nested_holdout(matrix, 0.2, [7, 1])
+    assert all((a != b).nnz == 0 for a, b in zip(again, (train, test, fit, validation)))
+    assert (nested_holdout(matrix, 0.2, [8, 1])[3] != validation).nnz > 0
 
 
 class Fixed:

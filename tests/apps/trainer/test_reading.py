@@ -50,6 +50,15 @@ def test_bad_rows_are_counted_by_reason_and_skipped(tmp_path):
     assert entry(data.matrix, data, "u10", "i10") == 4.0
 
 
+def test_numeric_weights_are_checked_the_same_when_arrow_parses_them(tmp_path):
+    # No text weight here, so the reader's typed fast path handles it: same reasons, same counts.
+    text = "user_id,item_id,rating\nu1,i1,4\nu2,i2,\nu3,i3,nan\nu4,i4,0\n,i5,2\nu6,i6,1,x\nu7,i7,2.5e0\n"
+    data = read_interactions(files(tmp_path, a=text))
+    report = data.report["files"][0]
+    assert report["rejected"] == {"malformed": 1, "missing_id": 1, "bad_weight": 2, "non_positive_weight": 1}
+    assert data.user_ids == ["u1", "u7"] and entry(data.matrix, data, "u7", "i7") == 2.5
+
+
 def test_duplicates_add_up_for_weights_and_keep_the_best_rating(tmp_path):
     counts = read_interactions(files(tmp_path, a="user_id,item_id,weight\nu,i,2\nu,i,3\nu,j,1\n"))
     assert entry(counts.matrix, counts, "u", "i") == 5.0 and counts.report["duplicate_pairs_merged"] == 1

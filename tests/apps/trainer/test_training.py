@@ -117,7 +117,7 @@ def test_the_one_scoring_path_recommends_unseen_items_of_the_users_tastes(releas
 
 def test_log_has_one_line_per_stage_with_timings(release):
     _, run = release
-    for stage in ("start", "fetch", "read", "split", "tune", "evaluate", "refit", "write", "complete"):
+    for stage in ("start", "fetch", "read", "split", "tune", "evaluate", "write-data", "refit", "write", "complete"):
         event = run.event(stage)
         assert event["app"] == "trainer"
         if stage != "start":
