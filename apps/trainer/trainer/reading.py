@@ -132,7 +132,9 @@ def _read_csv(path, columns: list[str], on_malformed, numeric_weight: bool) -> p
     return pa_csv.read_csv(
         path,
         parse_options=pa_csv.ParseOptions(invalid_row_handler=on_malformed),
-        convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns, strings_can_be_null=True),
+        # Only an empty field is missing: "NA", "null" or "NaN" can be real ids (Arrow's default null spellings).
+        convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns, strings_can_be_null=True,
+                                              null_values=[""]),
     )
 
 

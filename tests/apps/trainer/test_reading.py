@@ -98,3 +98,10 @@ def test_no_usable_rows_fails_with_the_counts(tmp_path):
     inputs = files(tmp_path, a="user_id,item_id,weight\nu,i,none\n,j,1\n", b="user_id,item_id\n")
     with pytest.raises(DataError, match=r"no usable rows.*a\.csv: 2 rows.*b\.csv: 0 rows"):
         read_interactions(inputs)
+
+
+def test_ids_spelled_like_nulls_are_ids(tmp_path):
+    text = "user_id,item_id,weight\nNA,null,1\nNaN,N/A,2\nu3,i3,NA\n"
+    data = read_interactions(files(tmp_path, a=text))
+    assert data.user_ids == ["NA", "NaN"] and data.item_ids == ["null", "N/A"]
+    assert data.report["files"][0]["rejected"]["bad_weight"] == 1
