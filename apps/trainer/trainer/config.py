@@ -105,7 +105,7 @@ def load() -> Settings:
         threads=env_int("TRAIN_THREADS", _cpu_count(), minimum=1),
         families=_families(),
         tune_budget_seconds=env_float("TUNE_BUDGET_SECONDS", 1800.0, minimum=0.0),
-        tune_trials_per_family=env_int("TUNE_TRIALS_PER_FAMILY", 12, minimum=1),
+        tune_trials_per_family=env_int("TUNE_TRIALS_PER_FAMILY", 20, minimum=1),
         eval_max_users=env_int("EVAL_MAX_USERS", 5_000, minimum=100),
         holdout_fraction=fraction,
         ease_max_items=env_int("EASE_MAX_ITEMS", 10_000, minimum=0),

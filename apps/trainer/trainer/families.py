@@ -171,6 +171,7 @@ SPACES = {
             {"factors": 64, "regularization": 0.1, "alpha": 1.0, "iterations": 15},
             {"factors": 64, "regularization": 1.0, "alpha": 10.0, "iterations": 15},
             {"factors": 32, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
+            {"factors": 128, "regularization": 100.0, "alpha": 3.0, "iterations": 15},
         ],
     },
     "item-knn": {

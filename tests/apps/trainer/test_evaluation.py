@@ -9,7 +9,7 @@ from scipy import sparse
 from trainer import families
 from trainer.metrics import Popularity, evaluate
 from trainer.split import MIN_ITEMS, holdout, nested_holdout, sample_users
-from trainer.tuning import tune
+from trainer.tuning import Climb, tune
 
 
 def random_matrix(users=200, items=120, density=0.08, seed=0):
@@ -103,6 +103,22 @@ def test_tuning_is_deterministic_for_a_seed():
     first = run()
     assert first == run()
     assert len(first[2]) == 8
+
+
+def test_the_climb_leaves_the_best_starts_basin_for_a_better_one():
+    # The best start (128 factors) is a local optimum; the second best start (32 factors) leads,
+    # two steps away, to the best setting. One climb from the best start would never get there.
+    peaks = {(128, 100.0, 3.0): 0.50, (32, 10.0, 1.0): 0.45, (32, 30.0, 1.0): 0.55, (64, 30.0, 1.0): 0.60}
+
+    def score(params):
+        return peaks.get((params["factors"], params["regularization"], params["alpha"]), 0.1)
+
+    climb = Climb("als-plain", max_trials=40)
+    while (proposal := climb.propose()) is not None:
+        step, branch = proposal.pop("_step", None), proposal.pop("_branch", None)
+        climb.report(proposal, score(proposal), step, branch)
+    assert climb.best[0] == 0.60 and climb.best[1]["factors"] == 64
+    assert climb.trials <= 40
 
 
 def test_a_zero_budget_still_fits_one_model_per_family():
