@@ -141,19 +141,14 @@ def _read_csv(path, columns: list[str], on_malformed, numeric_weight: bool) -> p
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(values, usable) of a weight column: usable = a finite plain decimal number."""
     if pa.types.is_floating(column.type):  # parsed by the reader: only empty fields are null
-        usable = pc.fill_null(pc.is_valid(column), False).to_numpy(zero_copy_only=False)
         values = pc.fill_null(column, 0.0).to_numpy()
-        return values, usable & np.isfinite(values)
-    try:  # text that casts cleanly (Arrow's number syntax, as above)
-        cast = pc.cast(column, pa.float64())
-        usable = pc.fill_null(pc.invert(pc.is_null(cast)), False).to_numpy(zero_copy_only=False)
-        values = pc.fill_null(cast, 0.0).to_numpy()
-    except pa.ArrowInvalid:  # some value is not a number: find which, then cast only those
-        text = pc.utf8_trim_whitespace(column)
-        usable = pc.fill_null(pc.match_substring_regex(text, NUMBER), False)
-        values = pc.cast(pc.if_else(usable, text, "0"), pa.float64()).to_numpy()
-        usable = usable.to_numpy()
-    return values, usable & np.isfinite(values)
+        return values, pc.is_valid(column).to_numpy(zero_copy_only=False) & np.isfinite(values)
+    # Text: the reader met a value it cannot parse (nor can cast(), which is stricter), so find
+    # which values are numbers and cast only those.
+    text = pc.utf8_trim_whitespace(column)
+    usable = pc.fill_null(pc.match_substring_regex(text, NUMBER), False)
+    values = pc.cast(pc.if_else(usable, text, "0"), pa.float64()).to_numpy()
+    return values, usable.to_numpy() & np.isfinite(values)
 
 
 def _blank(ids: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -8,26 +8,20 @@ from scipy import sparse
 MIN_ITEMS = 3  # a user needs this many distinct items to give some to a holdout
 
 
-def holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """Split each user's distinct items at random: for users with >= MIN_ITEMS items,
-    max(1, floor(fraction * n)) go to the holdout, the rest stay for training; users with
-    fewer items keep them all in training. Same seed, same split."""
-    matrix = matrix.tocsr()
-    rows, rank = _shuffled_ranks(matrix, seed)
-    counts = np.diff(matrix.indptr)
-    n_out = _held_out(counts, fraction)
-    out = rank < n_out[rows]
-    return _subset(matrix, ~out, counts - n_out), _subset(matrix, out, n_out)
-
-
 def nested_holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sparse.csr_matrix, ...]:
-    """``train, test = holdout(matrix)`` and ``fit, validation = holdout(train)`` from ONE shuffle
-    of each user's items: the test set takes the first items of the shuffled order, validation the
-    next ones, so validation is a uniform draw from the training items, never from the test set.
-    Returns (train, test, fit, validation)."""
+    """Split each user's distinct items at random, twice, from ONE seeded shuffle of them: for users
+    with >= MIN_ITEMS items, max(1, floor(fraction * n)) go to the test set (the first items of the
+    shuffled order); the same rule on the rest picks the validation set (the next ones), so
+    validation is a uniform draw from the training items, never from the test set. Users with
+    fewer items keep them all. Same seed, same split. Returns (train, test, fit, validation):
+    train = fit + validation."""
     matrix = matrix.tocsr()
-    rows, rank = _shuffled_ranks(matrix, seed)
     counts = np.diff(matrix.indptr)
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    # row + a uniform draw in [0, 1): one sort groups by user and shuffles within each user
+    order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz))
+    rank = np.empty(matrix.nnz, dtype=np.int64)  # each entry's position in its user's shuffled order
+    rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
     n_test = _held_out(counts, fraction)
     n_validation = _held_out(counts - n_test, fraction)
     test = rank < n_test[rows]
@@ -38,17 +32,6 @@ def nested_holdout(matrix: sparse.csr_matrix, fraction: float, seed) -> tuple[sp
         _subset(matrix, ~test & ~validation, counts - n_test - n_validation),
         _subset(matrix, validation, n_validation),
     )
-
-
-def _shuffled_ranks(matrix: sparse.csr_matrix, seed) -> tuple[np.ndarray, np.ndarray]:
-    """Each stored entry's row and its position in a seeded random order of its row."""
-    counts = np.diff(matrix.indptr)
-    rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    # row + a uniform draw in [0, 1): one sort groups by user and shuffles within each user
-    order = np.argsort(rows + np.random.default_rng(seed).random(matrix.nnz))
-    rank = np.empty(matrix.nnz, dtype=np.int64)
-    rank[order] = np.arange(matrix.nnz) - matrix.indptr[rows[order]]
-    return rows, rank
 
 
 def _held_out(counts: np.ndarray, fraction: float) -> np.ndarray:

@@ -73,7 +73,7 @@ class Climb:
         return None
 
     def report(self, params: dict, score: float, step: tuple | None, branch: int | None) -> None:
-        params = {name: value for name, value in params.items() if not name.startswith("_")}
+        """``params`` without the proposal's tags, which come as ``step`` and ``branch``."""
         if self.best is None or score > self.best[0]:
             self.best = (score, params)
         if branch is None:  # a start

@@ -8,7 +8,7 @@ from scipy import sparse
 
 from trainer import families
 from trainer.metrics import Popularity, evaluate
-from trainer.split import MIN_ITEMS, holdout, nested_holdout, sample_users
+from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import Climb, tune
 
 
@@ -20,13 +20,13 @@ def random_matrix(users=200, items=120, density=0.08, seed=0):
 
 def test_holdout_is_a_seeded_per_user_partition():
     matrix = random_matrix()
-    train, test = holdout(matrix, 0.2, [7, 1])
+    train, test, _, _ = nested_holdout(matrix, 0.2, [7, 1])
     assert (train + test != matrix).nnz == 0 and train.multiply(test).nnz == 0
     counts, held = np.diff(matrix.indptr), np.diff(test.indptr)
     assert np.all(held[counts < MIN_ITEMS] == 0)
     assert np.all(held[counts >= MIN_ITEMS] == np.maximum(1, np.floor(0.2 * counts[counts >= MIN_ITEMS])))
-    again, _ = holdout(matrix, 0.2, [7, 1])
-    other, _ = holdout(matrix, 0.2, [8, 1])
+    again = nested_holdout(matrix, 0.2, [7, 1])[0]
+    other = nested_holdout(matrix, 0.2, [8, 1])[0]
     assert (again != train).nnz == 0 and (other != train).nnz > 0
     users = sample_users(test, 10, [7, 3])
     assert len(users) == 10 and np.all(held[users] > 0)
@@ -92,7 +92,7 @@ def test_every_family_serves_through_the_one_product_it_is_evaluated_with():
 
 def test_tuning_is_deterministic_for_a_seed():
     matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
-    train, validation = holdout(matrix, 0.2, [1, 2])
+    _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])
     users = sample_users(validation, 1000, [1, 4])
 
     def run():
@@ -123,7 +123,7 @@ def test_the_climb_leaves_the_best_starts_basin_for_a_better_one():
 
 def test_a_zero_budget_still_fits_one_model_per_family():
     matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
-    train, validation = holdout(matrix, 0.2, [1, 2])
+    _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])
     selection = tune(("als-plain", "item-knn"), train, train, validation, sample_users(validation, 1000, 0),
                      threads=2, seed=1, max_trials=5, budget_seconds=0, log=lambda *a, **k: None)
     assert len(selection.record["trials"]) == 2 and selection.record["budget_exhausted"]
