@@ -28,25 +28,20 @@ def _json(value) -> Callable:
     return lambda handle: handle.write(json.dumps(value, separators=(",", ":")).encode("utf-8"))
 
 
-def write_data(
-    folder: Path, user_ids: list[str], item_ids: list[str], seen: sparse.csr_matrix, popularity: np.ndarray, log
+def write_served(
+    folder: Path,
+    user_ids: list[str],
+    item_ids: list[str],
+    seen: sparse.csr_matrix,
+    popularity: np.ndarray,
+    model: Servable,
+    card: dict,
+    log,
 ) -> None:
-    """What the served files take from the data alone (ids, seen items, popularity), so they can be
-    written while the final model is still fitting."""
+    """Every file the scorer reads: ids, seen items, popularity, the model's vectors and its card."""
     binary_seen = seen.tocsr().astype(np.float32)
     binary_seen.data[:] = 1.0
     popular = np.argsort(-popularity, kind="stable").astype(np.int32)
-    _write_all(folder, [
-        (layout.USER_IDS, _json(user_ids)),
-        (layout.ITEM_IDS, _json(item_ids)),
-        (layout.SEEN, _matrix(binary_seen)),
-        (layout.POPULAR, _array(popular)),
-        (layout.POPULAR_SCORES, _array(popularity[popular].astype(np.float32))),
-    ], log)
-
-
-def write_model(folder: Path, model: Servable, card: dict, log) -> None:
-    """The fitted model's vectors and its card (model.json)."""
     if sparse.issparse(model.user_vectors):
         user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
     else:
@@ -57,7 +52,16 @@ def write_model(folder: Path, model: Servable, card: dict, log) -> None:
     else:
         item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32))
     card = {**card, "user_vectors": user_file, "item_vectors": item_file}
-    _write_all(folder, [(user_file, user_writer), (item_file, item_writer), (layout.MODEL_CARD, _json(card))], log)
+    _write_all(folder, [
+        (layout.USER_IDS, _json(user_ids)),
+        (layout.ITEM_IDS, _json(item_ids)),
+        (layout.SEEN, _matrix(binary_seen)),
+        (layout.POPULAR, _array(popular)),
+        (layout.POPULAR_SCORES, _array(popularity[popular].astype(np.float32))),
+        (user_file, user_writer),
+        (item_file, item_writer),
+        (layout.MODEL_CARD, _json(card)),
+    ], log)
 
 
 def _write_all(folder: Path, files: list, log) -> None:

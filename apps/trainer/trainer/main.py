@@ -25,7 +25,7 @@ import modelshare
 from modelshare import COMPLETE, FAILED, MANIFEST, METRICS, MODEL_DIR, ConfigError, FolderState
 from modelshare.layout import TMP_SUFFIX
 from trainer import artifacts, config, families, sources
-from trainer.metrics import K, Popularity, evaluate
+from trainer.metrics import K, Popularity, evaluate, means, paired_gain, per_user
 from trainer.reading import DataError, read_interactions
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import tune
@@ -75,12 +75,6 @@ def _clear(folder: Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
-
-
-def _timed(function, *args):
-    started = time.monotonic()
-    result = function(*args)
-    return result, round(time.monotonic() - started, 3)
 
 
 def train(settings: config.Settings) -> dict:
@@ -140,39 +134,6 @@ def train(settings: config.Settings) -> dict:
     log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg, seconds=lap())
 
     n_items = matrix.shape[1]
-    # The served model is fitted on all rows while the tuned one is measured on the test holdout:
-    # the two are independent, and the fit leaves a core idle in its single-threaded parts.
-    for name in set(selection.models) - {selection.family, "als-plain"}:
-        del selection.models[name]  # free what the evaluations do not need before the final fit
-    folder = settings.folder
-    with ThreadPoolExecutor(max_workers=1) as background:
-        refit = background.submit(_timed, families.fit, selection.family, selection.params, matrix,
-                                  settings.threads, seed)
-        model_metrics = evaluate(selection.models[selection.family], test_users, train_part, test)
-        popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
-        lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
-        log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
-        artifacts.write_data(folder, data.user_ids, data.item_ids, matrix, Popularity(matrix).scores, log)
-        log("write-data", seconds=lap())
-        final, fit_seconds = refit.result()
-    # seconds: the wait left after the evaluation and the data files; fit_seconds: the whole fit
-    log("refit", family=selection.family, fit_seconds=fit_seconds, seconds=lap())
-
-    # The report that the selection beats the usual baseline: the best plain ALS on the same test.
-    # After the final fit, so that its cost stays apart: it exists only because there is a selection.
-    plain = None
-    if "als-plain" in selection.models:
-        plain_model = selection.models["als-plain"]
-        plain = {
-            "params": plain_model.params,
-            "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
-            "test": model_metrics
-            if selection.family == "als-plain"
-            else evaluate(plain_model, test_users, train_part, test),
-        }
-        log("compare-plain-als", test=plain["test"], seconds=lap())
-    selection.models.clear()
-
     card = {
         "family": selection.family,
         "params": selection.params,
@@ -182,7 +143,42 @@ def train(settings: config.Settings) -> dict:
         "scoring": "scores = item_vectors @ user_vector (row of user_vectors); seen items excluded; "
         "unknown users get popular",
     }
-    artifacts.write_model(folder, final, card, log)
+    for name in set(selection.models) - {selection.family, "als-plain"}:
+        del selection.models[name]  # free what the evaluations do not need before the final fit
+    # The served model is fitted on all rows with the whole machine (implicit's fits are threaded),
+    # then its files are written while the tuned one is measured on the test holdout: the writes
+    # wait on the disk and leave the CPU to the evaluation.
+    final = families.fit(selection.family, selection.params, matrix, settings.threads, seed)
+    log("refit", family=selection.family, seconds=lap())
+    folder = settings.folder
+    with ThreadPoolExecutor(max_workers=1) as background:
+        written = background.submit(artifacts.write_served, folder, data.user_ids, data.item_ids, matrix,
+                                    Popularity(matrix).scores, final, card, log)
+        model_per_user = per_user(selection.models[selection.family], test_users, train_part, test)
+        model_metrics = means(model_per_user)
+        popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
+        lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
+        log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
+        written.result()
+    del final
+    log("write-files", seconds=lap())  # the wait left for the served files after the evaluation
+
+    # The report that the selection beats the usual baseline: the best plain ALS on the same test.
+    # After the final fit, so that its cost stays apart: it exists only because there is a selection.
+    plain = None
+    if "als-plain" in selection.models:
+        plain_model = selection.models["als-plain"]
+        plain_per_user = (model_per_user if selection.family == "als-plain"
+                          else per_user(plain_model, test_users, train_part, test))
+        plain = {
+            "params": plain_model.params,
+            "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
+            "test": means(plain_per_user),
+            "ndcg_gain": paired_gain(model_per_user["ndcg_at_k"], plain_per_user["ndcg_at_k"]),
+        }
+        log("compare-plain-als", test=plain["test"], ndcg_gain=plain["ndcg_gain"], seconds=lap())
+    selection.models.clear()
+
     metrics = {
         "k": K,
         "model": model_metrics,

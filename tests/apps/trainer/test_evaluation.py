@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import sparse
+from scipy import sparse, stats
 
 from trainer import families
-from trainer.metrics import Popularity, evaluate
+from trainer.metrics import Popularity, evaluate, paired_gain, per_user
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import Climb, tune
 
@@ -67,6 +67,46 @@ def test_metrics_match_a_hand_computed_example():
     assert result == pytest.approx({
         "precision_at_k": 0.2, "recall_at_k": 2 / 3, "ndcg_at_k": dcg / ideal, "map_at_k": (1 + 2 / 3) / 3,
     }, abs=1e-6)
+
+
+def test_per_user_metrics_are_the_users_own_and_average_to_the_means():
+    relevant = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 1, 0, 0]], dtype=np.float32))
+    seen = sparse.csr_matrix((3, 5), dtype=np.float32)
+    users = np.array([0, 1, 2])
+    values = per_user(Fixed([0, 1, 2]), users, seen, relevant, k=3)
+    # user 0: hit at rank 1; user 1: no hit; user 2: hits at ranks 2 and 3 of 2 relevant
+    ideal_2 = 1 + 1 / np.log2(3)
+    np.testing.assert_allclose(values["ndcg_at_k"], [1.0, 0.0, (1 / np.log2(3) + 1 / np.log2(4)) / ideal_2])
+    np.testing.assert_allclose(values["recall_at_k"], [1.0, 0.0, 1.0])
+    means = evaluate(Fixed([0, 1, 2]), users, seen, relevant, k=3)
+    assert means == pytest.approx({name: value.mean() for name, value in values.items()}, abs=1e-6)
+
+
+def test_paired_gain_is_the_mean_difference_with_a_student_t_interval():
+    rng = np.random.default_rng(4)
+    baseline = rng.random(400)
+    ours = baseline + 0.05 + rng.normal(0, 0.1, 400)
+    gain = paired_gain(ours, baseline)
+    reference = stats.ttest_rel(ours, baseline).confidence_interval(0.95)
+    assert gain["gain"] == pytest.approx(np.mean(ours - baseline), abs=1e-6)
+    assert gain["ci95"] == pytest.approx([reference.low, reference.high], abs=1e-6)
+    assert gain["relative"] == pytest.approx(gain["gain"] / baseline.mean(), abs=1e-6)
+    assert gain["ci95"][0] > 0 and gain["users"] == 400
+    same = paired_gain(baseline, baseline)  # a model against itself gains nothing, surely
+    assert same["gain"] == 0 and same["ci95"] == [0, 0]
+
+
+def test_ease_is_the_closed_form_with_edlae_regularization():
+    matrix = random_matrix(users=120, items=30, density=0.2, seed=6)
+    for dropout in (0.0, 0.33):
+        model = families.fit("ease", {"lambda": 5.0, "dropout": dropout, "input": "binary"}, matrix, 2, 0)
+        binary = (matrix.toarray() > 0).astype(np.float64)
+        gram = binary.T @ binary
+        # Steck 2020 (EDLAE): Lambda = lambda I + p / (1 - p) diag(G); B = I - P diag(1 / diag(P))
+        inverse = np.linalg.inv(gram + np.diag(5.0 + dropout / (1 - dropout) * np.diag(gram)))
+        expected = np.eye(30) - inverse / np.diag(inverse)
+        np.testing.assert_allclose(model.right, expected, atol=1e-5)
+        np.testing.assert_array_equal(np.diag(model.right), 0)
 
 
 def test_popularity_ranks_the_most_shared_unseen_items():
