@@ -268,9 +268,9 @@ def speed() -> str:
         "their work. *Tuning* is every validation fit and its scoring (the trainer's `tune` stage). The "
         "*plain-ALS comparison* scores the best plain-ALS candidate on the test holdout for "
         "`metrics.json` → `selection.plain_als`; it only exists because there is a selection, so it runs "
-        "after the final fit and is shown apart (and in the second ratio). The final fit on all rows runs "
-        "in a thread beside the test evaluation and the data-only files, so its row shows only the time "
-        "left after them; the ratio table gives its whole duration. "
+        "after the final fit and is shown apart (and in the second ratio). The final fit on all rows has "
+        "the whole machine; the served files are then written in a thread beside the test evaluation, so "
+        "the write row shows only the time left after it. "
         "The trainer's *read* also hashes every input file (sha256 for the "
         "manifest), validates ids and weights and merges duplicate pairs; its *evaluation* ranks all items "
         f"for {metrics['n_eval_users']:,} test users with the chosen model and with popularity (the waiter's "
@@ -329,11 +329,17 @@ def quality(name: str) -> str:
         "",
         f"Lift over popularity (NDCG): {metrics['lift_ndcg']:.2f}. Chosen vs plain ALS on the test holdout: "
         + (f"{metrics['model']['ndcg_at_k'] / plain['test']['ndcg_at_k']:.3f}x NDCG against the trainer's own "
-           "tuning, " if plain else "")
+           f"tuning ({_gain(plain['ndcg_gain'])}), " if plain else "")
         + f"{metrics['model']['ndcg_at_k'] / grid['test']['ndcg_at_k']:.3f}x against the grid "
         f"({grid_seconds:.0f} s: {' x '.join(f'{k} {v}' for k, v in ALS_GRID.items())}, 15 iterations).",
     ]
     return "\n".join(lines)
+
+
+def _gain(gain: dict) -> str:
+    low, high = gain["relative_ci95"]
+    return (f"paired per-user gain {gain['relative']:+.1%}, 95 % interval {low:+.1%} to {high:+.1%} "
+            f"over {gain['users']:,} users")
 
 
 def _row(name: str, m: dict) -> str:
