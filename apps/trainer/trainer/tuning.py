@@ -11,6 +11,11 @@ turns, one trial each, so a budget cut leaves every family with comparable effor
 round always runs (every family needs one fitted model); after it, no new trial starts once
 TUNE_BUDGET_SECONDS have passed. Without a budget cut, the search is a pure function of the
 data and the seed.
+
+The family with the best validation NDCG is served only if it beats the best plain ALS, the usual
+baseline, clearly: the 95 % interval of its paired per-user gain on the validation users lies above
+zero. Otherwise plain ALS is served. With many candidates and trials, the best validation score is
+partly luck (on MovieLens 100k, an EASE 0.2 % ahead on validation was 2.7 % behind on test).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainer import families
-from trainer.metrics import evaluate
+from trainer.metrics import evaluate, paired_gain, per_user
 
 
 def _key(family: str, params: dict) -> tuple:
@@ -104,6 +109,16 @@ class Climb:
         return [{**params, name: value, "_step": (name, direction)} for name, direction, value in moves]
 
 
+def clear_winner(best: str, models: dict, users: np.ndarray, seen, relevant) -> tuple[str, dict | None]:
+    """``best`` if it clearly beats plain ALS on the validation users, else plain ALS; and the paired
+    NDCG gain of ``best`` over plain ALS that decided it (None without a plain ALS to compare)."""
+    if best == "als-plain" or "als-plain" not in models:
+        return best, None
+    gain = paired_gain(per_user(models[best], users, seen, relevant)["ndcg_at_k"],
+                       per_user(models["als-plain"], users, seen, relevant)["ndcg_at_k"])
+    return (best if gain["ci95"][0] > 0 else "als-plain"), {"family": best, **gain}
+
+
 @dataclass
 class Selection:
     family: str
@@ -173,7 +188,7 @@ def tune(
     if not best_models:
         raise RuntimeError("every candidate model failed to fit; see the tune-trial-failed log lines")
     ranked = sorted(best_models, key=lambda name: (-climbs[name].best[0], names.index(name)))
-    winner = ranked[0]
+    winner, gain = clear_winner(ranked[0], best_models, users, seen, relevant)
     record = {
         "objective": "ndcg_at_k on the validation split",
         "families": {
@@ -186,6 +201,7 @@ def tune(
             for name in names
         },
         "trials": trials,
+        "best_over_plain_als": gain,
         "budget_seconds": budget_seconds,
         "budget_exhausted": budget_cut,
         "seconds": round(time.monotonic() - started, 3),

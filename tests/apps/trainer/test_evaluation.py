@@ -9,7 +9,7 @@ from scipy import sparse, stats
 from trainer import families
 from trainer.metrics import Popularity, evaluate, paired_gain, per_user
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
-from trainer.tuning import Climb, tune
+from trainer.tuning import Climb, clear_winner, tune
 
 
 def random_matrix(users=200, items=120, density=0.08, seed=0):
@@ -107,6 +107,29 @@ def test_ease_is_the_closed_form_with_edlae_regularization():
         expected = np.eye(30) - inverse / np.diag(inverse)
         np.testing.assert_allclose(model.right, expected, atol=1e-5)
         np.testing.assert_array_equal(np.diag(model.right), 0)
+
+
+class LuckyFor(Fixed):
+    """Ranks item 0 first for the given users, third for everyone else."""
+
+    def __init__(self, lucky):
+        super().__init__([1, 2, 0, 3, 4])
+        self.lucky = set(lucky)
+
+    def top_k(self, users, seen, k):
+        return np.array([[0, 1, 2, 3, 4] if user in self.lucky else [1, 2, 0, 3, 4] for user in users])[:, :k]
+
+
+def test_a_family_is_served_over_plain_als_only_when_its_validation_gain_is_clear():
+    relevant = sparse.csr_matrix(np.tile([[1, 0, 0, 0, 0]], (60, 1)).astype(np.float32))  # item 0, for all
+    seen, users = sparse.csr_matrix((60, 5), dtype=np.float32), np.arange(60)
+    plain = LuckyFor([])
+    ahead_by_luck = {"ease": LuckyFor([7]), "als-plain": plain}  # better for one user of 60
+    assert clear_winner("ease", ahead_by_luck, users, seen, relevant)[0] == "als-plain"
+    clearly_ahead = {"ease": LuckyFor(range(0, 60, 2)), "als-plain": plain}  # better for half of them
+    winner, gain = clear_winner("ease", clearly_ahead, users, seen, relevant)
+    assert winner == "ease" and gain["family"] == "ease" and gain["ci95"][0] > 0
+    assert clear_winner("ease", {"ease": LuckyFor([7])}, users, seen, relevant) == ("ease", None)
 
 
 def test_popularity_ranks_the_most_shared_unseen_items():
