@@ -337,8 +337,9 @@ def quality(name: str) -> str:
 
 
 def _gain(gain: dict) -> str:
-    low, high = gain["relative_ci95"]
-    return (f"paired per-user gain {gain['relative']:+.1%}, 95 % interval {low:+.1%} to {high:+.1%} "
+    low, high = gain["relative_interval"]
+    return (f"paired per-user gain {gain['relative']:+.1%}, {gain['confidence']:.0%} interval "
+            f"{low:+.1%} to {high:+.1%} "
             f"over {gain['users']:,} users")
 
 

@@ -197,7 +197,10 @@ SPACES = {
             "dropout": [0.0, 0.1, 0.25, 0.33, 0.5],
             "input": ["binary", "log"],
         },
-        "starts": [{"lambda": 300.0, "dropout": 0.0, "input": "binary"}, {"lambda": 100.0, "dropout": 0.0, "input": "log"}],
+        "starts": [
+            {"lambda": 300.0, "dropout": 0.0, "input": "binary"},
+            {"lambda": 100.0, "dropout": 0.0, "input": "log"},
+        ],
     },
 }
 

@@ -117,22 +117,25 @@ def evaluate(
     return means(per_user(ranker, users, seen, relevant, k))
 
 
-def paired_gain(ours: np.ndarray, baseline: np.ndarray) -> dict:
+def paired_gain(ours: np.ndarray, baseline: np.ndarray, confidence: float = 0.95) -> dict:
     """How much ``ours`` beats ``baseline`` on the same users: the mean per-user difference, relative
-    to the baseline's mean, with a 95 % Student-t interval. Paired, so that how hard each user is
-    cancels out: a gain whose interval excludes 0 is not an accident of the sampled users."""
+    to the baseline's mean, with a two-sided Student-t interval at ``confidence``. Paired, so that how
+    hard each user is cancels out: a gain whose interval excludes 0 is not an accident of the sampled
+    users."""
     from scipy.stats import t  # here: importing scipy.stats costs every run half a second
 
     difference = ours - baseline
     mean, base = float(difference.mean()), float(baseline.mean())
     half = 0.0
     if len(difference) > 1:
-        half = float(t.ppf(0.975, len(difference) - 1) * difference.std(ddof=1) / np.sqrt(len(difference)))
+        quantile = t.ppf(0.5 + confidence / 2, len(difference) - 1)
+        half = float(quantile * difference.std(ddof=1) / np.sqrt(len(difference)))
     relative = (lambda value: round(value / base, 6)) if base else (lambda value: None)
     return {
         "gain": round(mean, 6),
-        "ci95": [round(mean - half, 6), round(mean + half, 6)],
         "relative": relative(mean),
-        "relative_ci95": [relative(mean - half), relative(mean + half)],
+        "confidence": confidence,
+        "interval": [round(mean - half, 6), round(mean + half, 6)],
+        "relative_interval": [relative(mean - half), relative(mean + half)],
         "users": len(difference),
     }

@@ -89,11 +89,14 @@ def test_paired_gain_is_the_mean_difference_with_a_student_t_interval():
     gain = paired_gain(ours, baseline)
     reference = stats.ttest_rel(ours, baseline).confidence_interval(0.95)
     assert gain["gain"] == pytest.approx(np.mean(ours - baseline), abs=1e-6)
-    assert gain["ci95"] == pytest.approx([reference.low, reference.high], abs=1e-6)
+    assert gain["interval"] == pytest.approx([reference.low, reference.high], abs=1e-6)
     assert gain["relative"] == pytest.approx(gain["gain"] / baseline.mean(), abs=1e-6)
-    assert gain["ci95"][0] > 0 and gain["users"] == 400
+    assert gain["interval"][0] > 0 and gain["users"] == 400 and gain["confidence"] == 0.95
+    narrower = paired_gain(ours, baseline, 0.90)["interval"]
+    reference = stats.ttest_rel(ours, baseline).confidence_interval(0.90)
+    assert narrower == pytest.approx([reference.low, reference.high], abs=1e-6)
     same = paired_gain(baseline, baseline)  # a model against itself gains nothing, surely
-    assert same["gain"] == 0 and same["ci95"] == [0, 0]
+    assert same["gain"] == 0 and same["interval"] == [0, 0]
 
 
 def test_ease_is_the_closed_form_with_edlae_regularization():
@@ -128,7 +131,7 @@ def test_a_family_is_served_over_plain_als_only_when_its_validation_gain_is_clea
     assert clear_winner("ease", ahead_by_luck, users, seen, relevant)[0] == "als-plain"
     clearly_ahead = {"ease": LuckyFor(range(0, 60, 2)), "als-plain": plain}  # better for half of them
     winner, gain = clear_winner("ease", clearly_ahead, users, seen, relevant)
-    assert winner == "ease" and gain["family"] == "ease" and gain["ci95"][0] > 0
+    assert winner == "ease" and gain["family"] == "ease" and gain["interval"][0] > 0
     assert clear_winner("ease", {"ease": LuckyFor([7])}, users, seen, relevant) == ("ease", None)
 
 

@@ -79,7 +79,7 @@ def test_selection_beats_a_validation_tuned_plain_als(release):
     assert metrics["model"]["ndcg_at_k"] > 1.04 * plain["test"]["ndcg_at_k"], (metrics["model"], plain)
     gain = plain["ndcg_gain"]
     assert gain["gain"] == pytest.approx(metrics["model"]["ndcg_at_k"] - plain["test"]["ndcg_at_k"], abs=1e-5)
-    assert gain["ci95"][0] > 0 and gain["users"] == metrics["n_eval_users"], gain
+    assert gain["interval"][0] > 0 and gain["users"] == metrics["n_eval_users"], gain
     assert not selection["budget_exhausted"]
 
 
