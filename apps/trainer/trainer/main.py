@@ -132,7 +132,8 @@ def train(settings: config.Settings) -> dict:
         budget_seconds=settings.tune_budget_seconds,
         log=log,
     )
-    log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg, seconds=lap())
+    log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg,
+        best_over_plain_als=selection.record["best_over_plain_als"], seconds=lap())
 
     n_items = matrix.shape[1]
     card = {
@@ -161,7 +162,7 @@ def train(settings: config.Settings) -> dict:
         lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
         log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
         written.result()
-    del final
+    del final  # on disk now: free it (EASE: n_items^2) before the plain-ALS comparison
     log("write-files", seconds=lap())  # the wait left for the served files after the evaluation
 
     # The report that the selection beats the usual baseline: the best plain ALS on the same test.
