@@ -52,7 +52,7 @@ def write_served(
     else:
         item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32))
     card = {**card, "user_vectors": user_file, "item_vectors": item_file}
-    _write_all(folder, [
+    files = [
         (layout.USER_IDS, _json(user_ids)),
         (layout.ITEM_IDS, _json(item_ids)),
         (layout.SEEN, _matrix(binary_seen)),
@@ -61,10 +61,7 @@ def write_served(
         (user_file, user_writer),
         (item_file, item_writer),
         (layout.MODEL_CARD, _json(card)),
-    ], log)
-
-
-def _write_all(folder: Path, files: list, log) -> None:
+    ]
     target = folder / MODEL_DIR
     target.mkdir(parents=True, exist_ok=True)
     for name, writer in files:

@@ -49,11 +49,11 @@ def protocol(seed: int, fraction: float, n_users: int) -> str:
         f"seeded per-user random holdout (TRAIN_SEED {seed}): each user with >= {MIN_ITEMS} distinct "
         f"items gives {fraction:.0%} of them (at least 1) to the test set; a validation set is carved "
         "the same way from the rest (never from the test set) and chooses the family and "
-        f"hyperparameters by NDCG@{K}, a family other than plain ALS only if its paired per-user gain over "
-        "the best plain ALS is above 0 at one-sided 95 % confidence; the chosen model and the popularity model, both fitted on the "
-        "training rows minus validation, rank every item except the user's training and validation "
-        f"items for {n_users} test users (a seeded sample of at most EVAL_MAX_USERS); the served "
-        "model is the chosen one refitted on all rows"
+        f"hyperparameters by NDCG@{K}, a family other than plain ALS only if its paired per-user gain "
+        "over the best plain ALS is above 0 at one-sided 95 % confidence; the chosen model and the "
+        "popularity model, both fitted on the training rows minus validation, rank every item except "
+        f"the user's training and validation items for {n_users} test users (a seeded sample of at most "
+        "EVAL_MAX_USERS); the served model is the chosen one refitted on all rows"
     )
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainer import families
-from trainer.metrics import evaluate, paired_gain, per_user
+from trainer.metrics import means, paired_gain, per_user
 
 
 def _key(family: str, params: dict) -> tuple:
@@ -113,13 +113,13 @@ class Climb:
         return [{**params, name: value, "_step": (name, direction)} for name, direction, value in moves]
 
 
-def clear_winner(best: str, models: dict, users: np.ndarray, seen, relevant) -> tuple[str, dict | None]:
+def clear_winner(best: str, ndcg: dict[str, np.ndarray]) -> tuple[str, dict | None]:
     """``best`` if it clearly beats plain ALS on the validation users, else plain ALS; and the paired
-    NDCG gain of ``best`` over plain ALS that decided it (None without a plain ALS to compare)."""
-    if best == "als-plain" or "als-plain" not in models:
+    NDCG gain of ``best`` over plain ALS that decided it (None without a plain ALS to compare).
+    ``ndcg``: family -> per-user validation NDCG of its best model."""
+    if best == "als-plain" or "als-plain" not in ndcg:
         return best, None
-    gain = paired_gain(per_user(models[best], users, seen, relevant)["ndcg_at_k"],
-                       per_user(models["als-plain"], users, seen, relevant)["ndcg_at_k"], CONFIDENCE)
+    gain = paired_gain(ndcg[best], ndcg["als-plain"], CONFIDENCE)
     return (best if gain["interval"][0] > 0 else "als-plain"), {"family": best, **gain}
 
 
@@ -147,6 +147,7 @@ def tune(
 ) -> Selection:
     climbs = {name: Climb(name, max_trials) for name in names}
     best_models: dict = {}
+    best_ndcg: dict = {}  # family -> per-user validation NDCG of its best model, for clear_winner
     trials = []
     started = time.monotonic()
     active = list(names)
@@ -167,7 +168,8 @@ def tune(
             clock = time.monotonic()
             try:
                 model = families.fit(name, params, matrix, threads, seed)
-                score = evaluate(model, users, seen, relevant)["ndcg_at_k"]
+                values = per_user(model, users, seen, relevant)
+                score = means(values)["ndcg_at_k"]
             except (ArithmeticError, MemoryError, ValueError, np.linalg.LinAlgError) as exc:
                 log("tune-trial-failed", family=name, params=params, error=f"{type(exc).__name__}: {exc}")
                 score, model = float("-inf"), None
@@ -175,7 +177,7 @@ def tune(
             previous_best = climbs[name].best
             climbs[name].report(proposal, score, step, branch)
             if model is not None and (previous_best is None or score > previous_best[0]):
-                best_models[name] = model
+                best_models[name], best_ndcg[name] = model, values["ndcg_at_k"]
             shown = score if np.isfinite(score) else None  # JSON has no -inf
             trials.append({"family": name, "params": params, "validation_ndcg": shown, "seconds": seconds})
             log(
@@ -192,7 +194,7 @@ def tune(
     if not best_models:
         raise RuntimeError("every candidate model failed to fit; see the tune-trial-failed log lines")
     ranked = sorted(best_models, key=lambda name: (-climbs[name].best[0], names.index(name)))
-    winner, gain = clear_winner(ranked[0], best_models, users, seen, relevant)
+    winner, gain = clear_winner(ranked[0], best_ndcg)
     record = {
         "objective": "ndcg_at_k on the validation split",
         "families": {
