@@ -333,6 +333,11 @@ def quality(name: str) -> str:
         + f"{metrics['model']['ndcg_at_k'] / grid['test']['ndcg_at_k']:.3f}x against the grid "
         f"({grid_seconds:.0f} s: {' x '.join(f'{k} {v}' for k, v in ALS_GRID.items())}, 15 iterations).",
     ]
+    decided = selection.get("best_over_plain_als")
+    if decided:
+        clear = decided["interval"][0] > 0
+        lines.append(f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, {_gain(decided)}: "
+                     + ("clear, so it is served." if clear else "not clear, so plain ALS is served."))
     return "\n".join(lines)
 
 

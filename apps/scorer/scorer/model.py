@@ -115,13 +115,23 @@ class Model:
             model_dir, layout.USER_VECTORS_DENSE, layout.USER_VECTORS_SPARSE
         )
         item_vectors, sparse_items = _one_of(model_dir, layout.ITEM_VECTORS_DENSE, layout.ITEM_VECTORS_SPARSE)
-        # Transposed once here so that scoring a batch is one product: users x items.
-        self._items_t = item_vectors.T.tocsr() if sparse_items else item_vectors.T
+        # Transposed once here so that scoring a batch is one product: users x items. Behind sparse
+        # user rows (EASE, ease+als) it is copied row-major: scipy would otherwise copy the
+        # column-major view on every request (90 ms instead of 0.3 ms on MovieLens 1M).
+        if sparse_items:
+            self._items_t = item_vectors.T.tocsr()
+        elif sparse_users:
+            self._items_t = np.ascontiguousarray(item_vectors.T)
+        else:
+            self._items_t = item_vectors.T
         self._sparse_items = sparse_items
         self.seen = _load_csr_parts(model_dir / layout.SEEN)
         self.popular = _load_dense(model_dir / layout.POPULAR)
         self.popular_scores = _load_dense(model_dir / layout.POPULAR_SCORES)
-        self.family = "item-item" if sparse_users else "factor"
+        try:  # the trained family as the trainer names it (e.g. ease+als); else the vectors' form
+            self.family = str(modelshare.read_json(model_dir / layout.MODEL_CARD)["family"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.family = "item-item" if sparse_users else "factor"
         self._check_shapes(model_dir, item_vectors)
         self._popular_ids = self._item_ids[np.asarray(self.popular, dtype=np.int64)].tolist()
         self._popular_scores = np.round(np.asarray(self.popular_scores, dtype=np.float64), 6).tolist()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from modelshare import ConfigError, env_float, env_int, env_str
 
-FAMILIES = ("als", "als-plain", "item-knn", "ease")
+FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
 BLOB_VARIABLES = ("BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER")
 
 
@@ -78,6 +78,9 @@ def _families() -> tuple[str, ...]:
     unknown = [name for name in names if name not in FAMILIES]
     if unknown or not names:
         raise ConfigError(f"environment variable TRAIN_FAMILIES has unknown families {unknown}; choose from {list(FAMILIES)}")
+    if "ease+als" in names and not ("ease" in names and {"als", "als-plain"} & set(names)):
+        raise ConfigError("environment variable TRAIN_FAMILIES: ease+als blends the best ease with the best "
+                          f"als or als-plain, so it needs ease and one of them too, got {','.join(names)}")
     return names
 
 

@@ -7,6 +7,8 @@
   item-knn   implicit's BM25 or cosine item-item neighbours         user rows (sparse) x S
   ease       EASE, closed-form linear item model (Steck 2019), with   user rows (sparse) x B, dense
              EDLAE's dropout-emphasis regularization (Steck 2020)
+  ease+als   the best EASE and the best ALS, scores added with a      [user row, user factors] (sparse)
+             tuned weight after scaling each to unit spread            x [B; item factors.T], dense
 
 For item models the user vector is the user's (weighted) interaction row, so a user's
 recommendations follow their history without refitting.
@@ -143,7 +145,44 @@ def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Serv
     return Servable(family, params, rows, inverse.astype(np.float32), threads)
 
 
-FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease}
+BLEND = "ease+als"
+BLEND_WEIGHTS = [0.2, 0.35, 0.5, 0.65, 0.8]  # EASE's share of the blended score, tuned on validation
+SCALE_USERS = 256  # users whose scores measure a model's spread
+
+
+def score_spread(model: Servable, seed: int) -> float:
+    """Standard deviation of a model's scores over a seeded sample of users: EASE and ALS scores
+    differ in scale by orders of magnitude, so each is divided by its spread before they are added."""
+    n_users = model.user_vectors.shape[0]
+    users = np.sort(np.random.default_rng(seed).choice(n_users, min(n_users, SCALE_USERS), replace=False))
+    return float(model.scores(users).std()) or 1.0
+
+
+def blend(item_model: Servable, factor_model: Servable, weight: float, seed: int,
+          params: dict | None = None) -> Servable:
+    """weight * item scores / spread + (1 - weight) * factor scores / spread, as ONE servable:
+    each user's vector is their item row followed by their factors, each item's vector its EASE
+    column followed by its factors, so the scorer's single product computes the sum."""
+    item_share = weight / score_spread(item_model, seed)
+    factor_share = (1.0 - weight) / score_spread(factor_model, seed)
+    user_vectors = sparse.hstack(
+        [item_model.user_vectors * item_share, sparse.csr_matrix(factor_model.user_vectors * factor_share)],
+        format="csr", dtype=np.float32,
+    )
+    right = np.vstack([item_model.right, factor_model.right])
+    params = params if params is not None else {"weight": weight}
+    return Servable(BLEND, params, user_vectors, right, factor_model.threads)
+
+
+def fit_blend(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    """params: {"weight": EASE's share, "ease": EASE's params, "als": {"family": ..., **its params}}."""
+    factor_params = {name: value for name, value in params["als"].items() if name != "family"}
+    factor_model = fit(params["als"]["family"], factor_params, matrix, threads, seed)
+    item_model = fit("ease", params["ease"], matrix, threads, seed)
+    return blend(item_model, factor_model, params["weight"], seed, params)
+
+
+FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease, BLEND: fit_blend}
 
 
 def fit(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:

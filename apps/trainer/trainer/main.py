@@ -116,8 +116,10 @@ def train(settings: config.Settings) -> dict:
 
     names = settings.families
     if "ease" in names and matrix.shape[1] > settings.ease_max_items:
-        names = tuple(n for n in names if n != "ease")
-        log("skip-family", family="ease", reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}")
+        skipped = [n for n in names if n in ("ease", families.BLEND)]
+        names = tuple(n for n in names if n not in skipped)
+        for name in skipped:
+            log("skip-family", family=name, reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}")
     if not names:
         raise DataError(f"no model family applies: TRAIN_FAMILIES={','.join(settings.families)}")
     selection = tune(

@@ -10,7 +10,8 @@ no branch has an untried step (converged) or after TUNE_TRIALS_PER_FAMILY trials
 turns, one trial each, so a budget cut leaves every family with comparable effort. The first
 round always runs (every family needs one fitted model); after it, no new trial starts once
 TUNE_BUDGET_SECONDS have passed. Without a budget cut, the search is a pure function of the
-data and the seed.
+data and the seed. Then the blend (families.BLEND) tries its weights on the best EASE and the best
+ALS already fitted: each trial is one scoring pass, no fit.
 
 The family with the best validation NDCG is served only if it beats the best plain ALS, the usual
 baseline, clearly: its paired per-user gain on the validation users is above zero at one-sided 95 %
@@ -145,17 +146,49 @@ def tune(
     budget_seconds: float,
     log,
 ) -> Selection:
-    climbs = {name: Climb(name, max_trials) for name in names}
+    climbs = {name: Climb(name, max_trials) for name in names if name != families.BLEND}
+    best: dict = {}  # family -> (validation NDCG, params) of its best trial
     best_models: dict = {}
     best_ndcg: dict = {}  # family -> per-user validation NDCG of its best model, for clear_winner
     trials = []
     started = time.monotonic()
-    active = list(names)
+
+    def trial(name: str, params: dict, make) -> float:
+        """Fit (``make()``) and score one setting; keep it if it is the family's best so far."""
+        clock = time.monotonic()
+        try:
+            model = make()
+            values = per_user(model, users, seen, relevant)
+            score = means(values)["ndcg_at_k"]
+        except (ArithmeticError, MemoryError, ValueError, np.linalg.LinAlgError) as exc:
+            log("tune-trial-failed", family=name, params=params, error=f"{type(exc).__name__}: {exc}")
+            score, model = float("-inf"), None
+        seconds = round(time.monotonic() - clock, 3)
+        if model is not None and (name not in best or score > best[name][0]):
+            best[name], best_models[name], best_ndcg[name] = (score, params), model, values["ndcg_at_k"]
+        shown = score if np.isfinite(score) else None  # JSON has no -inf
+        trials.append({"family": name, "params": params, "validation_ndcg": shown, "seconds": seconds})
+        log(
+            "tune-trial",
+            trial=len(trials),
+            family=name,
+            params=params,
+            validation_ndcg=shown,
+            seconds=seconds,
+            elapsed=round(time.monotonic() - started, 3),
+            budget_seconds=budget_seconds,
+        )
+        return score
+
+    def out_of_time() -> bool:
+        return time.monotonic() - started >= budget_seconds
+
+    active = list(climbs)
     budget_cut = False
     first_round = True
     while active:
         for name in list(active):
-            if not first_round and time.monotonic() - started >= budget_seconds:
+            if not first_round and out_of_time():
                 budget_cut = True
                 active = []
                 break
@@ -165,44 +198,34 @@ def tune(
                 continue
             step, branch = proposal.pop("_step", None), proposal.pop("_branch", None)
             params = families.canonical(name, proposal)
-            clock = time.monotonic()
-            try:
-                model = families.fit(name, params, matrix, threads, seed)
-                values = per_user(model, users, seen, relevant)
-                score = means(values)["ndcg_at_k"]
-            except (ArithmeticError, MemoryError, ValueError, np.linalg.LinAlgError) as exc:
-                log("tune-trial-failed", family=name, params=params, error=f"{type(exc).__name__}: {exc}")
-                score, model = float("-inf"), None
-            seconds = round(time.monotonic() - clock, 3)
-            previous_best = climbs[name].best
+            score = trial(name, params, lambda: families.fit(name, params, matrix, threads, seed))
             climbs[name].report(proposal, score, step, branch)
-            if model is not None and (previous_best is None or score > previous_best[0]):
-                best_models[name], best_ndcg[name] = model, values["ndcg_at_k"]
-            shown = score if np.isfinite(score) else None  # JSON has no -inf
-            trials.append({"family": name, "params": params, "validation_ndcg": shown, "seconds": seconds})
-            log(
-                "tune-trial",
-                trial=len(trials),
-                family=name,
-                params=params,
-                validation_ndcg=shown,
-                seconds=seconds,
-                elapsed=round(time.monotonic() - started, 3),
-                budget_seconds=budget_seconds,
-            )
         first_round = False
     if not best_models:
         raise RuntimeError("every candidate model failed to fit; see the tune-trial-failed log lines")
-    ranked = sorted(best_models, key=lambda name: (-climbs[name].best[0], names.index(name)))
+
+    # The blend reuses the best EASE and ALS already fitted: a trial is a weight, scored without a fit.
+    factor = max(("als-plain", "als"), key=lambda name: best[name][0] if name in best_models else float("-inf"))
+    if families.BLEND in names and "ease" in best_models and factor in best_models:
+        for weight in families.BLEND_WEIGHTS[:max_trials]:
+            if out_of_time():
+                budget_cut = True
+                break
+            params = {"weight": weight, "ease": best["ease"][1], "als": {"family": factor, **best[factor][1]}}
+            trial(families.BLEND, params,
+                  lambda: families.blend(best_models["ease"], best_models[factor], weight, seed, params))
+
+    ranked = sorted(best_models, key=lambda name: (-best[name][0], names.index(name)))
     winner, gain = clear_winner(ranked[0], best_ndcg)
+    counts = {name: sum(entry["family"] == name for entry in trials) for name in names}
     record = {
         "objective": "ndcg_at_k on the validation split",
         "families": {
             name: {
-                "params": families.canonical(name, climbs[name].best[1]) if name in best_models else None,
-                "validation_ndcg": climbs[name].best[0] if name in best_models else None,
-                "trials": climbs[name].trials,
-                "converged": climbs[name].converged,
+                "params": best[name][1] if name in best_models else None,
+                "validation_ndcg": best[name][0] if name in best_models else None,
+                "trials": counts[name],
+                "converged": climbs[name].converged if name in climbs else counts[name] == len(families.BLEND_WEIGHTS),
             }
             for name in names
         },
@@ -212,6 +235,4 @@ def tune(
         "budget_exhausted": budget_cut,
         "seconds": round(time.monotonic() - started, 3),
     }
-    return Selection(
-        winner, families.canonical(winner, climbs[winner].best[1]), climbs[winner].best[0], best_models, record
-    )
+    return Selection(winner, best[winner][1], best[winner][0], best_models, record)

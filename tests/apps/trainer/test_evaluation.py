@@ -160,6 +160,47 @@ def test_every_family_serves_through_the_one_product_it_is_evaluated_with():
         assert not any(set(best[i]) & set(matrix[i].indices) for i in range(len(users)))
 
 
+def test_the_blend_adds_the_spread_scaled_scores_of_ease_and_als_in_one_product():
+    matrix = random_matrix(seed=6)
+    ease = families.fit("ease", {"lambda": 30.0, "dropout": 0.25, "input": "log"}, matrix, 2, 0)
+    als = families.fit("als-plain", {"factors": 8, "regularization": 1.0, "alpha": 3.0, "iterations": 5}, matrix, 2, 0)
+    users = np.arange(30)
+    blended = families.blend(ease, als, 0.35, seed=0)
+    expected = (0.35 * ease.scores(users) / families.score_spread(ease, 0)
+                + 0.65 * als.scores(users) / families.score_spread(als, 0))
+    np.testing.assert_allclose(blended.scores(users), expected, rtol=1e-4, atol=1e-6)
+    items = blended.item_vectors  # the scorer's one product: ITEM_VECTORS @ user_vector
+    assert items.shape == (matrix.shape[1], matrix.shape[1] + 8)
+    for user in users[:5]:
+        served = items @ blended.user_vectors[user].toarray().ravel()
+        np.testing.assert_allclose(served, expected[user], rtol=1e-4, atol=1e-6)
+    best = blended.top_k(users, matrix[users], 5)
+    assert not any(set(best[i]) & set(matrix[i].indices) for i in range(len(users)))
+    # the served fit: both parts refitted with their own params, blended with the tuned weight
+    params = {"weight": 0.35, "ease": ease.params, "als": {"family": "als-plain", **als.params}}
+    refit = families.fit("ease+als", params, matrix, 2, 0)
+    assert refit.family == "ease+als" and refit.params == params
+    np.testing.assert_allclose(refit.scores(users), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_the_blend_tunes_its_weight_on_the_best_ease_and_als_without_refitting():
+    matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
+    _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])
+    users = sample_users(validation, 1000, [1, 4])
+    selection = tune(("als-plain", "ease", "ease+als"), train, train, validation, users, threads=2, seed=1,
+                     max_trials=3, budget_seconds=600, log=lambda *a, **k: None)
+    record = selection.record
+    blends = [t for t in record["trials"] if t["family"] == "ease+als"]
+    assert [t["params"]["weight"] for t in blends] == families.BLEND_WEIGHTS[:3]
+    best = {name: record["families"][name]["params"] for name in ("als-plain", "ease")}
+    assert all(t["params"]["ease"] == best["ease"] for t in blends)
+    assert all(t["params"]["als"] == {"family": "als-plain", **best["als-plain"]} for t in blends)
+    entry = record["families"]["ease+als"]
+    assert entry["validation_ndcg"] == max(t["validation_ndcg"] for t in blends)
+    assert entry["trials"] == 3 and not entry["converged"]  # 3 of the 5 weights: the trial cap
+    assert selection.models["ease+als"].params == entry["params"]
+
+
 def test_tuning_is_deterministic_for_a_seed():
     matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
     _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])

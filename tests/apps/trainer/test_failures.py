@@ -50,9 +50,10 @@ def test_bad_input_writes_failed_txt_naming_the_problem(tmp_path, csvs, phrases)
         ({"BLOB_STORAGE_ACCOUNT": "acct", "BLOB_STORAGE_CONTAINER": "c"}, "BLOB_STORAGE_KEY"),
         ({"DATA_DIR": "/data", "TUNE_BUDGET_SECONDS": "soon"}, "TUNE_BUDGET_SECONDS"),
         ({"DATA_DIR": "/data", "TRAIN_FAMILIES": "als,deep"}, "TRAIN_FAMILIES"),
+        ({"DATA_DIR": "/data", "TRAIN_FAMILIES": "als,ease+als"}, "needs ease"),
         ({"DATA_DIR": "/data", "HOLDOUT_FRACTION": "0.9"}, "HOLDOUT_FRACTION"),
     ],
-    ids=["no-input", "two-inputs", "blob-without-key", "budget", "families", "holdout"],
+    ids=["no-input", "two-inputs", "blob-without-key", "budget", "families", "blend-without-ease", "holdout"],
 )
 def test_misconfiguration_names_the_variable(tmp_path, settings, variable):
     folder = tmp_path / "9"
