@@ -335,7 +335,7 @@ def quality(name: str) -> str:
     ]
     decided = selection.get("best_over_plain_als")
     if decided:
-        clear = decided["interval"][0] > 0
+        clear = decided["family"] == metrics["family"]  # what the trainer decided, not re-derived here
         lines.append(f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, {_gain(decided)}: "
                      + ("clear, so it is served." if clear else "not clear, so plain ALS is served."))
     return "\n".join(lines)

@@ -158,8 +158,7 @@ def score_spread(model: Servable, seed: int) -> float:
     return float(model.scores(users).std()) or 1.0
 
 
-def blend(item_model: Servable, factor_model: Servable, weight: float, seed: int,
-          params: dict | None = None) -> Servable:
+def blend(item_model: Servable, factor_model: Servable, weight: float, seed: int, params: dict) -> Servable:
     """weight * item scores / spread + (1 - weight) * factor scores / spread, as ONE servable:
     each user's vector is their item row followed by their factors, each item's vector its EASE
     column followed by its factors, so the scorer's single product computes the sum."""
@@ -170,7 +169,6 @@ def blend(item_model: Servable, factor_model: Servable, weight: float, seed: int
         format="csr", dtype=np.float32,
     )
     right = np.vstack([item_model.right, factor_model.right])
-    params = params if params is not None else {"weight": weight}
     return Servable(BLEND, params, user_vectors, right, factor_model.threads)
 
 

@@ -165,7 +165,8 @@ def test_the_blend_adds_the_spread_scaled_scores_of_ease_and_als_in_one_product(
     ease = families.fit("ease", {"lambda": 30.0, "dropout": 0.25, "input": "log"}, matrix, 2, 0)
     als = families.fit("als-plain", {"factors": 8, "regularization": 1.0, "alpha": 3.0, "iterations": 5}, matrix, 2, 0)
     users = np.arange(30)
-    blended = families.blend(ease, als, 0.35, seed=0)
+    params = {"weight": 0.35, "ease": ease.params, "als": {"family": "als-plain", **als.params}}
+    blended = families.blend(ease, als, 0.35, 0, params)
     expected = (0.35 * ease.scores(users) / families.score_spread(ease, 0)
                 + 0.65 * als.scores(users) / families.score_spread(als, 0))
     np.testing.assert_allclose(blended.scores(users), expected, rtol=1e-4, atol=1e-6)
@@ -177,7 +178,6 @@ def test_the_blend_adds_the_spread_scaled_scores_of_ease_and_als_in_one_product(
     best = blended.top_k(users, matrix[users], 5)
     assert not any(set(best[i]) & set(matrix[i].indices) for i in range(len(users)))
     # the served fit: both parts refitted with their own params, blended with the tuned weight
-    params = {"weight": 0.35, "ease": ease.params, "als": {"family": "als-plain", **als.params}}
     refit = families.fit("ease+als", params, matrix, 2, 0)
     assert refit.family == "ease+als" and refit.params == params
     np.testing.assert_allclose(refit.scores(users), expected, rtol=1e-3, atol=1e-5)
