@@ -8,6 +8,9 @@
 - scorer cold start: from `python -m scorer` to the first 200 of /readyz (imports, checksums,
   loading, serving). Baselines in the same run: `python -c "import numpy"`, and the scorer's own
   imports alone (`import uvicorn, scorer.api`: numpy, FastAPI, pydantic, prometheus_client...).
+  Two models: a synthetic factor model, and what the trainer itself serves for MovieLens 1M
+  (1 000 209 real ratings, the training benchmark's data; families ease, als-plain and ease+als,
+  a few trials each), whose EASE-form files are the largest a model of that size gets.
 
 Each figure is the median (and worst) of several runs; the machine is shared, so read the ratios.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 import modelshare
 
 N_USERS, N_ITEMS, FACTORS, PER_USER = 50_000, 10_000, 64, 20
+MOVIELENS_RUN = {"TRAIN_FAMILIES": "ease,als-plain,ease+als", "TUNE_TRIALS_PER_FAMILY": 5}
 GATE_RUNS = 6
 START_RUNS = 5
 REPO = Path(__file__).resolve().parent.parent
@@ -95,6 +99,22 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), max(values)
 
 
+def movielens_release() -> tuple[Path, str, dict] | None:
+    """(folder, build, metrics) of what the trainer writes for MovieLens 1M; None without the data."""
+    from bench.training import WORK, ensure_movielens, run_trainer
+
+    data = ensure_movielens("ml-1m")
+    if data is None:
+        return None
+    build = "startup-ml-1m"
+    _, _, metrics = run_trainer(data, build, **MOVIELENS_RUN)
+    return WORK / "releases" / build, build, metrics
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
 def main() -> str:
     sys.path.insert(0, str(REPO))
     from bench.serving import free_port
@@ -113,7 +133,7 @@ def main() -> str:
             seed=1,
             complete=False,
         )
-        model_bytes = sum(p.stat().st_size for p in release.rglob("*") if p.is_file())
+        model_mb = _folder_mb(release)
         started = time.perf_counter()
         modelshare.mark_complete(release, "1")
         modelshare.verify(release, "1")
@@ -140,14 +160,18 @@ def main() -> str:
             )
 
         modelshare.mark_complete(release, "1")
-        starts: dict[str, list[float]] = {"numpy": [], "imports": [], "scorer": [], "scorer2": []}
+        releases = [("scorer", release, "1", "1"), ("scorer2", release, "1", "2")]
+        movielens = movielens_release()
+        if movielens is not None:
+            releases.append(("movielens", movielens[0], movielens[1], "1"))
+        starts: dict[str, list[float]] = {"numpy": [], "imports": [], **{key: [] for key, *_ in releases}}
         python = sys.executable
         for run in range(START_RUNS):
             starts["numpy"].append(cold_start([python, "-c", "import numpy"], _env(), None))
             starts["imports"].append(cold_start([python, "-c", "import uvicorn, scorer.api"], _env(), None))
-            for key, workers in (("scorer", "1"), ("scorer2", "2")):
+            for key, folder, build, workers in releases:
                 port = free_port()
-                env = _env(MODELFOLDER=str(release), BUILD_NUMBER="1", PORT=str(port), WORKERS=workers)
+                env = _env(MODELFOLDER=str(folder), BUILD_NUMBER=build, PORT=str(port), WORKERS=workers)
                 starts[key].append(
                     cold_start([python, "-m", "scorer"], env, f"http://127.0.0.1:{port}/readyz")
                 )
@@ -159,7 +183,7 @@ def main() -> str:
     )
     lines = [
         f"Model: {N_USERS:,} users x {N_ITEMS:,} items, {FACTORS} factors, {built.seen.nnz:,} interactions, "
-        f"{model_bytes / 1e6:.1f} MB in the folder; checking every checksum took "
+        f"{model_mb:.1f} MB in the folder; checking every checksum took "
         f"{verify_seconds * 1000:.0f} ms.",
         "",
         f"Gate latency, complete.txt appearing -> waiter exit 0 (default 1 s poll, GATE_MIN_NDCG set), "
@@ -184,10 +208,27 @@ def main() -> str:
         f"{scorer[0] / numpy_start[0]:.1f}x |",
         f"| `python -m scorer` -> /readyz 200, WORKERS=2 | {scorer2[0]:.3f} | {scorer2[1]:.3f} | "
         f"{scorer2[0] / numpy_start[0]:.1f}x |",
+    ]
+    worst_model = scorer[0]
+    if movielens is not None:
+        folder, _, metrics = movielens
+        real = _stats(starts["movielens"])
+        worst_model = max(worst_model, real[0])
+        lines += [
+            f"| `python -m scorer` -> /readyz 200, the trainer's MovieLens 1M release (1 worker) | "
+            f"{real[0]:.3f} | {real[1]:.3f} | {real[0] / numpy_start[0]:.1f}x |",
+            "",
+            f"The MovieLens 1M release: `{metrics['family']}` (test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}), "
+            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items, {metrics['n_interactions']:,} "
+            f"interactions, {_folder_mb(folder):.1f} MB in the folder (trained with {MOVIELENS_RUN}).",
+        ]
+    else:
+        lines += ["", "The MovieLens 1M release was skipped: its data could not be downloaded."]
+    lines += [
         "",
         f"Goals: gate latency <= 1 s: {'met' if trainer[1] <= 1 else 'NOT met'} (worst {trainer[1]:.2f} s); "
-        f"scorer cold start <= 1 s: {'met' if scorer[0] <= 1 else 'NOT met'} "
-        f"(median {scorer[0]:.2f} s; its imports alone take {imports[0]:.2f} s, `import numpy` "
-        f"{numpy_start[0]:.2f} s on this machine now).",
+        f"scorer cold start <= 1 s for a 1 M-interaction model: {'met' if worst_model <= 1 else 'NOT met'} "
+        f"(median {worst_model:.2f} s for the slower model; the scorer's imports alone take {imports[0]:.2f} s, "
+        f"`import numpy` {numpy_start[0]:.2f} s on this machine now).",
     ]
     return "\n".join(lines)

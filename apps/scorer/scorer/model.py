@@ -116,8 +116,9 @@ class Model:
         )
         item_vectors, sparse_items = _one_of(model_dir, layout.ITEM_VECTORS_DENSE, layout.ITEM_VECTORS_SPARSE)
         # Transposed once here so that scoring a batch is one product: users x items. Behind sparse
-        # user rows (EASE, ease+als) it is copied row-major: scipy would otherwise copy the
-        # column-major view on every request (98 ms instead of 0.85 ms a request on MovieLens 1M).
+        # user rows (EASE, ease+als) scipy needs it row-major, or it copies it on every request (98
+        # ms instead of 0.85 ms a request on MovieLens 1M). The trainer writes those item vectors
+        # column-major, so this is the mapping itself; another file is copied once, here.
         if sparse_items:
             self._items_t = item_vectors.T.tocsr()
         elif sparse_users:

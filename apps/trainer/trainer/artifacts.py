@@ -50,7 +50,8 @@ def write_served(
     if sparse.issparse(item_vectors):
         item_file, item_writer = layout.ITEM_VECTORS_SPARSE, _matrix(item_vectors)
     else:
-        item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32))
+        # copy=False keeps the memory order too: EASE's items are written column-major (families).
+        item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32, copy=False))
     card = {**card, "user_vectors": user_file, "item_vectors": item_file}
     files = [
         (layout.USER_IDS, _json(user_ids)),

@@ -52,7 +52,9 @@ class Servable:
         """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector)."""
         if sparse.issparse(self.right):
             return self.right.T.tocsr()
-        return np.ascontiguousarray(self.right.T)  # ALS: a view of implicit's item factors, no copy
+        # A view, no copy: row-major for ALS (implicit's item factors), column-major for EASE and
+        # ease+als, whose row-major `right` the scorer then memory-maps as its operand as it is.
+        return self.right.T
 
 
 def weigh(matrix: sparse.csr_matrix, scheme: str, K1: float = 100.0, B: float = 0.8) -> sparse.csr_matrix:
@@ -142,7 +144,9 @@ def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Serv
     diagonal = np.diag(inverse).copy()
     inverse /= -diagonal  # B_ij = -P_ij / P_jj
     inverse[np.diag_indices_from(inverse)] = 0.0
-    return Servable(family, params, rows, inverse.astype(np.float32), threads)
+    # Row-major (LAPACK left it column-major): sparse rows @ B would copy B on every product
+    # otherwise, and the scorer maps the file of B's transpose as its row-major operand.
+    return Servable(family, params, rows, np.ascontiguousarray(inverse, dtype=np.float32), threads)
 
 
 BLEND = "ease+als"

@@ -41,13 +41,15 @@ def check_top_k(model, loaded, k=7):
         ("factor", "as written"),  # dense user and item vectors, memory-mapped
         ("item-item", "as written"),  # sparse user rows, sparse item-item matrix
         ("item-item", "dense items"),  # sparse user rows, dense item-item matrix
+        ("item-item", "dense items, column-major"),  # as the trainer writes EASE and ease+als
         ("factor", "sparse items"),  # dense users, sparse item factors
     ],
 )
 def test_top_k_is_right_for_every_artifact_form(tmp_path, family, form):
     model = write_model_folder(tmp_path / "5", "5", family=family, n_users=30, n_items=25, seed=11)
-    if form == "dense items":
+    if form.startswith("dense items"):
         dense = model.item_vectors.toarray()
+        dense = np.asfortranarray(dense) if form.endswith("column-major") else dense
         rewrite(model, "item_vectors.npy", dense, drop="item_vectors.npz")
         model.item_vectors = dense
     elif form == "sparse items":
@@ -56,6 +58,11 @@ def test_top_k_is_right_for_every_artifact_form(tmp_path, family, form):
     assert loaded.family == ("factor" if family == "factor" else "item-item")
     if form == "as written" and family == "factor":
         assert isinstance(loaded.user_vectors, np.memmap)
+    if form.startswith("dense items"):
+        # Behind sparse user rows the item matrix is multiplied transposed, row-major: a
+        # column-major file is that operand as mapped (shared by the workers), not a copy per worker.
+        assert loaded._items_t.flags.c_contiguous
+        assert loaded._items_t.flags.owndata == (form == "dense items")
     check_top_k(model, loaded)
 
 
