@@ -6,8 +6,10 @@
   run: a folder that appears complete at once (moved into place whole), which only the plain
   1 s poll can catch.
 - scorer cold start: from `python -m scorer` to the first 200 of /readyz (imports, checksums,
-  loading, serving). Baselines in the same run: `python -c "import numpy"`, and the scorer's own
-  imports alone (`import uvicorn, scorer.api`: numpy, FastAPI, pydantic, prometheus_client...).
+  loading, serving). Baselines in the same run: `python -c "import numpy"`, and every module the
+  scorer imports, FastAPI included (`import uvicorn, scorer.routes`: numpy, FastAPI, pydantic,
+  prometheus_client...). The scorer is ready before it imports FastAPI (scorer.api), so it can
+  beat the second baseline.
   Two models: a synthetic factor model, and what the trainer itself serves for MovieLens 1M
   (1 000 209 real ratings, the training benchmark's data; families ease, als-plain and ease+als,
   a few trials each), whose EASE-form files are the largest a model of that size gets.
@@ -168,7 +170,7 @@ def main() -> str:
         python = sys.executable
         for run in range(START_RUNS):
             starts["numpy"].append(cold_start([python, "-c", "import numpy"], _env(), None))
-            starts["imports"].append(cold_start([python, "-c", "import uvicorn, scorer.api"], _env(), None))
+            starts["imports"].append(cold_start([python, "-c", "import uvicorn, scorer.routes"], _env(), None))
             for key, folder, build, workers in releases:
                 port = free_port()
                 env = _env(MODELFOLDER=str(folder), BUILD_NUMBER=build, PORT=str(port), WORKERS=workers)
@@ -201,7 +203,7 @@ def main() -> str:
         "| process | median s | worst s | x `import numpy` |",
         "|---|---:|---:|---:|",
         f'| baseline: `python -c "import numpy"` | {numpy_start[0]:.3f} | {numpy_start[1]:.3f} | 1.0x |',
-        '| baseline: the scorer\'s imports alone, `python -c "import uvicorn, scorer.api"` | '
+        '| baseline: all the scorer\'s imports, FastAPI too, `python -c "import uvicorn, scorer.routes"` | '
         f"{imports[0]:.3f} | "
         f"{imports[1]:.3f} | {imports[0] / numpy_start[0]:.1f}x |",
         f"| `python -m scorer` -> /readyz 200 (default, 1 worker) | {scorer[0]:.3f} | {scorer[1]:.3f} | "
@@ -228,7 +230,9 @@ def main() -> str:
         "",
         f"Goals: gate latency <= 1 s: {'met' if trainer[1] <= 1 else 'NOT met'} (worst {trainer[1]:.2f} s); "
         f"scorer cold start <= 1 s for a 1 M-interaction model: {'met' if worst_model <= 1 else 'NOT met'} "
-        f"(median {worst_model:.2f} s for the slower model; the scorer's imports alone take {imports[0]:.2f} s, "
-        f"`import numpy` {numpy_start[0]:.2f} s on this machine now).",
+        f"(median {worst_model:.2f} s for the slower model; all the scorer's imports take {imports[0]:.2f} s, "
+        f"`import numpy` {numpy_start[0]:.2f} s on this machine now). Ready means the model is verified "
+        "and loaded and the hot routes and probes answer; FastAPI (validation errors, /version, /docs, "
+        "/metrics) is imported in the background right after, its `api-built` log line says how long it took.",
     ]
     return "\n".join(lines)

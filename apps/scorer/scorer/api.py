@@ -1,28 +1,26 @@
-"""The HTTP API of Contract 4.
+"""The HTTP API of Contract 4: the ASGI application `python -m scorer` serves.
 
-FastAPI defines every route, validates every request and documents the schemas at /docs and
-/openapi.json. In front of it sits a small ASGI function that answers the two hot requests
-(`GET /recommendations/{user_id}` and `POST /recommendations`) itself when they are plainly
-well-formed and the model is loaded, with the same code FastAPI's routes call; anything else,
-invalid requests included, goes to FastAPI, so there is one set of rules and error messages.
-Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone spends
-most of a request in its own machinery, not in numpy.
+FastAPI (scorer.routes) defines every route, validates every request and documents the schemas
+at /docs and /openapi.json. In front of it sits a small ASGI function that answers the two hot
+requests (`GET /recommendations/{user_id}` and `POST /recommendations`) itself when they are
+plainly well-formed and the model is loaded, with the same code FastAPI's routes call; anything
+else, invalid requests included, goes to FastAPI, so there is one set of rules and error
+messages. Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone
+spends most of a request in its own machinery, not in numpy. The front also answers the probes
+(/healthz, /readyz), adds `X-Model-Build` to every response and feeds the metrics.
 
-The front function also adds `X-Model-Build` to every response and feeds the metrics.
+FastAPI is imported after the model is loaded, in the loader thread: its import takes longer
+than verifying and loading a MovieLens 1M model, and readiness need not wait for it (measured in
+bench/startup.py). A request that needs it sooner builds it then.
 """
 
-# No `from __future__ import annotations`: FastAPI must resolve the request model defined
-# inside _fastapi() (its size limit comes from the environment).
+from __future__ import annotations
+
 import json
 import threading
 import time
-from typing import Annotated
 
 import orjson
-from fastapi import Body, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 import modelshare
 from modelshare import FolderState, IntegrityError
@@ -38,51 +36,8 @@ ROUTE_ONE = "/recommendations/{user_id}"
 ROUTE_BATCH = "/recommendations"
 _PREFIX = "/recommendations/"
 _JSON = b"application/json"
-
-
-# ---- schemas (they are what /docs shows) ----------------------------------------------------
-
-
-class ScoredItem(BaseModel):
-    item_id: str
-    score: float
-
-
-class RecommendationOut(BaseModel):
-    user_id: str
-    build: str
-    items: list[ScoredItem] = Field(description="Best first; never an item the user already interacted with")
-    fallback: str | None = Field(
-        description='null, or "popular" when the model does not know the user and answers the popular items'
-    )
-
-
-class BatchOut(BaseModel):
-    build: str
-    results: list[RecommendationOut] = Field(description="One per requested user id, in request order")
-
-
-class VersionOut(BaseModel):
-    build: str
-    model_sha256: str = Field(description="sha256 of the model's manifest.json, which pins every file")
-    created_at: str | None
-    git_sha: str | None
-    metrics: dict | None = Field(description="metrics.json of the model folder")
-
-
-class Problem(BaseModel):
-    detail: str
-
-
-def _utf8(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("user id is not valid UTF-8 text (it holds a lone surrogate escape)") from None
-    return text
-
-
-UserId = Annotated[str, AfterValidator(_utf8)]
+_PROBES = ("/healthz", "/readyz")
+_ALIVE = {"status": "alive"}
 
 
 # ---- the model, loaded in the background so /healthz and /readyz answer at once -------------
@@ -96,10 +51,8 @@ class ModelSlot:
         self.model: Model | None = None
         self.reason = "starting: the model is not loaded yet"
 
-    def start(self) -> None:
-        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
-
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Wait for the folder to be complete, then verify and load it (or refuse it, saying why)."""
         folder, build = self._settings.modelfolder, self._settings.build
         while True:
             state = modelshare.folder_state(folder)
@@ -148,7 +101,8 @@ class Scorer:
         self.telemetry = Telemetry(settings.build)
         self.slot = ModelSlot(settings, self.telemetry)
         self._build_header = (b"x-model-build", settings.build.encode("utf-8"))
-        self.api = self._fastapi()
+        self._api = None  # FastAPI, built by fastapi()
+        self._api_lock = threading.Lock()
         self._too_large = orjson.dumps(
             {
                 "detail": f"request body larger than {settings.max_body_bytes} bytes: "
@@ -156,7 +110,28 @@ class Scorer:
             }
         )
 
+    def fastapi(self):
+        """The FastAPI app of scorer.routes, imported and built once, by whoever needs it first."""
+        with self._api_lock:
+            if self._api is None:
+                started = time.perf_counter()
+                from scorer import routes
+
+                self._api = routes.build(self)
+                seconds = round(time.perf_counter() - started, 3)
+                modelshare.log_event(APP, "api-built", build=self.settings.build, seconds=seconds)
+            return self._api
+
+    def _start_up(self) -> None:
+        self.slot.load()
+        self.fastapi()  # after the model: readiness does not wait for FastAPI's import
+
     # Shared by the fast path and FastAPI's routes.
+
+    def readiness(self) -> tuple[int, dict]:
+        if self.slot.model is None:
+            return 503, {"detail": f"no model loaded: {self.slot.reason}"}
+        return 200, {"status": "ready", "build": self.settings.build}
 
     def answer(self, user_ids: list[str], k: int, started: float) -> list[Recommendation]:
         recommendations = self.slot.model.recommend(user_ids, k)
@@ -184,9 +159,13 @@ class Scorer:
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
-            return await self.api(scope, receive, send)
+            return await self.fastapi()(scope, receive, send)
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
+        if method == "GET" and path in _PROBES:
+            status, doc = self.readiness() if path == "/readyz" else (200, _ALIVE)
+            # json, not orjson: a refusal reason may quote a path that is not valid UTF-8
+            return await self._reply(send, status, json.dumps(doc, separators=(",", ":")).encode(), method, path, started)
         if self.slot.model is not None:
             if method == "GET" and path.startswith(_PREFIX):
                 k = _plain_k(scope["query_string"])
@@ -226,7 +205,7 @@ class Scorer:
             await send(message)
 
         try:
-            await self.api(scope, receive, send_with_header)
+            await self.fastapi()(scope, receive, send_with_header)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
@@ -236,110 +215,11 @@ class Scorer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.slot.start()
+                threading.Thread(target=self._start_up, name="model-loader", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    # FastAPI: every route, validation, errors and the OpenAPI document.
-
-    def _fastapi(self) -> FastAPI:
-        settings, slot = self.settings, self.slot
-        api = FastAPI(
-            title="mlpipeline scorer",
-            version=settings.build,
-            description="Recommendations from the model of one release (build). "
-            "Every response carries the header X-Model-Build.",
-        )
-        not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
-        invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
-
-        class BatchIn(BaseModel):
-            model_config = ConfigDict(strict=True)
-            user_ids: list[UserId] = Field(
-                max_length=settings.max_batch_users,
-                description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
-            )
-            k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many items per user")
-
-        def unavailable() -> JSONResponse:
-            return JSONResponse({"detail": f"no model loaded: {slot.reason}"}, status_code=503)
-
-        @api.exception_handler(RequestValidationError)
-        async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-            errors = [
-                {
-                    "loc": [str(part) for part in error.get("loc", ())],
-                    "msg": str(error.get("msg", "")),
-                    "type": str(error.get("type", "")),
-                }
-                for error in exc.errors()
-            ]
-            message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-            if any(e["loc"] == ["body"] for e in errors):
-                message += ' (expected a JSON object such as {"user_ids": ["u1", "u2"], "k": 10})'
-            # json.dumps escapes anything, even text that is not valid UTF-8; the input is not
-            # echoed back (it can be megabytes).
-            body = json.dumps({"message": message, "detail": errors})
-            return Response(body, status_code=422, media_type="application/json")
-
-        @api.get("/healthz", summary="Alive: 200 while the process runs")
-        async def healthz() -> dict:
-            return {"status": "alive"}
-
-        @api.get("/readyz", summary="Ready: 200 only when a verified model is loaded", responses=not_ready)
-        async def readyz() -> dict:
-            if slot.model is None:
-                return unavailable()
-            return {"status": "ready", "build": settings.build}
-
-        @api.get("/version", response_model=VersionOut, responses=not_ready)
-        async def version():
-            model = slot.model
-            if model is None:
-                return unavailable()
-            return {
-                "build": settings.build,
-                "model_sha256": model.sha256,
-                "created_at": model.created_at,
-                "git_sha": settings.git_sha or model.git_sha,
-                "metrics": model.metrics,
-            }
-
-        @api.get(
-            ROUTE_ONE,
-            response_model=RecommendationOut,
-            responses={**not_ready, **invalid},
-            summary="Top-k items for one user",
-        )
-        async def recommend_one(
-            user_id: Annotated[
-                str, Path(description="A user id; one the model lacks gets the popular items")
-            ],
-            k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = DEFAULT_K,
-        ):
-            if slot.model is None:
-                return unavailable()
-            return Response(self.one_body(user_id, k, time.perf_counter()), media_type="application/json")
-
-        @api.post(
-            ROUTE_BATCH,
-            response_model=BatchOut,
-            responses={**not_ready, **invalid},
-            summary="Top-k items for each of several users",
-        )
-        async def recommend_batch(request: Annotated[BatchIn, Body()]):
-            if slot.model is None:
-                return unavailable()
-            body = self.batch_body(request.user_ids, request.k, time.perf_counter())
-            return Response(body, media_type="application/json")
-
-        @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
-        async def metrics():
-            return Response(self.telemetry.render(), media_type=self.telemetry.content_type)
-
-        return api
 
 
 # ---- the fast path's strict parsing: anything unusual goes to FastAPI --------------------

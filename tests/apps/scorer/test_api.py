@@ -340,13 +340,30 @@ def test_not_ready_until_the_folder_is_complete(tmp_path, start_scorer):
     scorer = start_scorer(model.path, "42")
     waiting = scorer.wait("/readyz", status=503)
     assert "complete.txt" in waiting.json()["detail"] and waiting.headers["x-model-build"] == "42"
-    assert scorer.client.get("/healthz").status_code == 200
-    assert scorer.client.get("/recommendations/u1").status_code == 503
+    assert scorer.client.get("/healthz").json() == {"status": "alive"}
+    assert not any('"api-built"' in line for line in scorer.log_lines())  # the probes need no FastAPI
+    assert scorer.client.get("/recommendations/u1").status_code == 503  # FastAPI's answer, built for it
+    assert sum('"api-built"' in line for line in scorer.log_lines()) == 1
     assert scorer.client.post("/recommendations", json={"user_ids": ["u1"]}).status_code == 503
     assert scorer.client.get("/version").status_code == 503
     modelshare.mark_complete(model.path, "42")
     scorer.wait("/readyz", status=200, timeout=10)
     assert scorer.client.get("/recommendations/u1").json()["build"] == "42"
+
+
+def test_ready_without_waiting_for_fastapi(tmp_path, start_scorer):
+    # FastAPI's import takes longer than loading a MovieLens 1M model: the loader builds the
+    # routes only after the model is in, and the probes and the fast path do not wait for them.
+    model = write_model_folder(tmp_path / "44", "44")
+    scorer = start_scorer(model.path, "44")
+    assert scorer.wait("/readyz").json() == {"status": "ready", "build": "44"}
+    deadline = time.monotonic() + 30
+    while not any('"api-built"' in line for line in scorer.log_lines()):
+        assert time.monotonic() < deadline, scorer.log.read_text()
+        time.sleep(0.05)
+    events = [json.loads(line)["event"] for line in scorer.log_lines() if line.startswith("{")]
+    assert events.index("model-loaded") < events.index("api-built")
+    assert scorer.client.get("/recommendations/u1", params={"k": "x"}).status_code == 422
 
 
 @pytest.mark.parametrize(

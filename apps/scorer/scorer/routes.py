@@ -1,0 +1,165 @@
+"""FastAPI: every route of Contract 4, request validation, error messages and /docs.
+
+Imported only when built (scorer.api.Scorer.fastapi): FastAPI and pydantic take longer to import
+than a MovieLens 1M model takes to verify and load, so a worker becomes ready without them and
+builds this in the background (or at the first request that needs it before then).
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the request model defined
+# inside build() (its size limit comes from the environment).
+import json
+import time
+from typing import Annotated
+
+from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from scorer.api import DEFAULT_K, ROUTE_BATCH, ROUTE_ONE, Scorer
+from scorer.settings import MAX_K
+
+# ---- schemas (they are what /docs shows) ----------------------------------------------------
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendationOut(BaseModel):
+    user_id: str
+    build: str
+    items: list[ScoredItem] = Field(description="Best first; never an item the user already interacted with")
+    fallback: str | None = Field(
+        description='null, or "popular" when the model does not know the user and answers the popular items'
+    )
+
+
+class BatchOut(BaseModel):
+    build: str
+    results: list[RecommendationOut] = Field(description="One per requested user id, in request order")
+
+
+class VersionOut(BaseModel):
+    build: str
+    model_sha256: str = Field(description="sha256 of the model's manifest.json, which pins every file")
+    created_at: str | None
+    git_sha: str | None
+    metrics: dict | None = Field(description="metrics.json of the model folder")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("user id is not valid UTF-8 text (it holds a lone surrogate escape)") from None
+    return text
+
+
+UserId = Annotated[str, AfterValidator(_utf8)]
+
+
+# ---- the application ------------------------------------------------------------------------
+
+
+def build(scorer: Scorer) -> FastAPI:
+    settings, slot = scorer.settings, scorer.slot
+    api = FastAPI(
+        title="mlpipeline scorer",
+        version=settings.build,
+        description="Recommendations from the model of one release (build). "
+        "Every response carries the header X-Model-Build.",
+    )
+    not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
+    invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
+
+    class BatchIn(BaseModel):
+        model_config = ConfigDict(strict=True)
+        user_ids: list[UserId] = Field(
+            max_length=settings.max_batch_users,
+            description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
+        )
+        k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many items per user")
+
+    def unavailable() -> JSONResponse:
+        return JSONResponse({"detail": f"no model loaded: {slot.reason}"}, status_code=503)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in exc.errors()
+        ]
+        message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        if any(e["loc"] == ["body"] for e in errors):
+            message += ' (expected a JSON object such as {"user_ids": ["u1", "u2"], "k": 10})'
+        # json.dumps escapes anything, even text that is not valid UTF-8; the input is not
+        # echoed back (it can be megabytes).
+        body = json.dumps({"message": message, "detail": errors})
+        return Response(body, status_code=422, media_type="application/json")
+
+    # The probes: the front answers them (GET) before this app exists; declared here for /docs.
+    @api.get("/healthz", summary="Alive: 200 while the process runs")
+    async def healthz() -> dict:
+        return {"status": "alive"}
+
+    @api.get("/readyz", summary="Ready: 200 only when a verified model is loaded", responses=not_ready)
+    async def readyz() -> JSONResponse:
+        status, doc = scorer.readiness()
+        return JSONResponse(doc, status_code=status)
+
+    @api.get("/version", response_model=VersionOut, responses=not_ready)
+    async def version():
+        model = slot.model
+        if model is None:
+            return unavailable()
+        return {
+            "build": settings.build,
+            "model_sha256": model.sha256,
+            "created_at": model.created_at,
+            "git_sha": settings.git_sha or model.git_sha,
+            "metrics": model.metrics,
+        }
+
+    @api.get(
+        ROUTE_ONE,
+        response_model=RecommendationOut,
+        responses={**not_ready, **invalid},
+        summary="Top-k items for one user",
+    )
+    async def recommend_one(
+        user_id: Annotated[
+            str, Path(description="A user id; one the model lacks gets the popular items")
+        ],
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = DEFAULT_K,
+    ):
+        if slot.model is None:
+            return unavailable()
+        return Response(scorer.one_body(user_id, k, time.perf_counter()), media_type="application/json")
+
+    @api.post(
+        ROUTE_BATCH,
+        response_model=BatchOut,
+        responses={**not_ready, **invalid},
+        summary="Top-k items for each of several users",
+    )
+    async def recommend_batch(request: Annotated[BatchIn, Body()]):
+        if slot.model is None:
+            return unavailable()
+        body = scorer.batch_body(request.user_ids, request.k, time.perf_counter())
+        return Response(body, media_type="application/json")
+
+    @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics():
+        return Response(scorer.telemetry.render(), media_type=scorer.telemetry.content_type)
+
+    return api
