@@ -6,7 +6,9 @@ The naive baseline is what a first version would look like: one uvicorn worker w
 (access log on), a plain `def` FastAPI endpoint returning a dict. Its threadpool lets numpy's BLAS
 threads fight over the 2 cores, so it runs a second time with one BLAS thread, to show how much
 of the gain is that alone. The scorer runs as shipped (1 worker, /metrics and the
-one-line-per-prediction log on), then with WORKERS=2.
+one-line-per-prediction log on), then with WORKERS=2, then on the trainer's own MovieLens 1M
+release (bench.training.movielens_release: sparse user rows x dense item vectors, EASE's form),
+whose figures compare with the scorer's on the factor model, the naive service knowing no other.
 
 The load comes from a separate process (`python -m bench.serving load ...`): keep-alive
 connections, one request in flight per connection, `GET /recommendations/<user>?k=10` for random
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +40,7 @@ SECONDS = 2.0  # per measurement, after a short warm-up
 ROUNDS = 3  # every (server, level) is measured once per round; the table shows the medians
 WARMUP_SECONDS = 0.5
 UNKNOWN_SHARE = 0.05
+REAL = "scorer, the trainer's MovieLens 1M release"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -131,13 +135,15 @@ async def _drive(port: int, concurrency: int, seconds: float, paths: list[bytes]
     }
 
 
-def load(port: int, concurrency: int, seconds: float, n_users: int, seed: int) -> dict:
+def load(port: int, concurrency: int, seconds: float, folder: str, seed: int) -> dict:
+    """Requests for random users of the served model folder (and a share of unknown ones)."""
     rng = random.Random(seed)
+    user_ids = json.loads((Path(folder) / "model" / "user_ids.json").read_text())
     paths = [
         (
             f"/recommendations/nobody-{rng.randrange(10**9)}"
             if rng.random() < UNKNOWN_SHARE
-            else f"/recommendations/u{rng.randrange(n_users)}"
+            else f"/recommendations/{urllib.parse.quote(rng.choice(user_ids), safe='')}"
         ).encode()
         + b"?k=10"
         for _ in range(20_000)
@@ -151,7 +157,7 @@ def load(port: int, concurrency: int, seconds: float, n_users: int, seed: int) -
     return asyncio.run(_drive(port, concurrency, seconds, paths))
 
 
-def run_load(port: int, concurrency: int) -> dict:
+def run_load(port: int, concurrency: int, folder: Path) -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -161,7 +167,7 @@ def run_load(port: int, concurrency: int) -> dict:
             str(port),
             str(concurrency),
             str(SECONDS),
-            str(N_USERS),
+            str(folder),
         ],
         cwd=REPO,
         capture_output=True,
@@ -219,16 +225,16 @@ def interleaved(servers: list[tuple], tmp: Path) -> dict:
     round, so that a change in the machine's background load hits all of them alike."""
     processes, ports = [], {}
     try:
-        for i, (label, command, env, ready) in enumerate(servers):
+        for i, (label, command, env, ready, folder) in enumerate(servers):
             port = free_port()
             processes.append(start(command, {**env, "PORT": str(port)}, tmp / f"{i}.log"))
             wait_http(f"http://127.0.0.1:{port}{ready}")
-            ports[label] = port
+            ports[label] = port, folder
         samples: dict[str, dict[int, list[dict]]] = {label: {c: [] for c in LEVELS} for label in ports}
         for round_ in range(ROUNDS):
             for concurrency in LEVELS:
-                for label, port in ports.items():
-                    sample = run_load(port, concurrency)
+                for label, (port, folder) in ports.items():
+                    sample = run_load(port, concurrency, folder)
                     samples[label][concurrency].append(sample)
                     print(f"  round {round_} {label} c={concurrency}: {sample}", flush=True)
         return {label: {c: _median(runs) for c, runs in levels.items()} for label, levels in samples.items()}
@@ -256,8 +262,10 @@ def _fmt(value, digits=1) -> str:
 
 def main() -> str:
     sys.path.insert(0, str(REPO))
+    from bench.training import movielens_release
     from tests.apps.modelfolder import write_model_folder
 
+    movielens = movielens_release()
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         folder = Path(tmp) / "1"
         built = write_model_folder(
@@ -267,11 +275,14 @@ def main() -> str:
         scorer = [sys.executable, "-m", "scorer"]
         model_env = {"MODELFOLDER": str(folder), "BUILD_NUMBER": "1"}
         servers = [
-            ("naive FastAPI", naive, {}, "/healthz"),
-            ("naive FastAPI, 1 BLAS thread", naive, {"OPENBLAS_NUM_THREADS": "1"}, "/healthz"),
-            ("scorer (default: 1 worker)", scorer, {**model_env, "WORKERS": "1"}, "/readyz"),
-            ("scorer, WORKERS=2", scorer, {**model_env, "WORKERS": "2"}, "/readyz"),
+            ("naive FastAPI", naive, {}, "/healthz", folder),
+            ("naive FastAPI, 1 BLAS thread", naive, {"OPENBLAS_NUM_THREADS": "1"}, "/healthz", folder),
+            ("scorer (default: 1 worker)", scorer, {**model_env, "WORKERS": "1"}, "/readyz", folder),
+            ("scorer, WORKERS=2", scorer, {**model_env, "WORKERS": "2"}, "/readyz", folder),
         ]
+        if movielens is not None:
+            real, build, metrics = movielens
+            servers.append((REAL, scorer, {"MODELFOLDER": str(real), "BUILD_NUMBER": build}, "/readyz", real))
         runs = interleaved(servers, Path(tmp))
         logged = sum(1 for line in open(Path(tmp) / "2.log", "rb") if b'"event":"prediction"' in line)
         interactions = built.seen.nnz
@@ -290,8 +301,9 @@ def main() -> str:
     for label, results in runs.items():
         for c in LEVELS:
             r = results[c]
+            versus = "—" if label == REAL else f"{r['rps'] / base[c]['rps']:.1f}x"  # another model
             lines.append(
-                f"| {label} | {c} | {_fmt(r['rps'], 0)} | {r['rps'] / base[c]['rps']:.1f}x | "
+                f"| {label} | {c} | {_fmt(r['rps'], 0)} | {versus} | "
                 f"{_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | {r['errors']} |"
             )
     default = runs["scorer (default: 1 worker)"][8]
@@ -306,6 +318,17 @@ def main() -> str:
         f"goal (>= 3x, 0 errors) {verdict}. It wrote {logged:,} prediction log lines in its run "
         "(one per answered user); /metrics was on.",
     ]
+    if movielens is not None:
+        card = json.loads((movielens[0] / "model" / "model.json").read_text())
+        real = runs[REAL][8]["rps"] / default["rps"]
+        lines += [
+            "",
+            f"The last row serves the trainer's own MovieLens 1M release (`{metrics['family']}`, "
+            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items; user vectors `{card['user_vectors']}`, "
+            f"item vectors `{card['item_vectors']}`), 1 worker, its own users: at concurrency 8 it answers "
+            f"{real:.2f}x the rate of the same scorer on the factor model above. There is no naive baseline "
+            "for it: the naive service only knows factor models.",
+        ]
     return "\n".join(lines)
 
 
@@ -313,7 +336,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "naive":
         serve_naive(sys.argv[2], int(os.environ["PORT"]))
     elif sys.argv[1] == "load":
-        port, concurrency, seconds, n_users = sys.argv[2:6]
-        print(
-            json.dumps(load(int(port), int(concurrency), float(seconds), int(n_users), seed=int(concurrency)))
-        )
+        port, concurrency, seconds, folder = sys.argv[2:6]
+        print(json.dumps(load(int(port), int(concurrency), float(seconds), folder, seed=int(concurrency))))

@@ -10,9 +10,9 @@
   scorer imports, FastAPI included (`import uvicorn, scorer.routes`: numpy, FastAPI, pydantic,
   prometheus_client...). The scorer is ready before it imports FastAPI (scorer.api), so it can
   beat the second baseline.
-  Two models: a synthetic factor model, and what the trainer itself serves for MovieLens 1M
-  (1 000 209 real ratings, the training benchmark's data; families ease, als-plain and ease+als,
-  a few trials each), whose EASE-form files are the largest a model of that size gets.
+  Two models: a synthetic factor model, and the trainer's own MovieLens 1M release
+  (bench.training.movielens_release), whose EASE-form files are the largest a model of that
+  size gets.
 
 Each figure is the median (and worst) of several runs; the machine is shared, so read the ratios.
 """
@@ -34,7 +34,6 @@ from pathlib import Path
 import modelshare
 
 N_USERS, N_ITEMS, FACTORS, PER_USER = 50_000, 10_000, 64, 20
-MOVIELENS_RUN = {"TRAIN_FAMILIES": "ease,als-plain,ease+als", "TUNE_TRIALS_PER_FAMILY": 5}
 GATE_RUNS = 6
 START_RUNS = 5
 REPO = Path(__file__).resolve().parent.parent
@@ -101,18 +100,6 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), max(values)
 
 
-def movielens_release() -> tuple[Path, str, dict] | None:
-    """(folder, build, metrics) of what the trainer writes for MovieLens 1M; None without the data."""
-    from bench.training import WORK, ensure_movielens, run_trainer
-
-    data = ensure_movielens("ml-1m")
-    if data is None:
-        return None
-    build = "startup-ml-1m"
-    _, _, metrics = run_trainer(data, build, **MOVIELENS_RUN)
-    return WORK / "releases" / build, build, metrics
-
-
 def _folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
@@ -120,6 +107,7 @@ def _folder_mb(folder: Path) -> float:
 def main() -> str:
     sys.path.insert(0, str(REPO))
     from bench.serving import free_port
+    from bench.training import MOVIELENS_RELEASE, movielens_release
     from tests.apps.modelfolder import write_model_folder
 
     rng = random.Random(5)
@@ -222,7 +210,7 @@ def main() -> str:
             "",
             f"The MovieLens 1M release: `{metrics['family']}` (test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}), "
             f"{metrics['n_users']:,} users x {metrics['n_items']:,} items, {metrics['n_interactions']:,} "
-            f"interactions, {_folder_mb(folder):.1f} MB in the folder (trained with {MOVIELENS_RUN}).",
+            f"interactions, {_folder_mb(folder):.1f} MB in the folder (trained with {MOVIELENS_RELEASE}).",
         ]
     else:
         lines += ["", "The MovieLens 1M release was skipped: its data could not be downloaded."]

@@ -75,25 +75,36 @@ def weigh(m, scheme, K1=100.0, B=0.8):
         return bm25_weight(m.T, K1=K1, B=B).T.tocsr()
     return m
 
-bm25 = {"K1": params["K1"], "B": params["B"]} if "K1" in params else {}
-if family in ("als", "als-plain"):
+def als(params):
     from implicit.cpu.als import AlternatingLeastSquares
+    bm25 = {"K1": params["K1"], "B": params["B"]} if "K1" in params else {}
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=params["factors"], regularization=params["regularization"],
                                         alpha=params["alpha"], iterations=params["iterations"], random_state=42)
         model.fit(weigh(matrix, params.get("weighting", "raw"), **bm25).astype(np.float32), show_progress=False)
-elif family == "item-knn":
+
+def item_knn(params):
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
-    rows = weigh(matrix, params["input"])
     model = (BM25Recommender(K=params["K"], K1=params["K1"], B=params["B"]) if params["similarity"] == "bm25"
              else CosineRecommender(K=params["K"]))
-    model.fit(rows, show_progress=False)
-else:  # ease
+    model.fit(weigh(matrix, params["input"]), show_progress=False)
+
+def ease(params):
     rows = weigh(matrix, params["input"])
     gram = (rows.T @ rows).toarray().astype(np.float64)
     gram += np.diag(np.diag(gram) * params["dropout"] / (1 - params["dropout"]) + params["lambda"])
     inverse = np.linalg.inv(gram)
-    weights = inverse / -np.diag(inverse)
+    return inverse / -np.diag(inverse)
+
+if family in ("als", "als-plain"):
+    als(params)
+elif family == "item-knn":
+    item_knn(params)
+elif family == "ease":
+    ease(params)
+else:  # ease+als: both parts, as the trainer refits them
+    ease(params["ease"])
+    als(params["als"])
 print(json.dumps({"read": read - started, "fit": time.monotonic() - read, "total": time.time() - launched}))
 """
 
@@ -181,6 +192,20 @@ def run_trainer(data_dir: Path, name: str, **settings) -> tuple[float, list[dict
     if proc.returncode != 0:
         raise RuntimeError(f"trainer failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
     return wall, events, json.loads((folder / "metrics.json").read_text())
+
+
+# The release the serving benchmarks load: what the trainer serves for MovieLens 1M, tuned briefly.
+MOVIELENS_RELEASE = {"TRAIN_FAMILIES": "ease,als-plain,ease+als", "TUNE_TRIALS_PER_FAMILY": 5}
+
+
+def movielens_release() -> tuple[Path, str, dict] | None:
+    """(folder, build, metrics) of the trainer's MovieLens 1M release; None without the data."""
+    data = ensure_movielens("ml-1m")
+    if data is None:
+        return None
+    build = "served-ml-1m"
+    _, _, metrics = run_trainer(data, build, **MOVIELENS_RELEASE)
+    return WORK / "releases" / build, build, metrics
 
 
 def seconds(events: list[dict], name: str) -> float:
