@@ -165,7 +165,8 @@ class Scorer:
         if method == "GET" and path in _PROBES:
             status, doc = self.readiness() if path == "/readyz" else (200, _ALIVE)
             # json, not orjson: a refusal reason may quote a path that is not valid UTF-8
-            return await self._reply(send, status, json.dumps(doc, separators=(",", ":")).encode(), method, path, started)
+            body = json.dumps(doc, separators=(",", ":")).encode()
+            return await self._reply(send, status, body, method, path, started)
         if self.slot.model is not None:
             if method == "GET" and path.startswith(_PREFIX):
                 k = _plain_k(scope["query_string"])
