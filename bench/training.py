@@ -18,6 +18,7 @@ BENCH_ROUNDS (default 5) is the number of interleaved trainer/baseline rounds be
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -198,6 +199,7 @@ def run_trainer(data_dir: Path, name: str, **settings) -> tuple[float, list[dict
 MOVIELENS_RELEASE = {"TRAIN_FAMILIES": "ease,als-plain,ease+als", "TUNE_TRIALS_PER_FAMILY": 5}
 
 
+@functools.cache  # `make bench` runs startup and serving in one process: train it once there
 def movielens_release() -> tuple[Path, str, dict] | None:
     """(folder, build, metrics) of the trainer's MovieLens 1M release; None without the data."""
     data = ensure_movielens("ml-1m")

@@ -37,7 +37,7 @@ ROUTE_BATCH = "/recommendations"
 _PREFIX = "/recommendations/"
 _JSON = b"application/json"
 _PROBES = ("/healthz", "/readyz")
-_ALIVE = {"status": "alive"}
+ALIVE = {"status": "alive"}
 
 
 # ---- the model, loaded in the background so /healthz and /readyz answer at once -------------
@@ -128,9 +128,13 @@ class Scorer:
 
     # Shared by the fast path and FastAPI's routes.
 
+    def not_ready(self) -> dict:
+        """The 503 body of every route while no model is loaded: why not."""
+        return {"detail": f"no model loaded: {self.slot.reason}"}
+
     def readiness(self) -> tuple[int, dict]:
         if self.slot.model is None:
-            return 503, {"detail": f"no model loaded: {self.slot.reason}"}
+            return 503, self.not_ready()
         return 200, {"status": "ready", "build": self.settings.build}
 
     def answer(self, user_ids: list[str], k: int, started: float) -> list[Recommendation]:
@@ -163,7 +167,7 @@ class Scorer:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in _PROBES:
-            status, doc = self.readiness() if path == "/readyz" else (200, _ALIVE)
+            status, doc = self.readiness() if path == "/readyz" else (200, ALIVE)
             # json, not orjson: a refusal reason may quote a path that is not valid UTF-8
             body = json.dumps(doc, separators=(",", ":")).encode()
             return await self._reply(send, status, body, method, path, started)

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from scorer.api import DEFAULT_K, ROUTE_BATCH, ROUTE_ONE, Scorer
+from scorer.api import ALIVE, DEFAULT_K, ROUTE_BATCH, ROUTE_ONE, Scorer
 from scorer.settings import MAX_K
 
 # ---- schemas (they are what /docs shows) ----------------------------------------------------
@@ -87,7 +87,7 @@ def build(scorer: Scorer) -> FastAPI:
         k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many items per user")
 
     def unavailable() -> JSONResponse:
-        return JSONResponse({"detail": f"no model loaded: {slot.reason}"}, status_code=503)
+        return JSONResponse(scorer.not_ready(), status_code=503)
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -110,7 +110,7 @@ def build(scorer: Scorer) -> FastAPI:
     # The probes: the front answers them (GET) before this app exists; declared here for /docs.
     @api.get("/healthz", summary="Alive: 200 while the process runs")
     async def healthz() -> dict:
-        return {"status": "alive"}
+        return ALIVE
 
     @api.get("/readyz", summary="Ready: 200 only when a verified model is loaded", responses=not_ready)
     async def readyz() -> JSONResponse:

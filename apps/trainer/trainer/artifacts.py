@@ -45,7 +45,7 @@ def write_served(
     if sparse.issparse(model.user_vectors):
         user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
     else:
-        user_file, user_writer = layout.USER_VECTORS_DENSE, _array(model.user_vectors.astype(np.float32))
+        user_file, user_writer = layout.USER_VECTORS_DENSE, _array(model.user_vectors.astype(np.float32, copy=False))
     item_vectors = model.item_vectors
     if sparse.issparse(item_vectors):
         item_file, item_writer = layout.ITEM_VECTORS_SPARSE, _matrix(item_vectors)
