@@ -1,6 +1,7 @@
 # The two commands of the README, from a fresh clone with only python3, pip and npm.
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
 #   make test   set up, then run every test
+#   make e2e    set up, then the release against a real Docker engine and Kubernetes API server
 #   make bench  set up, then run the benchmarks (figures go to docs/BENCHMARKS.md)
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite-blob
 APP_PATHS := apps/shared apps/trainer apps/waiter apps/scorer
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test e2e bench clean
 
 setup: $(STAMP) $(AZURITE)
 
@@ -32,8 +33,12 @@ demo: $(STAMP)
 test: setup
 	$(PY) -m pytest -q
 
+# The real parts: Docker engine, images, the Pulumi engine and a Kubernetes API server (needs root).
+e2e: setup
+	$(PY) -m e2e
+
 bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .demo .bench .pytest_cache
+	rm -rf $(VENV) node_modules .demo .bench .e2e .pytest_cache
