@@ -3,7 +3,8 @@
 Each image is tagged with the build. Pushed (cloud azure), a pod references it by `repo_digest`
 (repo@sha256:...), so a re-pushed tag can never change what a release runs. Not pushed (cloud
 local: `skip_push`, the cluster loads images from the local daemon), there is no digest and the
-tag is the reference. Only the new build's images are declared: a release already in the ledger
+tag is the reference; with config images=prebuilt nothing is built and the pods reference the tags
+mlpipeline/<app>:<build> that were built beforehand. Only the new build's images are declared: a release already in the ledger
 reuses the references its record holds (dropping its docker.Image from the state deletes nothing
 in the registry).
 """
@@ -29,6 +30,11 @@ class ImagesArgs:
     registry: Registry | None = None  # None: build locally, do not push
     context: str = CONTEXT
     platform: str = PLATFORM
+
+
+def prebuilt_refs(build: str) -> dict[str, str]:
+    """Config images=prebuilt (local): the tags CI or `docker build` already put in the nodes' image store."""
+    return {app: f"{REPOSITORY}/{app}:{build}" for app in APPS}
 
 
 def pick_reference(repo_digest: str | None, image_name: str) -> str:

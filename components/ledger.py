@@ -43,7 +43,7 @@ import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
 from components import promotion, release_spec
-from components.images import Images, ImagesArgs
+from components.images import Images, ImagesArgs, prebuilt_refs
 from components.model_store import ModelStore
 from components.registry import Registry
 from components.release import RecordError, Release, ReleaseArgs, check_objects
@@ -298,7 +298,7 @@ class Ledger(pulumi.ComponentResource):
             images, created_at, git_sha = record["images"], record["createdAt"], record["gitSha"]
             pull_secret = source.pull_secret_name
         else:
-            images = Images(
+            images = prebuilt_refs(settings.build) if settings.images == "prebuilt" else Images(
                 f"{name}-images-{settings.dns_build}",
                 ImagesArgs(build=settings.build, registry=args.registry),
                 opts=pulumi.ResourceOptions(parent=self),

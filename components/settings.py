@@ -26,6 +26,7 @@ from components.router import ROUTER_KINDS, GatewayRef, RouterError
 
 NAMESPACE = "mlpipeline"
 CLOUDS = ("azure", "local")
+IMAGE_SOURCES = ("build", "prebuilt")
 DATA_SOURCES = ("blob", "volume")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
 CONTAINERS = ("trainer", "waiter", "scorer")
@@ -51,6 +52,10 @@ KEYS: tuple[Key, ...] = (
     Key("cloud", "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
         "default StorageClass, images built locally, no push).", "local"),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
+    Key("images", "How the release's images are made: build (pulumi-docker builds apps/ - pushed to the "
+        "stack's registry on azure, into the local Docker daemon on local) or prebuilt (local only: the pods "
+        "run mlpipeline/<app>:<build>, already built into the nodes' image store by CI or `docker build`; "
+        "no docker.Image, so no docker provider).", "build"),
     Key("keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"),
     Key("gitSha", "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
         "else unknown.", ""),
@@ -178,6 +183,7 @@ class Settings:
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
+    images: str = "build"  # IMAGE_SOURCES
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -252,6 +258,7 @@ class Settings:
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
+            images=values.images(cloud),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -414,6 +421,15 @@ class _Reader:
         if number > 1:
             raise self.fail(key, "a number from 0 to 1", number)
         return number
+
+    def images(self, cloud: str) -> str:
+        value = self.choice("images", IMAGE_SOURCES)
+        if value == "prebuilt" and cloud != "local":
+            raise SettingsError(
+                f"config {NAMESPACE}:images prebuilt needs cloud local: on azure the images are pushed to the "
+                f"stack's registry and pinned by digest, which only the build gives"
+            )
+        return value
 
     def promote_from(self, cloud: str, stack: str) -> str | None:
         value = self.text("promoteFrom")

@@ -44,3 +44,14 @@ def test_reference_prefers_the_digest(digest, name, expected):
 def test_registry_password_only_travels_as_a_secret(dev):
     for resource in dev.of_type("docker:index/image:Image"):
         assert resource.public_inputs["registry"] == "[secret]"  # the whole block travels as a secret
+
+
+def test_prebuilt_images_are_referenced_by_tag_and_not_built():
+    from local.render import render
+
+    rendering = render("local", {"build": "155", "gitSha": "abc1234", "images": "prebuilt"})
+    assert rendering.of_type("docker:index/image:Image") == []  # no docker provider needed
+    refs = rendering.outputs["releases"]["155"]["images"]
+    assert refs == {app: f"mlpipeline/{app}:155" for app in ("trainer", "waiter", "scorer")}
+    job = rendering.k8s("Job")[0]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "mlpipeline/trainer:155"

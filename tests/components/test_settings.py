@@ -99,6 +99,8 @@ def test_routing_and_promotion_keys():
     ({"traffic": "152=100"}, "mlpipeline:traffic must be a map"),
     ({"championTolerance": "2"}, "mlpipeline:championTolerance must be a number from 0 to 1"),
     ({"promoteFrom": "dev"}, "mlpipeline:promoteFrom needs cloud azure"),
+    ({"images": "prebuilt", "cloud": "azure", "csvFolder": "2018/05/08"}, "mlpipeline:images prebuilt needs cloud local"),
+    ({"images": "pull"}, "mlpipeline:images must be one of build, prebuilt, got 'pull'"),
     ({"promoteFrom": "test"}, "mlpipeline:promoteFrom must be another stack than this one"),
     ({"promoteFrom": "a b"}, "mlpipeline:promoteFrom must be a stack name"),
 ])
