@@ -1,0 +1,286 @@
+"""A throwaway Kubernetes cluster on 127.0.0.1 for the engine suite: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and a kwok node, from the e2e toolchain's bin/.
+
+Certificates (openssl) and the admin kubeconfig are generated under .e2e/cluster/, every process
+logs to .e2e/cluster/logs/, every wait is bounded, and `stop()` (or leaving the `with` block)
+ends what `start()` started, whatever happened in between. The node is simulated (kwok): the
+scheduler places pods on it, pods become Ready and a Job's pods complete without running anything.
+A default StorageClass with static PersistentVolumes lets claims bind as they would on a laptop
+cluster, and the Gateway API CRDs from the toolchain are applied so the gateway router is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = ROOT / ".e2e" / "cluster"
+NODE = "kwok-node-0"
+STORAGE_CLASS = "standard"
+VOLUMES = 6  # static PVs of VOLUME_GIB each: enough for a few stacks' model shares and CSV claims
+VOLUME_GIB = 100
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class Cluster:
+    def __init__(self, bin_dir: Path, crds: Path | None = None, stages: Path | None = None,
+                 home: Path = HOME):
+        self.bin = Path(bin_dir)
+        self.crds = crds
+        self.stages = stages
+        self.home = home
+        self.kubeconfig = home / "admin.kubeconfig"
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.server = ""
+        self._ssl: ssl.SSLContext | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Cluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        (self.home / "logs").mkdir(parents=True)
+        self._certificates()
+        etcd_client, etcd_peer, api = _free_port(), _free_port(), _free_port()
+        self.server = f"https://127.0.0.1:{api}"
+        self._write_kubeconfig()
+        self._spawn("etcd", "--name=e2e", f"--data-dir={self.home / 'etcd'}",
+                    f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                    f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                    f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                    f"--initial-cluster=e2e=http://127.0.0.1:{etcd_peer}",
+                    "--log-level=warn")
+        pki = self.home / "pki"
+        self._spawn("kube-apiserver",
+                    f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                    "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    "--service-cluster-ip-range=10.96.0.0/16",
+                    "--authorization-mode=RBAC", "--endpoint-reconciler-type=none",
+                    "--allow-privileged=true", "--profiling=false", f"--cert-dir={pki}")
+        self._wait("kube-apiserver /readyz", lambda: self._get_raw("/readyz") == "ok", deadline)
+        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
+        self._spawn("kube-controller-manager", *common, f"--secure-port={_free_port()}",
+                    f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-key-file={pki / 'ca.key'}", "--controllers=*")
+        self._spawn("kube-scheduler", *common, f"--secure-port={_free_port()}")
+        kwok = [f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{_free_port()}", "--cidr=10.244.0.0/16"]
+        if self.stages is not None:
+            kwok.append(f"--config={self.stages}")
+        self._spawn("kwok", *kwok)
+        self._node_and_storage()
+        self._wait(f"node {NODE} Ready", self._node_ready, deadline)
+        if self.crds is not None:
+            for crd in sorted(Path(self.crds).glob("*.yaml")):
+                for document in yaml.safe_load_all(crd.read_text()):
+                    if document:
+                        self.apply(document)
+            self._wait("Gateway API CRDs established", self._crds_established, deadline)
+        self._wait("default service account", lambda: self.get(
+            "/api/v1/namespaces/default/serviceaccounts/default") is not None, deadline)
+
+    def stop(self, grace: float = 10) -> None:
+        """End every process this cluster started (newest first): SIGTERM, then SIGKILL after `grace`."""
+        for name, process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for name, process in reversed(self.processes):
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=grace)
+        self.processes.clear()
+
+    # --- the API ---------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: dict | str | None = None,
+                content_type: str = "application/json", timeout: float = 30) -> tuple[int, str]:
+        data = None
+        if body is not None:
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        request = urllib.request.Request(self.server + path, data=data, method=method,
+                                         headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=self._context(), timeout=timeout) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def get(self, path: str) -> dict | None:
+        """The object at `path`, or None when it does not exist."""
+        status, text = self.request("GET", path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise ClusterError(f"GET {path}: {status} {text[:300]}")
+        return json.loads(text)
+
+    def apply(self, document: dict, manager: str = "e2e") -> dict:
+        """Server-side apply of one object (as the harness, not as Pulumi)."""
+        path = self.path_of(document)
+        status, text = self.request("PATCH", f"{path}?fieldManager={manager}&force=true", document,
+                                    content_type="application/apply-patch+yaml")
+        if status not in (200, 201):
+            raise ClusterError(f"apply {path}: {status} {text[:300]}")
+        return json.loads(text)
+
+    def path_of(self, document: dict) -> str:
+        group_version = document["apiVersion"]
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        plural = self._plural(group_version, document["kind"])
+        namespace = document["metadata"].get("namespace")
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        return f"{base}{scope}/{plural}/{document['metadata']['name']}"
+
+    def _plural(self, group_version: str, kind: str) -> str:
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        for resource in (self.get(base) or {}).get("resources", []):
+            if resource["kind"] == kind and "/" not in resource["name"]:
+                return resource["name"]
+        raise ClusterError(f"the API server serves no {kind} in {group_version}")
+
+    def _get_raw(self, path: str) -> str:
+        try:
+            return self.request("GET", path, timeout=5)[1]
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+            return ""
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            pki = self.home / "pki"
+            context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+            context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+            self._ssl = context
+        return self._ssl
+
+    # --- setup -----------------------------------------------------------------------------
+    def _spawn(self, name: str, *args: str) -> None:
+        log = open(self.home / "logs" / f"{name}.log", "w")
+        process = subprocess.Popen([str(self.bin / name), *args], stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home)
+        log.close()
+        self.processes.append((name, process))
+
+    def _wait(self, what: str, ready, deadline: float) -> None:
+        while True:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    tail = (self.home / "logs" / f"{name}.log").read_text()[-2000:]
+                    raise ClusterError(f"{name} exited ({process.returncode}) while waiting for {what}:\n{tail}")
+            try:
+                if ready():
+                    return
+            except ClusterError:
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out waiting for {what} (logs in {self.home / 'logs'})")
+            time.sleep(0.5)
+
+    def _certificates(self) -> None:
+        pki = self.home / "pki"
+        pki.mkdir()
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                 "-days", "2", "-subj", "/CN=mlpipeline-e2e-ca", cwd=pki)
+        (pki / "apiserver.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+            "extendedKeyUsage=serverAuth\n")
+        (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+        for name, subject, ext in (("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
+                                   ("admin", "/O=system:masters/CN=e2e-admin", "client.ext")):
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                     "-subj", subject, cwd=pki)
+            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                     "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext, cwd=pki)
+        _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+        _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+    def _write_kubeconfig(self) -> None:
+        pki = self.home / "pki"
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+            "clusters": [{"name": "e2e", "cluster": {"server": self.server,
+                                                     "certificate-authority": str(pki / "ca.crt")}}],
+            "users": [{"name": "admin", "user": {"client-certificate": str(pki / "admin.crt"),
+                                                 "client-key": str(pki / "admin.key")}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+        }))
+
+    def _node_and_storage(self) -> None:
+        self.apply({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
+                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
+        })
+        self.apply({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS,
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
+            "reclaimPolicy": "Retain",
+        })
+        for number in range(VOLUMES):
+            self.apply({
+                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"e2e-volume-{number}"},
+                "spec": {"capacity": {"storage": f"{VOLUME_GIB}Gi"}, "storageClassName": STORAGE_CLASS,
+                         "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                         "persistentVolumeReclaimPolicy": "Retain",
+                         "hostPath": {"path": str(self.home / "volumes" / str(number))}},
+            })
+
+    def _node_ready(self) -> bool:
+        node = self.get(f"/api/v1/nodes/{NODE}") or {}
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in node.get("status", {}).get("conditions", []))
+
+    def _crds_established(self) -> bool:
+        crds = self.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions") or {"items": []}
+        gateway = [c for c in crds["items"] if c["spec"]["group"] == "gateway.networking.k8s.io"]
+        return bool(gateway) and all(
+            any(k["type"] == "Established" and k["status"] == "True" for k in c.get("status", {}).get("conditions", []))
+            for c in gateway)

@@ -1,0 +1,232 @@
+"""The e2e toolchain: the Pulumi CLI, its Python language host, the Kubernetes provider, etcd, the
+Kubernetes control plane and kwok, built from Go modules at the versions pinned in versions.env.
+
+Nothing is downloaded but Go modules. The build is cached outside the clone, in
+/var/cache/mlpipeline/toolchain/<key> (MLPIPELINE_TOOLCHAIN_CACHE overrides the root), the key a
+hash of versions.env, the wrapper modules and `go version`, so a fresh clone on the same machine
+reuses it; `.e2e/toolchain` links to it. One `go build` at a time (Go parallelises inside it), with
+-trimpath and stripped binaries. `python -m e2e.toolchain` builds it and prints where `bin/` is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+LINK = ROOT / ".e2e" / "toolchain"
+CACHE_ROOT = Path(os.environ.get("MLPIPELINE_TOOLCHAIN_CACHE", "/var/cache/mlpipeline/toolchain"))
+RECORD = "build.json"  # in the cache folder: versions, cold build seconds per step, warm checks
+
+
+def versions(path: Path = HERE / "versions.env") -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pins[name.strip()] = value.strip()
+    return pins
+
+
+def _go(*args: str, cwd: Path, env: dict | None = None, capture: bool = False) -> str:
+    run_env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local",
+               **(env or {})}
+    done = subprocess.run(["go", *args], cwd=cwd, env=run_env, text=True,
+                          stdout=subprocess.PIPE if capture else None, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"toolchain: `go {' '.join(args)}` failed in {cwd} (exit {done.returncode})")
+    return done.stdout or ""
+
+
+def _module_dir(module: str, version: str) -> Path:
+    """Where the module cache holds module@version (downloading it through the module proxy)."""
+    out = _go("mod", "download", "-json", f"{module}@{version}", cwd=HERE, capture=True,
+              env={"GOFLAGS": "-mod=mod"})
+    return Path(json.loads(out)["Dir"])
+
+
+@dataclass
+class Step:
+    """One binary (or file set) of bin/: how to build it and which pin it carries."""
+    name: str
+    module: str  # wrapper module folder under e2e/toolchain
+    package: str = ""
+    ldflags: list[str] = field(default_factory=list)
+
+
+def _steps(pins: dict[str, str]) -> list[Step]:
+    kube = pins["KUBERNETES"]
+    major, minor = kube.lstrip("v").split(".")[:2]
+    kube_flags = [
+        f"-X {pkg}.{name}={value}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for name, value in (("gitVersion", kube), ("gitMajor", major), ("gitMinor", minor),
+                            ("gitTreeState", "clean"))
+    ]
+    return [
+        Step("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+             [f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={pins['PULUMI']}"]),
+        Step("pulumi-language-python", "pulumi", "./langhost",
+             [f"-X main.version={pins['PULUMI'].lstrip('v')}"]),
+        Step("pulumi-resource-kubernetes", "kubernetes-provider", ".",
+             ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
+              + pins["PULUMI_KUBERNETES_PROVIDER_RELEASE"]]),
+        Step("etcd", "kubernetes", "./etcd"),
+        Step("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
+        Step("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager",
+             kube_flags),
+        Step("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
+        Step("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok",
+             [f"-X sigs.k8s.io/kwok/pkg/consts.Version={pins['KWOK'].lstrip('v')}"]),
+    ]
+
+
+# (wrapper module, required module, pin) the go.mod files must agree with versions.env on
+REQUIREMENTS = (
+    ("pulumi", "github.com/pulumi/pulumi/pkg/v3", "PULUMI"),
+    ("pulumi", "github.com/pulumi/pulumi/sdk/v3", "PULUMI"),
+    ("kubernetes-provider", "github.com/pulumi/pulumi-kubernetes/provider/v4", "PULUMI_KUBERNETES_PROVIDER"),
+    ("kubernetes", "k8s.io/kubernetes", "KUBERNETES"),
+    ("kubernetes", "k8s.io/api", "KUBERNETES_STAGING"),
+    ("kubernetes", "go.etcd.io/etcd/server/v3", "ETCD"),
+    ("kwok", "sigs.k8s.io/kwok", "KWOK"),
+)
+
+
+def check_pins(pins: dict[str, str]) -> None:
+    """The go.mod files require (or replace to) exactly what versions.env pins."""
+    for module, path, pin in REQUIREMENTS:
+        text = (HERE / module / "go.mod").read_text()
+        found = re.findall(rf"(?m)^\s*(?:require\s+)?{re.escape(path)}\s+(?:=>\s+\S+\s+)?(v\S+)", text)
+        if pins[pin] not in found:
+            raise RuntimeError(f"toolchain: {module}/go.mod has {path} at {found or 'no version'}, "
+                               f"versions.env pins {pin}={pins[pin]}")
+
+
+def key(pins: dict[str, str]) -> str:
+    digest = hashlib.sha256(subprocess.run(["go", "version"], capture_output=True, text=True,
+                                           check=True).stdout.encode())
+    digest.update(json.dumps(pins, sort_keys=True).encode())
+    inputs = [HERE / "versions.env"] + sorted(
+        p for p in HERE.rglob("*") if p.suffix in (".mod", ".sum", ".go") and p.is_file())
+    for path in inputs:
+        digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
+    return f"pulumi-{pins['PULUMI']}-k8s-{pins['KUBERNETES']}-{digest.hexdigest()[:12]}"
+
+
+def _build(step: Step, out: Path, src: Path) -> None:
+    module = HERE / step.module
+    workdir = module
+    if step.module == "kubernetes-provider":
+        workdir = _provider_source(module, src)
+    _go("build", "-trimpath", "-ldflags", " ".join(["-s", "-w", *step.ldflags]),
+        "-o", str(out / step.name), step.package, cwd=workdir)
+
+
+def _provider_source(module: Path, src: Path) -> Path:
+    """The provider's main package with its generated schema files, beside the wrapper's go.mod."""
+    pins = versions()
+    workdir = src / "kubernetes-provider"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    for name in ("go.mod", "go.sum"):
+        shutil.copy(module / name, workdir / name)
+    upstream = _module_dir("github.com/pulumi/pulumi-kubernetes/provider/v4", pins["PULUMI_KUBERNETES_PROVIDER"])
+    for name in ("main.go", "generate.go", "schema.json", "terraform-mapping.json"):
+        shutil.copy(upstream / "cmd" / "pulumi-resource-kubernetes" / name, workdir / name)
+        (workdir / name).chmod(0o644)
+    _go("run", "generate.go", cwd=workdir, env={"VERSION": pins["PULUMI_KUBERNETES_PROVIDER_RELEASE"]})
+    return workdir
+
+
+def _extras(folder: Path, pins: dict[str, str]) -> None:
+    """Files that come with the modules: the Python executor script, the Gateway API CRDs, kwok's stages."""
+    sdk = _module_dir("github.com/pulumi/pulumi/sdk/v3", pins["PULUMI"])
+    script = folder / "bin" / "pulumi-language-python-exec"
+    shutil.copy(sdk / "python" / "cmd" / "pulumi-language-python-exec", script)
+    script.chmod(0o755)
+    crds = folder / "crds" / "gateway-api"
+    crds.mkdir(parents=True, exist_ok=True)
+    gateway = _module_dir("sigs.k8s.io/gateway-api", pins["GATEWAY_API"])
+    for crd in sorted((gateway / "config" / "crd" / "standard").glob("gateway.networking.k8s.io_*.yaml")):
+        shutil.copy(crd, crds / crd.name)
+        (crds / crd.name).chmod(0o644)
+    # kwok's own stages: nodes initialise and heartbeat, pods become Ready, Job pods complete.
+    stages = _module_dir("sigs.k8s.io/kwok", pins["KWOK"]) / "kustomize" / "stage"
+    documents = [(stages / part).read_text() for part in (
+        "node/fast/node-initialize.yaml", "node/heartbeat/node-heartbeat.yaml",
+        "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")]
+    (folder / "kwok-stages.yaml").write_text("\n---\n".join(documents))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure(log=print) -> dict:
+    """Build the toolchain unless the cache has it; link .e2e/toolchain to it. Returns the facts:
+    where bin/ is, the key, cold build seconds per step (from the build that filled the cache) and
+    this call's seconds (a warm call only checks and links)."""
+    start = time.monotonic()
+    pins = versions()
+    check_pins(pins)
+    folder = CACHE_ROOT / key(pins)
+    with _locked(CACHE_ROOT / f"{folder.name}.lock"):
+        built = not (folder / RECORD).exists()
+        if built:
+            _build_all(folder, pins, log)
+        record = json.loads((folder / RECORD).read_text())
+    LINK.parent.mkdir(parents=True, exist_ok=True)
+    if LINK.is_symlink() or LINK.exists():
+        LINK.unlink()
+    LINK.symlink_to(folder)
+    seconds = round(time.monotonic() - start, 2)
+    log(f"toolchain: {LINK / 'bin'} -> {folder / 'bin'} "
+        f"({'built' if built else 'cached'}: {seconds} s now, cold build {record['cold_seconds']['total']} s)")
+    return {"bin": str(LINK / "bin"), "cache": str(folder), "key": folder.name, "versions": pins,
+            "cold_seconds": record["cold_seconds"], "this_run_seconds": seconds, "cached": not built}
+
+
+def _build_all(folder: Path, pins: dict[str, str], log) -> None:
+    staging = folder.with_name(folder.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / "bin").mkdir(parents=True)
+    steps = _steps(pins)
+    seconds = {}
+    total = time.monotonic()
+    log(f"toolchain: building {len(steps)} binaries into {folder} (cold: expect tens of minutes on 2 cores)")
+    for number, step in enumerate(steps, 1):
+        began = time.monotonic()
+        log(f"toolchain: [{number}/{len(steps)}] {step.name} ...", )
+        _build(step, staging / "bin", staging / "src")
+        seconds[step.name] = round(time.monotonic() - began, 1)
+        log(f"toolchain: [{number}/{len(steps)}] {step.name} built in {seconds[step.name]} s")
+    began = time.monotonic()
+    _extras(staging, pins)
+    seconds["extras"] = round(time.monotonic() - began, 1)
+    seconds["total"] = round(time.monotonic() - total, 1)
+    shutil.rmtree(staging / "src", ignore_errors=True)
+    (staging / RECORD).write_text(json.dumps({
+        "versions": pins, "cold_seconds": seconds,
+        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
+    }, indent=2) + "\n")
+    staging.rename(folder)
+
+
