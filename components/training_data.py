@@ -1,4 +1,4 @@
-"""Where the trainer reads the ETL's CSVs (DESIGN.md Contracts 2 and 3), as container env + volumes.
+"""Where the trainer reads the ETL's CSVs (docs/CONTRACTS.md, sections 2 and 3), as container env + volumes.
 
     blob    BLOB_STORAGE_ACCOUNT / _CONTAINER / _CSV_FOLDER [/ _ENDPOINT]; the key is a file of a
             mounted Kubernetes Secret, named by BLOB_STORAGE_KEY_FILE (never an env value: those
