@@ -57,7 +57,7 @@ def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays
 
 def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "local.demo", "--rows", str(ROWS), "--root", str(tmp_path),
+        [sys.executable, "-m", "local.demo", "--runtime", "process", "--rows", str(ROWS), "--root", str(tmp_path),
          "--config", "trainerEnv=" + json.dumps(FAST["trainerEnv"])],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
