@@ -63,3 +63,12 @@ def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path)
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "[popular fallback]" in run.stdout and "/docs" in run.stdout
+
+
+def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch, capsys):
+    from local.demo import main
+
+    monkeypatch.setenv("DEMO_RUNTIME", "vm")
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2 and "DEMO_RUNTIME=vm: choose one of ['docker', 'process']" in capsys.readouterr().err
