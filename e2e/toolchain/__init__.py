@@ -97,6 +97,7 @@ REQUIREMENTS = (
     ("pulumi", "github.com/pulumi/pulumi/pkg/v3", "PULUMI"),
     ("pulumi", "github.com/pulumi/pulumi/sdk/v3", "PULUMI"),
     ("kubernetes-provider", "github.com/pulumi/pulumi-kubernetes/provider/v4", "PULUMI_KUBERNETES_PROVIDER"),
+    ("kubernetes-provider", "github.com/pulumi/pulumi-kubernetes/sdk/v4", "PULUMI_KUBERNETES_SDK"),
     ("kubernetes", "k8s.io/kubernetes", "KUBERNETES"),
     ("kubernetes", "k8s.io/api", "KUBERNETES_STAGING"),
     ("kubernetes", "go.etcd.io/etcd/server/v3", "ETCD"),
