@@ -247,6 +247,12 @@ def run(report: Report) -> None:
     if "toolchain" not in report.facts:
         return
     self_reference(report, Path(report.facts["toolchain"]["cache"]) / "bin")
+    # Not run yet: the program's scenarios against the cluster (run_on_cluster) wait for the whole
+    # toolchain to have been built and run once on this machine (see the report of issue 14).
+
+
+def run_on_cluster(report: Report) -> None:
+    """Scenarios 1, 2, 3, 6 and 8 on a 127.0.0.1 cluster with a kwok node (not yet in `run`)."""
     folder = Path(report.facts["toolchain"]["cache"])
     cluster = Cluster(folder / "bin", crds=folder / "crds" / "gateway-api", stages=folder / "kwok-stages.yaml")
     try:
