@@ -68,13 +68,15 @@ def image_tag(app: str, build: str) -> str:
 
 
 def build_image(app: str, build: str, log_file: Path = BUILD_LOG, no_cache: bool = False) -> str:
-    """`docker build` one app image from apps/, tagged and labelled with the build; returns the tag.
+    """`docker build` one app image from apps/, tagged with the build; returns the tag.
 
-    The legacy builder (DOCKER_BUILDKIT=0) is what every Docker engine has, buildx or not.
+    The legacy builder (DOCKER_BUILDKIT=0) is what every Docker engine has, buildx or not. The
+    build is stamped by the tag only: unchanged sources give the same image (all layers cached,
+    the same id) whatever the build number, as a `--label` would not.
     """
     tag = image_tag(app, build)
     argv = ["docker", "build", "--file", str(CONTEXT / app / "Dockerfile"), "--tag", tag,
-            "--label", f"org.opencontainers.image.version={build}", *(["--no-cache"] if no_cache else []), str(CONTEXT)]
+            *(["--no-cache"] if no_cache else []), str(CONTEXT)]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
         log.write(f"$ {' '.join(argv)}\n")
