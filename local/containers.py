@@ -142,10 +142,7 @@ def _mounts(pod: Pod, container: dict) -> list[str]:
     fs_group = pod.spec.get("securityContext", {}).get("fsGroup")
     args = []
     for mount in container.get("volumeMounts", []):
-        path = pod.volume_path(mount["name"])
-        if mount.get("subPath"):
-            path = path / mount["subPath"]
-            path.mkdir(parents=True, exist_ok=True)
+        path = pod.mount_source(mount)
         if not mount.get("readOnly"):
             _writable_for(path, None if fs_group is None else int(fs_group))
         spec = f"type=bind,source={path.resolve()},target={mount['mountPath']}"
