@@ -190,9 +190,14 @@ def prepare(pod: Pod, container: dict) -> Process:
 def run_to_completion(process: Process, log, timeout: float | None = None) -> None:
     """Run a Job's container or an init container; a non-zero exit is a failed pod."""
     log(f"  $ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(process.argv))}")
-    result = subprocess.run(process.argv, env=process.env, cwd=ROOT, timeout=timeout, stdout=sys.stdout, stderr=sys.stderr)
+    # The kubelet's terminationMessagePath: what the container leaves there is the pod's message.
+    with tempfile.TemporaryDirectory(prefix=f"{process.name}-termination-") as folder:
+        message_file = Path(folder) / "termination-log"
+        env = {**process.env, "TERMINATION_LOG": str(message_file)}
+        result = subprocess.run(process.argv, env=env, cwd=ROOT, timeout=timeout, stdout=sys.stdout, stderr=sys.stderr)
+        message = message_file.read_text().strip() if message_file.is_file() else ""
     if result.returncode != 0:
-        raise PlayError(f"container {process.name} exited with code {result.returncode}")
+        raise PlayError(f"container {process.name} exited with code {result.returncode}" + (f": {message}" if message else ""))
 
 
 def start(process: Process, stdout=None) -> subprocess.Popen:

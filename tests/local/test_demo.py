@@ -49,9 +49,10 @@ def test_the_played_scorer_serves_its_own_build(two_plays):
 
 def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays):
     root, _, _ = two_plays
-    # The program turns gateMinLift into the waiter's GATE_MIN_LIFT; an impossible gate must stop
-    # the played pod at its init container, exactly as the cluster's waiter would.
-    with pytest.raises(PlayError, match="container waiter exited with code"):
+    # The program turns gateMinLift into GATE_MIN_LIFT of the trainer and the waiter; an impossible
+    # gate must fail the played Job, exactly as the cluster's Job would (the trainer decides the gate).
+    with pytest.raises(PlayError, match="container trainer exited with code 3: build 3 is below the quality "
+                                        "gate: lift_ndcg .* < GATE_MIN_LIFT 1000"):
         play(config={**FAST, "gateMinLift": 1000}, root=root, rows=ROWS)
 
 

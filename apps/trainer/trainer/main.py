@@ -15,6 +15,8 @@ is complete but holds another release's model (other git sha or trainer image).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -294,6 +296,48 @@ def _compare_champion(settings: config.Settings, model, data, train_part, test) 
                             settings.eval_max_users, settings.eval_min_users, [settings.seed, CHAMPION_USERS])
 
 
+SUMMARY_LIMIT = 3000  # bytes of the JSON line; the termination message keeps 4096
+
+
+def summary(folder: Path) -> dict:
+    """What a complete folder holds, as the termination message's last line: the program reads it
+    back into the release's ledger record (components/training_results.py)."""
+    manifest = modelshare.read_json(folder / modelshare.MANIFEST)
+    metrics = modelshare.read_json(folder / METRICS)
+    data = manifest.get("data") or {}
+    files = data.get("files") or []
+    listing = "".join(f"{f.get('name')} {f.get('sha256')}\n" for f in files)
+    paired = metrics.get("champion") or {}
+    result = {
+        "build": manifest.get("build"),
+        "modelSha256": modelshare.model_sha256(folder),
+        "gitSha": manifest.get("git_sha"),
+        "trainerImage": manifest.get("trainer_image"),
+        # one digest of the inputs: sha256 over "<name> <sha256>" lines (each file's is in the manifest)
+        "data": {"source": data.get("source"), "sha256": hashlib.sha256(listing.encode()).hexdigest(),
+                 "files": len(files), "rowsUsed": data.get("rows_used")},
+        "family": metrics.get("family"),
+        "params": metrics.get("params"),
+        "test": metrics.get("model"),
+        "liftNdcg": metrics.get("lift_ndcg"),
+        "gatePassed": (metrics.get("gate") or {}).get("passed"),
+        "champion": {key: paired.get(key) for key in ("build", "ndcg_gain", "error") if key in paired} or None,
+    }
+    if len(json.dumps(result)) > SUMMARY_LIMIT:
+        result["params"] = "see metrics.json"
+    return result
+
+
+def _with_summary(message: str, folder: Path) -> str:
+    """The reason a person reads first, then the summary line the program reads."""
+    try:
+        line = json.dumps(summary(folder), separators=(",", ":"), default=str)
+    except (OSError, ValueError, KeyError) as exc:
+        log("summary-not-written", error=str(exc))
+        return message
+    return message[:modelshare.logs.TERMINATION_MESSAGE_LIMIT - len(line) - 2] + "\n" + line
+
+
 def _identity() -> dict:
     return {"git_sha": os.environ.get("GIT_SHA", "").strip() or None,
             "trainer_image": os.environ.get("TRAINER_IMAGE", "").strip() or None}
@@ -343,7 +387,9 @@ def main() -> int:
         folder, build = config.release_folder()
         if modelshare.folder_state(folder) is FolderState.COMPLETE:
             code, reason = already_complete(folder, build)
-            return _finish(code, reason, "already-complete" if code == TRAINED else "refused", build=build)
+            message = _with_summary(reason, folder) if code in (TRAINED, GATE) else reason
+            event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(code, "refused")
+            return _finish(code, message, event, build=build, reason=reason)
         modelshare.clear_incomplete(folder)  # a failed or crashed attempt's leftovers, in atomic steps
     except ConfigError as exc:
         if folder is not None:
@@ -386,7 +432,9 @@ def main() -> int:
             raise
     except Stop as stop:
         event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(stop.code, "refused")
-        return _finish(stop.code, redact(stop.reason), event, build=build)
+        message = redact(stop.reason)
+        return _finish(stop.code, _with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
+                       event, build=build, reason=message)
     except (DataError, sources.SourceError) as exc:
         reason = redact(str(exc))
         _fail(folder, reason)
@@ -398,5 +446,6 @@ def main() -> int:
         return _finish(TRAINING_FAILED, f"training of build {build} failed: {reason}", "failed", build=build,
                        reason=reason, traceback=redact(traceback.format_exc()))
     gate = "; ".join(metrics["gate"]["checks"]) or "no gate set"
-    return _finish(TRAINED, f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
-                   f"lift {metrics['lift_ndcg']}); gate: {gate}", "trained", build=build)
+    message = (f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
+               f"lift {metrics['lift_ndcg']}); gate: {gate}")
+    return _finish(TRAINED, _with_summary(message, folder), "trained", build=build, reason=message)
