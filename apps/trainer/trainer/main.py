@@ -1,4 +1,4 @@
-"""``python -m trainer``: train one release into MODELFOLDER (DESIGN.md Contracts 1-3).
+"""``python -m trainer``: train one release into MODELFOLDER (docs/CONTRACTS.md, sections 1-3).
 
 read -> check the data is enough -> split -> tune (validation) -> evaluate (test holdout; beside the
 champion when there is one) -> refit on all data -> write model/, metrics.json, manifest.json and
