@@ -53,7 +53,7 @@ def from_cluster(namespace: str, job: str) -> list[str]:
     try:
         from kubernetes import client, config
 
-        config.load_kube_config(context=pulumi.Config("kubernetes").get("context"))
+        _load_kubeconfig(config)
         pods = client.CoreV1Api().list_namespaced_pod(namespace, label_selector=f"job-name={job}", _request_timeout=10)
     except Exception as exc:  # noqa: BLE001 - no cluster (preview, CI without access): look again next time
         pulumi.log.debug(f"training results of {namespace}/{job} not read: {type(exc).__name__}: {exc}")
@@ -65,6 +65,19 @@ def from_cluster(namespace: str, job: str) -> list[str]:
             if status.name == CONTAINER and terminated is not None and terminated.message:
                 messages.append(terminated.message)
     return messages
+
+
+def _load_kubeconfig(config) -> None:
+    """As pulumi-kubernetes' default provider: config kubernetes:kubeconfig (a path or the file's
+    content), else $KUBECONFIG or ~/.kube/config; config kubernetes:context picks the context."""
+    settings = pulumi.Config("kubernetes")
+    context, kubeconfig = settings.get("context"), settings.get("kubeconfig")
+    if kubeconfig and "\n" in kubeconfig:
+        import yaml
+
+        config.load_kube_config_from_dict(yaml.safe_load(kubeconfig), context=context)
+    else:
+        config.load_kube_config(config_file=kubeconfig or None, context=context)
 
 
 READER: contextvars.ContextVar[PodMessages] = contextvars.ContextVar("training_results_reader", default=from_cluster)
