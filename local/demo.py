@@ -94,11 +94,16 @@ def ensure_sample_data(pod: Pod, rows: int) -> Path:
 def play(build: str | None = None, config: dict | None = None, root: Path = DEMO, rows: int = SAMPLE_ROWS) -> Played:
     """Render and play one release; return it serving. The caller stops `Played.scorer`."""
     state_file = root / "stack.json"
-    previous = json.loads(state_file.read_text())["releases"] if state_file.exists() else None
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    previous = state.get("releases")
+    # What the played trainers left as their termination messages: the next render reads them back
+    # into their records, as the program reads the Job's pods in a cluster.
+    pod_messages = state.get("podMessages", {})
     build = build or next_build(previous or {})
     say(f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
         + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else ""))
-    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous)
+    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous,
+                       pod_messages=pod_messages)
     secrets = secrets_of(rendering)
     volumes = root / "volumes"
 
@@ -109,7 +114,7 @@ def play(build: str | None = None, config: dict | None = None, root: Path = DEMO
     say(f"Job {job.name}: training on {shown(data_dir)}")
     started = time.monotonic()
     for container in job.spec.get("initContainers", []) + job.spec["containers"]:
-        run_to_completion(prepare(job, container), say)
+        pod_messages[job.name] = run_to_completion(prepare(job, container), say)
     say(f"Job {job.name} complete in {time.monotonic() - started:.1f} s")
 
     say(f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough")
@@ -127,7 +132,8 @@ def play(build: str | None = None, config: dict | None = None, root: Path = DEMO
     say(f"{scorer.name} of build {build} is ready at {url} (log: {shown(log_file)})")
 
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"releases": rendering.outputs["releases"]}, indent=2, sort_keys=True))
+    state_file.write_text(json.dumps({"releases": rendering.outputs["releases"], "podMessages": pod_messages},
+                                     indent=2, sort_keys=True))
     job.cleanup()
     return Played(build=build, url=url, data_dir=data_dir, rendering=rendering, scorer=popen)
 
