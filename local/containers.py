@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -218,31 +219,39 @@ def exit_code(docker_name: str) -> int | None:
     return None if running == "true" else int(code)
 
 
-def create(container: Container) -> None:
-    result = subprocess.run(["docker", "create", *container.run_args], env=_client_env(container),
+def create(container: Container, extra: list[str] = ()) -> None:
+    result = subprocess.run(["docker", "create", *extra, *container.run_args], env=_client_env(container),
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise PlayError(f"container {container.name}: docker create failed: {result.stderr.strip()}")
 
 
-def run_to_completion(container: Container, log, timeout: float | None = None, stdout=None) -> None:
+def run_to_completion(container: Container, log, timeout: float | None = None, stdout=None) -> str:
     """Run a Job's container or an init container to its end; a non-zero exit is a failed pod.
 
     Its output goes to `stdout` (default: this process's); the container is removed afterwards.
+    Returns the container's termination message.
     """
     log(f"  $ docker run {container.image} as {container.docker_name}")
-    create(container)
-    try:
+    # The kubelet's terminationMessagePath: what the container leaves there is the pod's message.
+    with tempfile.TemporaryDirectory(prefix=f"{container.name}-termination-") as folder:
+        message_file = Path(folder) / "termination-log"
+        message_file.touch(mode=0o666)
+        message_file.chmod(0o666)
+        create(container, ["--mount", f"type=bind,source={message_file},target=/dev/termination-log"])
         try:
-            subprocess.run(["docker", "start", "--attach", container.docker_name], timeout=timeout,
-                           stdout=stdout or sys.stdout, stderr=subprocess.STDOUT if stdout else sys.stderr)
-        except subprocess.TimeoutExpired:
-            raise PlayError(f"container {container.name} did not finish within {timeout:.0f} s") from None
-        code = exit_code(container.docker_name)
-        if code != 0:
-            raise PlayError(f"container {container.name} exited with code {code}")
-    finally:
-        remove(container.docker_name)
+            try:
+                subprocess.run(["docker", "start", "--attach", container.docker_name], timeout=timeout,
+                               stdout=stdout or sys.stdout, stderr=subprocess.STDOUT if stdout else sys.stderr)
+            except subprocess.TimeoutExpired:
+                raise PlayError(f"container {container.name} did not finish within {timeout:.0f} s") from None
+            code = exit_code(container.docker_name)
+        finally:
+            remove(container.docker_name)
+        message = message_file.read_text().strip()
+    if code != 0:
+        raise PlayError(f"container {container.name} exited with code {code}" + (f": {message}" if message else ""))
+    return message
 
 
 class Running:
