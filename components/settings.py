@@ -50,7 +50,7 @@ KEYS: tuple[Key, ...] = (
     Key("build", "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
         "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).", None),
     Key("cloud", "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
-        "default StorageClass, images built locally, no push).", "local"),
+        "default StorageClass, images built locally and pushed only to localRegistry).", "local"),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
     Key("images", "How the release's images are made: build (pulumi-docker builds apps/ - pushed to the "
         "stack's registry on azure, into the local Docker daemon on local) or prebuilt (local only: the pods "
@@ -86,6 +86,7 @@ KEYS: tuple[Key, ...] = (
     Key("localStorageClass", "StorageClass of the local model claim. Empty: the cluster's default.", ""),
     Key("localAccessMode", "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) "
         "or ReadWriteMany.", "ReadWriteOnce"),
+    Key("localRegistry", "Registry host[:port] the local cluster's nodes pull from (kind: its local registry, e.g. localhost:5001); the images are pushed there and pods pull them by digest, so they are there before the Job starts. Empty: images stay in the local Docker daemon, which the cluster must share (Docker Desktop; minikube after `eval $(minikube docker-env)`).", ""),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
     Key("router", "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
@@ -93,12 +94,17 @@ KEYS: tuple[Key, ...] = (
     Key("gateway", "The Gateway the route attaches to (router gateway, required; istio, optional): "
         "{name: web, namespace: infra, sectionName: https} or infra/web.", "", None),
     Key("hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None),
-    Key("traffic", "Percent of requests per live build, summing to 100, e.g. {\"152\": 90, \"153\": 10}. "
-        "Empty: the newest release takes 100 once Ready, the others stay warm at 0.", {}, None),
+    Key("traffic", "Percent of requests per live build, summing to 100, e.g. {\"152\": 90, \"153\": 10}: explicit, "
+        "and it stays in force over later updates that set no traffic (their new builds join at canaryPercent). "
+        "auto (or {}): the newest release takes 100 once Ready, the others stay warm at 0. Empty: the mode in "
+        "force stays (auto on a new stack); the stack output traffic.mode says which.", "", None),
+    Key("canaryPercent", "In explicit traffic mode, the percent of requests a new build joins with, taken from "
+        "the others in proportion; 0: it joins warm, without traffic, until traffic is set again.", 0, "integer"),
     Key("shadow", "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
         "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
-    Key("championTolerance", "Champion/challenger gate: a new release must reach the nDCG of the release holding "
-        "most traffic minus this (0 to 1). Empty: no champion gate.", "", None),
+    Key("championTolerance", "Champion/challenger gate: the trainer scores the model of the release holding most "
+        "traffic on the new build's test holdout beside the new model; the one-sided 95% lower bound of the paired "
+        "per-user nDCG gain must be at least minus this (0 to 1). Empty: no champion gate.", "", None),
     Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.", ""),
 )
@@ -109,7 +115,7 @@ RESERVED_ENV = frozenset({
     "MODELFOLDER", "BUILD_NUMBER", "GIT_SHA", "DATA_DIR", "BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY",
     "BLOB_STORAGE_KEY_FILE", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER", "BLOB_STORAGE_ENDPOINT",
     "GATE_MIN_NDCG", "GATE_MIN_LIFT", "GATE_CHAMPION_MODELFOLDER", "GATE_CHAMPION_TOLERANCE", "WAIT_TIMEOUT_SECONDS",
-    "POLL_INTERVAL_SECONDS", "PORT",
+    "POLL_INTERVAL_SECONDS", "PORT", "TRAINER_IMAGE", "TERMINATION_LOG",
 })
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
@@ -128,6 +134,7 @@ CSV_FOLDER = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 AZURE_LOCATION = re.compile(r"^[a-z0-9]+$")
+REGISTRY_HOST = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
@@ -179,11 +186,14 @@ class Settings:
     router: str = "gateway"
     gateway: GatewayRef | None = None
     hostnames: tuple[str, ...] = ()
-    traffic: Mapping[str, Any] = field(default_factory=dict)  # checked against the live builds later
+    # A map (explicit), "auto" or {} (auto), or None (unset: the mode in force stays); checked later.
+    traffic: Mapping[str, Any] | str | None = None
+    canary_percent: int = 0
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
     images: str = "build"  # IMAGE_SOURCES
+    local_registry: str | None = None  # cloud local: push the images there (no credentials); None: no push
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -254,11 +264,13 @@ class Settings:
             router=values.choice("router", ROUTER_KINDS),
             gateway=values.gateway(),
             hostnames=values.hostnames(),
-            traffic=values.mapping("traffic"),
+            traffic=values.traffic(),
+            canary_percent=values.integer("canaryPercent", minimum=0, maximum=50),
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
             images=values.images(cloud),
+            local_registry=values.local_registry(cloud),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -283,6 +295,12 @@ class _Reader:
 
     def fail(self, key: str, allowed: str, got: Any) -> SettingsError:
         return SettingsError(f"config {NAMESPACE}:{key} must be {allowed}, got {got!r}")
+
+    def local_registry(self, cloud: str) -> str | None:
+        value = self.optional("localRegistry", REGISTRY_HOST, "a registry host[:port] like localhost:5001")
+        if value and cloud != "local":
+            raise SettingsError(f"config {NAMESPACE}:localRegistry only applies to cloud local (azure pushes to its ACR)")
+        return value
 
     def build(self) -> str:
         value = self.text("build")
@@ -349,6 +367,14 @@ class _Reader:
         if not isinstance(parsed, dict):
             raise self.fail(key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value)
         return parsed
+
+    def traffic(self) -> Mapping[str, Any] | str | None:
+        value = self.text("traffic")
+        if not value:
+            return None
+        if value == "auto":
+            return value
+        return self.mapping("traffic")
 
     def git_sha(self, fallback: Callable[[], str]) -> str:
         value = self.text("gitSha") or os.environ.get("GIT_SHA", "").strip() or fallback()

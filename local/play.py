@@ -85,6 +85,14 @@ class Pod:
             return path
         raise PlayError(f"pod {self.name}: a container mounts volume {volume_name}, which the pod does not declare")
 
+    def mount_source(self, mount: dict) -> Path:
+        """The folder a container's volumeMount shows: its volume's, or the subPath inside it."""
+        path = self.volume_path(mount["name"])
+        if mount.get("subPath"):
+            path = path / mount["subPath"]
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def cleanup(self) -> None:
         for path in self._empty_dirs.values():
             shutil.rmtree(path, ignore_errors=True)
@@ -117,11 +125,7 @@ def free_port(preferred: int | None = None) -> int:
 def _mount_map(pod: Pod, container: dict) -> list[tuple[str, str]]:
     mounts = []
     for mount in container.get("volumeMounts", []):
-        path = pod.volume_path(mount["name"])
-        if mount.get("subPath"):
-            path = path / mount["subPath"]
-            path.mkdir(parents=True, exist_ok=True)
-        mounts.append((mount["mountPath"].rstrip("/"), str(path)))
+        mounts.append((mount["mountPath"].rstrip("/"), str(pod.mount_source(mount))))
     # Longest mount path first, so /mnt/models/x wins over /mnt/models.
     return sorted(mounts, key=lambda pair: len(pair[0]), reverse=True)
 
@@ -187,13 +191,20 @@ def prepare(pod: Pod, container: dict) -> Process:
     return Process(name=container["name"], argv=argv, env=env, ports=ports, named_ports=named, probes=probes)
 
 
-def run_to_completion(process: Process, log, timeout: float | None = None, stdout=None) -> None:
-    """Run a Job's container or an init container; a non-zero exit is a failed pod. Output to `stdout` (default: ours)."""
+def run_to_completion(process: Process, log, timeout: float | None = None, stdout=None) -> str:
+    """Run a Job's container or an init container; a non-zero exit is a failed pod. Output to `stdout`
+    (default: ours). Returns the container's termination message."""
     log(f"  $ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(process.argv))}")
-    result = subprocess.run(process.argv, env=process.env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
-                            stderr=subprocess.STDOUT if stdout else sys.stderr)
+    # The kubelet's terminationMessagePath: what the container leaves there is the pod's message.
+    with tempfile.TemporaryDirectory(prefix=f"{process.name}-termination-") as folder:
+        message_file = Path(folder) / "termination-log"
+        env = {**process.env, "TERMINATION_LOG": str(message_file)}
+        result = subprocess.run(process.argv, env=env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
+                                stderr=subprocess.STDOUT if stdout else sys.stderr)
+        message = message_file.read_text().strip() if message_file.is_file() else ""
     if result.returncode != 0:
-        raise PlayError(f"container {process.name} exited with code {result.returncode}")
+        raise PlayError(f"container {process.name} exited with code {result.returncode}" + (f": {message}" if message else ""))
+    return message
 
 
 def start(process: Process, stdout=None) -> subprocess.Popen:
