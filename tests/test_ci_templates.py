@@ -52,6 +52,16 @@ def test_nightly_retrains_dev_with_the_run_number_as_build():
     assert "gitSha=${{ github.sha }}" in script
 
 
+@pytest.mark.parametrize("path", [WORKFLOWS / "nightly.yml", ROOT / "azure-pipelines.yml"], ids=lambda p: p.name)
+def test_nightly_starts_the_new_build_as_a_canary_and_lets_the_analysis_decide(path):
+    text = path.read_text()
+    assert re.search(r'traffic=\{\\"\$\{?champion\}?\\": ?90, ?\\"\$', text, re.I), "a 90/10 split"
+    analysis = text.index("python -m monitoring.canary --prometheus")
+    assert analysis > text.index("--config build=")  # after the release is deployed
+    assert "--window 30m" in text[analysis:] and "--run" in text[analysis:]
+    assert "sleep 1800" in text  # the window is live traffic after the deploy
+
+
 def test_promote_is_manual_and_targets_prod_with_the_chosen_build():
     flow = load(WORKFLOWS / "promote.yml")
     on = triggers(flow)
