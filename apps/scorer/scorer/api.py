@@ -7,7 +7,8 @@ plainly well-formed and the model is loaded, with the same code FastAPI's routes
 else, invalid requests included, goes to FastAPI, so there is one set of rules and error
 messages. Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone
 spends most of a request in its own machinery, not in numpy. The front also answers the probes
-(/healthz, /readyz), adds `X-Model-Build` to every response and feeds the metrics.
+(/healthz, /readyz), adds `X-Model-Build` and `X-Request-ID` to every response and feeds the
+metrics and the prediction log.
 
 FastAPI is imported after the model is loaded, in the loader thread: its import takes longer
 than verifying and loading a MovieLens 1M model, and readiness need not wait for it (measured in
@@ -26,6 +27,7 @@ import modelshare
 from modelshare import FolderState, IntegrityError
 from scorer import settings as settings_module
 from scorer.model import Model, ModelError, Recommendation
+from scorer.predictionlog import REQUEST_ID, request_id
 from scorer.settings import MAX_K, Settings
 from scorer.telemetry import UNMATCHED, Telemetry
 
@@ -98,7 +100,7 @@ class Scorer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.telemetry = Telemetry(settings.build)
+        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample)
         self.slot = ModelSlot(settings, self.telemetry)
         self._build_header = (b"x-model-build", settings.build.encode("utf-8"))
         self._api = None  # FastAPI, built by fastapi()
@@ -165,6 +167,7 @@ class Scorer:
         if scope["type"] != "http":
             return await self.fastapi()(scope, receive, send)
         started = time.perf_counter()
+        REQUEST_ID.set(request_id(scope["headers"]))  # for the prediction log and the response
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in _PROBES:
             status, doc = self.readiness() if path == "/readyz" else (200, ALIVE)
@@ -194,7 +197,12 @@ class Scorer:
         await self._to_fastapi(scope, receive, send, started)
 
     async def _reply(self, send, status: int, body: bytes, method: str, route: str, started: float) -> None:
-        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), self._build_header]
+        headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(body)).encode()),
+            self._build_header,
+            (b"x-request-id", REQUEST_ID.get()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.telemetry.observe(method, route, status, time.perf_counter() - started)
@@ -206,7 +214,8 @@ class Scorer:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), self._build_header]}
+                headers = [*message.get("headers", ()), self._build_header, (b"x-request-id", REQUEST_ID.get())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

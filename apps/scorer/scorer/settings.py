@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from modelshare import ConfigError, env_int, env_str
+from modelshare import ConfigError, env_float, env_int, env_str
 
 MAX_K = 1000  # Contract 4: k outside 1..1000 is a 422
 
@@ -19,6 +19,7 @@ class Settings:
     host: str
     workers: int
     max_batch_users: int
+    prediction_log_sample: float  # share of requests whose answers go to the prediction log
 
     @property
     def max_body_bytes(self) -> int:
@@ -35,6 +36,9 @@ def from_env() -> Settings:
     port = env_int("PORT", 8080, minimum=1)
     if port > 65535:
         raise ConfigError(f"environment variable PORT must be <= 65535, got {port}")
+    sample = env_float("PREDICTION_LOG_SAMPLE", 1.0, minimum=0.0)
+    if sample > 1.0:
+        raise ConfigError(f"environment variable PREDICTION_LOG_SAMPLE must be between 0 and 1, got {sample}")
     return Settings(
         modelfolder=modelfolder,
         build=env_str("BUILD_NUMBER"),
@@ -43,4 +47,5 @@ def from_env() -> Settings:
         host=env_str("HOST", "0.0.0.0"),
         workers=env_int("WORKERS", 1, minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
+        prediction_log_sample=sample,
     )
