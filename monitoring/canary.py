@@ -3,7 +3,8 @@ decide promote, hold or roll back, printing (or with --run, running) the `pulumi
 
 The signals, over one window of the same live traffic: share of recommendation requests answered
 with a 5xx, p99 latency of recommendation requests, share of users answered with the popular
-fallback (users the model does not know). They come from Prometheus's HTTP API (--prometheus URL:
+fallback (users the model does not know), share of known users more atypical than 95 % of the
+release's training users (scorer_novelty). They come from Prometheus's HTTP API (--prometheus URL:
 the window ends now; the build of each series comes from scorer_model_info, as in alerts.yml) or
 straight from the scorers' /metrics (--champion 152=URL[,URL...]: every pod's address; the
 command reads them, waits the window and reads them again).
@@ -37,6 +38,7 @@ class Signals:
     error_ratio: float  # share of them answered with a 5xx
     p99_seconds: float  # NaN when no request was answered
     fallback_ratio: float  # share of users answered with the popular fallback
+    novelty_ratio: float = 0.0  # share of known users answered with novelty above 0.95
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Limits:
     latency_ratio: float = 1.5  # canary p99 may be this many times the champion's ...
     latency_slack: float = 0.005  # ... plus this many seconds (noise of fast answers)
     fallback_increase: float = 0.05  # canary fallback share may exceed the champion's by this
+    novelty_increase: float = 0.1  # canary share of atypical users may exceed the champion's by this
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ def decide(champion_build: str, champion: Signals, canary_build: str, canary: Si
     if canary.fallback_ratio > champion.fallback_ratio + limits.fallback_increase:
         reasons.append(
             f"fallback share {canary.fallback_ratio:.2%} vs champion {champion.fallback_ratio:.2%}"
+        )
+    if canary.novelty_ratio > champion.novelty_ratio + limits.novelty_increase:
+        reasons.append(
+            f"atypical-user share {canary.novelty_ratio:.2%} vs champion {champion.novelty_ratio:.2%}"
         )
     if reasons:
         return Decision("rollback", reasons, {champion_build: 100})
@@ -131,7 +138,9 @@ class PrometheusSource:
             f'max by (instance, build) (scorer_model_info{{build="{build}"}}))'
         )
         p99 = self.query(f"histogram_quantile(0.99, {buckets})") if requests else math.nan
-        return Signals(requests, _ratio(errors, requests), p99, _ratio(fallbacks, users))
+        known = self.query(_by_build(f"increase(scorer_novelty_count[{w}])", build))
+        typical = self.query(_by_build(f'increase(scorer_novelty_bucket{{le="0.95"}}[{w}])', build))
+        return Signals(requests, _ratio(errors, requests), p99, _ratio(fallbacks, users), _ratio(known - typical, known))
 
 
 # ---- signals from the scorers' /metrics ---------------------------------------------------------
@@ -143,7 +152,7 @@ class Snapshot:
     def __init__(self, urls: list[str], timeout: float = 10.0):
         from prometheus_client.parser import text_string_to_metric_families
 
-        self.requests = self.errors = self.users = self.fallbacks = 0.0
+        self.requests = self.errors = self.users = self.fallbacks = self.known = self.typical = 0.0
         self.buckets: dict[float, float] = {}
         for url in urls:
             with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as reply:
@@ -157,6 +166,11 @@ class Snapshot:
             self.users += value
         elif name == "scorer_fallbacks_total":
             self.fallbacks += value
+        elif name == "scorer_novelty_count":
+            self.known += value
+        elif name == "scorer_novelty_bucket":
+            if labels.get("le") == "0.95":
+                self.typical += value
         elif not RECOMMEND.match(labels.get("route", "")):
             return
         elif name == "scorer_requests_total":
@@ -175,6 +189,7 @@ class Snapshot:
             _ratio(self.errors - before.errors, requests),
             quantile(0.99, buckets),
             _ratio(self.fallbacks - before.fallbacks, self.users - before.users),
+            _ratio((self.known - before.known) - (self.typical - before.typical), self.known - before.known),
         )
 
 

@@ -66,6 +66,8 @@ def test_a_canary_as_good_as_the_champion_is_promoted(releases):
     doc = report(output)
     assert doc["decision"] == "promote"
     assert 0 < doc["canary"]["p99_seconds"] < 1
+    # Both were trained on the same users: about as many of them atypical to each (5 % expected).
+    assert doc["canary"]["novelty_ratio"] < 0.3 and doc["champion"]["novelty_ratio"] < 0.3
     assert doc["command"] == """pulumi up --yes --skip-preview --stack dev --config 'traffic={"154":100}'"""
 
 
@@ -138,4 +140,6 @@ def test_latency_and_errors_roll_back_too():
     assert decide("1", champion, "2", slow, Limits()).action == "rollback"
     assert "p99 latency" in decide("1", champion, "2", slow, Limits()).reasons[0]
     assert decide("1", champion, "2", failing, Limits()).traffic == {"1": 100}
+    atypical = Signals(requests=500, error_ratio=0.001, p99_seconds=0.004, fallback_ratio=0.1, novelty_ratio=0.3)
+    assert "atypical-user share" in decide("1", champion, "2", atypical, Limits()).reasons[0]
     assert decide("1", champion, "2", champion, Limits()).traffic == {"2": 100}

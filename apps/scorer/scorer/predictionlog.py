@@ -1,7 +1,8 @@
 """The prediction log: one JSON line per answered user on stdout, where cluster log collectors
 (Fluent Bit, Azure Monitor's Container insights) pick it up. Each line names the model that
 answered (build and sha256), the request (its id, taken from X-Request-ID or generated, and
-returned in the response), the user, k, the returned item ids, the latency and the fallback.
+returned in the response), the user, k, the returned item ids, the latency, the fallback and
+the user's novelty (scorer_novelty, trainer.novelty).
 PREDICTION_LOG_SAMPLE keeps that share of requests (every user of a kept request). Nothing else
 of the request is read, so no credential or header can end up in it.
 """
@@ -54,7 +55,8 @@ class PredictionLog:
         _write_lines(
             [
                 orjson.dumps(
-                    {**common, "user": rec.user_id, "items": rec.item_ids, "fallback": rec.fallback},
+                    {**common, "user": rec.user_id, "items": rec.item_ids, "fallback": rec.fallback,
+                     "novelty": rec.novelty},
                     option=orjson.OPT_APPEND_NEWLINE,
                 )
                 for rec in recommendations

@@ -24,6 +24,8 @@ from scorer.predictionlog import PredictionLog
 
 UNMATCHED = "<unmatched>"  # route label of any path no route knows: fuzzed paths must not add series
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Novelty is a percentile among the training users: about 5 % of typical traffic lies above 0.95.
+NOVELTY_BUCKETS = (0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 
 
 class Telemetry:
@@ -61,6 +63,12 @@ class Telemetry:
             "Users answered (a batch request counts each of its users)",
             registry=registry,
         )
+        self.novelty = Histogram(
+            "scorer_novelty",
+            "Novelty of each known user answered: the share of training users more typical than them",
+            buckets=NOVELTY_BUCKETS,
+            registry=registry,
+        )
         self.model_info = Gauge(
             "scorer_model_info",
             "1 once the model of this build is verified and loaded",
@@ -95,7 +103,12 @@ class Telemetry:
 
     def predictions_made(self, recommendations, k: int, seconds: float) -> None:
         """Count the users answered and the fallbacks, and log the answers."""
-        fallbacks = sum(rec.fallback is not None for rec in recommendations)
+        fallbacks = 0
+        for rec in recommendations:
+            if rec.fallback is not None:
+                fallbacks += 1
+            elif rec.novelty is not None:
+                self.novelty.observe(rec.novelty)
         self.predictions.inc(len(recommendations))
         if fallbacks:
             self.fallbacks.inc(fallbacks)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 import modelshare
 from tests.apps.modelfolder import write_model_folder
 from tests.apps.scorer.conftest import REPO
@@ -83,3 +85,39 @@ def test_a_sample_rate_outside_0_to_1_is_refused_naming_it(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scorer"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "PREDICTION_LOG_SAMPLE" in result.stdout + result.stderr
+
+
+def test_known_users_carry_their_novelty_into_the_line_and_the_histogram(factor):
+    model, scorer = factor
+    before = scorer.client.get("/metrics").text
+    reply = scorer.client.post("/recommendations", json={"user_ids": ["u5", "u9", "stranger"], "k": 2})
+    time.sleep(0.2)
+    lines = {r["user"]: r for r in predictions(scorer) if r["request_id"] == reply.headers["x-request-id"]}
+    served = np.load(model.path / "model" / "novelty.npy")
+    assert lines["u5"]["novelty"] == round(float(served[5]), 4) and lines["u9"]["novelty"] == round(float(served[9]), 4)
+    assert lines["stranger"]["novelty"] is None  # unknown: counted as a fallback instead
+    after = scorer.client.get("/metrics").text
+    assert count(after, "scorer_novelty_count") - count(before, "scorer_novelty_count") == 2
+    above = sum(float(served[row]) > 0.95 for row in (5, 9))
+    assert (count(after, "scorer_novelty_count") - count(after, 'scorer_novelty_bucket{le="0.95"}')) - (
+        count(before, "scorer_novelty_count") - count(before, 'scorer_novelty_bucket{le="0.95"}')
+    ) == above
+
+
+def test_a_release_without_novelty_is_served_without_it(tmp_path, start_scorer):
+    folder = tmp_path / BUILD
+    write_model_folder(folder, BUILD, n_users=30, n_items=20, novelty=False)
+    scorer = start_scorer(folder, BUILD)
+    scorer.wait()
+    assert scorer.client.get("/recommendations/u1").status_code == 200
+    time.sleep(0.2)
+    assert [r["novelty"] for r in predictions(scorer)] == [None]
+    assert count(scorer.client.get("/metrics").text, "scorer_novelty_count") == 0
+
+
+def count(metrics_text: str, series: str) -> float:
+    """The value of one sample line of /metrics (0 when absent)."""
+    for line in metrics_text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
