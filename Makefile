@@ -15,7 +15,7 @@ APP_PATHS := apps/shared apps/trainer apps/waiter apps/scorer
 
 setup: $(STAMP) $(AZURITE)
 
-# The apps run from the repo root as `python -m trainer|waiter|scorer` (Contract 5): a .pth
+# The apps run from the repo root as `python -m trainer|waiter|scorer` (docs/CONTRACTS.md): a .pth
 # file puts their folders on the venv's path, as the images do with PYTHONPATH.
 $(STAMP): requirements.txt requirements-dev.txt apps/*/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

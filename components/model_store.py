@@ -1,4 +1,4 @@
-"""The model share every pod of the stack mounts at /mnt/models (DESIGN.md Contract 1).
+"""The model share every pod of the stack mounts at /mnt/models (docs/CONTRACTS.md, section 1).
 
 cloud azure: a storage account (HTTPS only, TLS 1.2, no public blob access) with a file share for
 the models and a blob container for the ETL's CSVs; the account key goes only into the Kubernetes

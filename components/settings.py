@@ -99,7 +99,7 @@ KEYS: tuple[Key, ...] = (
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
 
-# Contract 2 names the release sets itself; trainerEnv may not override them.
+# The environment the release sets itself (docs/CONTRACTS.md, section 2); trainerEnv may not override them.
 RESERVED_ENV = frozenset({
     "MODELFOLDER", "BUILD_NUMBER", "GIT_SHA", "DATA_DIR", "BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY",
     "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER", "BLOB_STORAGE_ENDPOINT", "GATE_MIN_NDCG",

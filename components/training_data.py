@@ -1,4 +1,4 @@
-"""Where the trainer reads the ETL's CSVs (DESIGN.md Contracts 2 and 3), as container env + volumes.
+"""Where the trainer reads the ETL's CSVs (docs/CONTRACTS.md, sections 2 and 3), as container env + volumes.
 
     blob    BLOB_STORAGE_ACCOUNT / _CONTAINER / _CSV_FOLDER [/ _ENDPOINT]; BLOB_STORAGE_KEY comes from
             a Kubernetes Secret through secretKeyRef, never as a literal: the model store's Secret

@@ -1,5 +1,5 @@
 """The whole program under mocks: the release diagram, and the invariant that `pulumi up` with a new
-build changes no input of any object of an earlier release (DESIGN.md Contract 6)."""
+build changes no input of any object of an earlier release (docs/CONTRACTS.md, section 5)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Build model folders the way the trainer does (Contract 1, artifacts of modelshare.layout), so the
+"""Build model folders the way the trainer does (docs/CONTRACTS.md section 1, artifacts of modelshare.layout), so the
 waiter and scorer are tested, and benchmarked, without waiting for a real training run."""
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
 """The scoring service of a release: `python -m scorer` serves the model in MODELFOLDER over HTTP
-(DESIGN.md Contract 4). See apps/scorer/README.md for its environment and behaviour."""
+(docs/CONTRACTS.md: section 4 the API, section 2 the environment; behaviour in apps/scorer/README.md)."""

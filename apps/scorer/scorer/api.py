@@ -1,4 +1,4 @@
-"""The HTTP API of Contract 4: the ASGI application `python -m scorer` serves.
+"""The HTTP API (docs/CONTRACTS.md, section 4): the ASGI application `python -m scorer` serves.
 
 FastAPI (scorer.routes) defines every route, validates every request and documents the schemas
 at /docs and /openapi.json. In front of it sits a small ASGI function that answers the two hot

@@ -1,4 +1,4 @@
-"""FastAPI: every route of Contract 4, request validation, error messages and /docs.
+"""FastAPI: every route of the API (docs/CONTRACTS.md, section 4), request validation, error messages and /docs.
 
 Imported only when built (scorer.api.Scorer.fastapi): FastAPI and pydantic take longer to import
 than a MovieLens 1M model takes to verify and load, so a worker becomes ready without them and

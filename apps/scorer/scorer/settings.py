@@ -1,4 +1,4 @@
-"""The scorer's environment (DESIGN.md Contract 2 plus the scorer's own, see README.md)."""
+"""The scorer's environment (docs/CONTRACTS.md, section 2)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from modelshare import ConfigError, env_float, env_int, env_str
 
-MAX_K = 1000  # Contract 4: k outside 1..1000 is a 422
+MAX_K = 1000  # docs/CONTRACTS.md, section 4: k outside 1..1000 is a 422
 
 
 @dataclass(frozen=True)

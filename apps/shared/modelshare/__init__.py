@@ -1,4 +1,4 @@
-"""The model share contract (DESIGN.md, Contract 1), shared by trainer, waiter and scorer.
+"""The model share contract (docs/CONTRACTS.md, section 1), shared by trainer, waiter and scorer.
 
     /mnt/models/<build>/          MODELFOLDER, one per release, never overwritten
         model/...                 artifacts (names in ``modelshare.layout``)

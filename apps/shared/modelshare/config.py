@@ -1,4 +1,4 @@
-"""Reading the Contract 2 environment: a safe default or a startup error naming the variable."""
+"""Reading the apps' environment (docs/CONTRACTS.md, section 2): a safe default or a startup error naming the variable."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
 """The training job: reads interaction CSVs, selects and fits a recommender, writes a release
-folder (DESIGN.md Contract 1). Run with ``python -m trainer``; configuration in README.md."""
+folder (docs/CONTRACTS.md: section 1 the folder, section 2 the environment). ``python -m trainer``."""

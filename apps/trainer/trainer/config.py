@@ -1,7 +1,7 @@
-"""The trainer's settings, read only from the environment (DESIGN.md Contract 2).
+"""The trainer's settings, read only from the environment (docs/CONTRACTS.md, section 2).
 
-Every variable has a safe default or raises ConfigError naming it; apps/trainer/README.md
-lists them all.
+Every variable has a safe default or raises ConfigError naming it; docs/CONTRACTS.md
+(section 2, Trainer) lists them all.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m trainer``: train one release into MODELFOLDER (DESIGN.md Contracts 1-3).
+"""``python -m trainer``: train one release into MODELFOLDER (docs/CONTRACTS.md, sections 1-3).
 
 read -> split -> tune (validation) -> evaluate (test holdout) -> refit on all data -> write
 model/, metrics.json, manifest.json, and complete.txt last. On failure, failed.txt with the

@@ -1,4 +1,4 @@
-"""Reading the input CSVs (DESIGN.md Contract 3) into one users x items matrix, column-wise.
+"""Reading the input CSVs (docs/CONTRACTS.md, section 3) into one users x items matrix, column-wise.
 
 Per file: the header must name ``user_id`` and ``item_id``; the weight is ``weight`` if present,
 else ``rating``, else 1. Bad rows are counted by reason and skipped, never guessed at:

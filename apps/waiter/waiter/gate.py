@@ -1,6 +1,6 @@
 """The quality gate: is a verified model good enough to serve?
 
-Two kinds of check, all against metrics.json (DESIGN.md Contract 1):
+Two kinds of check, all against metrics.json (docs/CONTRACTS.md, section 1):
 - absolute floors: GATE_MIN_NDCG on model.ndcg_at_k, GATE_MIN_LIFT on lift_ndcg;
 - champion/challenger: the new model's ndcg must reach the ndcg of the release that holds most
   traffic (GATE_CHAMPION_MODELFOLDER) minus GATE_CHAMPION_TOLERANCE.

@@ -1,4 +1,4 @@
-"""The scoring API of Contract 4, over a real socket against `python -m scorer`."""
+"""The scoring API (docs/CONTRACTS.md, section 4), over a real socket against `python -m scorer`."""
 
 import json
 import random
