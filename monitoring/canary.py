@@ -101,17 +101,20 @@ def pulumi_command(stack: str | None, traffic: dict[str, int]) -> list[str]:
 # ---- signals from Prometheus ------------------------------------------------------------------
 
 
-def _by_build(expr: str, build: str) -> str:
-    """expr per pod, joined to the pod's build by scorer_model_info (as alerts.yml does)."""
-    return (
-        f"sum(({expr}) * on (instance) group_left (build) "
-        f'max by (instance, build) (scorer_model_info{{build="{build}"}}))'
-    )
+def _release_info(build: str, namespace: str | None) -> str:
+    """The info series of one release's pods: they carry the build (as alerts.yml joins it)."""
+    matchers = f'build="{build}"' + (f', namespace="{namespace}"' if namespace else "")
+    return f"max by (instance, build) (scorer_model_info{{{matchers}}})"
+
+
+def _by_build(expr: str, release: str) -> str:
+    """expr per pod, summed over the pods of the release."""
+    return f"sum(({expr}) * on (instance) group_left (build) {release})"
 
 
 class PrometheusSource:
-    def __init__(self, url: str, window: str, timeout: float = 30.0):
-        self.url, self.window, self.timeout = url.rstrip("/"), window, timeout
+    def __init__(self, url: str, window: str, namespace: str | None = None, timeout: float = 30.0):
+        self.url, self.window, self.namespace, self.timeout = url.rstrip("/"), window, namespace, timeout
 
     def query(self, expr: str) -> float:
         """The value of an instant query that yields at most one sample; 0 when it yields none."""
@@ -126,20 +129,19 @@ class PrometheusSource:
         return float(result[0]["value"][1]) if result else 0.0
 
     def signals(self, build: str) -> Signals:
-        w = self.window
+        w, release = self.window, _release_info(build, self.namespace)
         route = 'route=~"/recommendations.*"'
-        requests = self.query(_by_build(f"increase(scorer_requests_total{{{route}}}[{w}])", build))
-        errors = self.query(_by_build(f'increase(scorer_requests_total{{{route}, status=~"5.."}}[{w}])', build))
-        users = self.query(_by_build(f"increase(scorer_predictions_total[{w}])", build))
-        fallbacks = self.query(_by_build(f"increase(scorer_fallbacks_total[{w}])", build))
+        requests = self.query(_by_build(f"increase(scorer_requests_total{{{route}}}[{w}])", release))
+        errors = self.query(_by_build(f'increase(scorer_requests_total{{{route}, status=~"5.."}}[{w}])', release))
+        users = self.query(_by_build(f"increase(scorer_predictions_total[{w}])", release))
+        fallbacks = self.query(_by_build(f"increase(scorer_fallbacks_total[{w}])", release))
         buckets = (
             f"sum by (le) (increase(scorer_request_duration_seconds_bucket{{{route}}}[{w}]) "
-            f"* on (instance) group_left (build) "
-            f'max by (instance, build) (scorer_model_info{{build="{build}"}}))'
+            f"* on (instance) group_left (build) {release})"
         )
         p99 = self.query(f"histogram_quantile(0.99, {buckets})") if requests else math.nan
-        known = self.query(_by_build(f"increase(scorer_novelty_count[{w}])", build))
-        typical = self.query(_by_build(f'increase(scorer_novelty_bucket{{le="0.95"}}[{w}])', build))
+        known = self.query(_by_build(f"increase(scorer_novelty_count[{w}])", release))
+        typical = self.query(_by_build(f'increase(scorer_novelty_bucket{{le="0.95"}}[{w}])', release))
         return Signals(requests, _ratio(errors, requests), p99, _ratio(fallbacks, users), _ratio(known - typical, known))
 
 
@@ -235,6 +237,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--champion", required=True, help="build, or build=URL[,URL...] without --prometheus")
     parser.add_argument("--canary", required=True, help="build, or build=URL[,URL...] without --prometheus")
     parser.add_argument("--prometheus", help="Prometheus base URL; else the scorers' /metrics are read")
+    parser.add_argument("--namespace", help="with --prometheus: the releases' namespace, when one "
+                        "Prometheus watches several stacks (dev and prod both run build 153)")
     parser.add_argument("--window", default="30m", help="how much live traffic to judge (default 30m)")
     parser.add_argument("--stack", help="the Pulumi stack of the pulumi up (default: the selected one)")
     parser.add_argument("--run", action="store_true", help="run the pulumi up instead of printing it")
@@ -258,7 +262,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def measure(args) -> tuple[Signals, Signals]:
     if args.prometheus:
-        source = PrometheusSource(args.prometheus, args.window)
+        source = PrometheusSource(args.prometheus, args.window, args.namespace)
         return source.signals(args.champion), source.signals(args.canary)
     before = Snapshot(args.champion_urls), Snapshot(args.canary_urls)
     time.sleep(args.window_seconds)

@@ -44,7 +44,10 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "scorer", "static_configs": [{"targets": targets}]}],
+            # The namespace label a Kubernetes scrape adds; the rules and the canary analysis use it.
+            "scrape_configs": [
+                {"job_name": "scorer", "static_configs": [{"targets": targets, "labels": {"namespace": "dev"}}]}
+            ],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = folder / "prometheus.log"

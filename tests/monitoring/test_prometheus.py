@@ -40,6 +40,7 @@ def test_prometheus_scrapes_the_scorers_and_evaluates_the_rules(releases, start_
     groups = prometheus.client.get("/api/v1/rules").json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     assert len(rules) == 14
+    assert {s["metric"]["namespace"] for s in prometheus.query("build:scorer_requests:rate5m")} == {"dev"}
     assert all(rule["health"] == "ok" for rule in rules), [(r["name"], r.get("lastError")) for r in rules]
 
 
@@ -55,8 +56,11 @@ def test_canary_analysis_reads_prometheus_and_rolls_back_the_canary_that_does_no
     releases.drive(["152", "153"], both_seen)
     command = [sys.executable, "-m", "monitoring.canary", "--prometheus", prometheus.url,
                "--champion", "152", "--canary", "153", "--window", "5m", "--min-requests", "5",
-               "--stack", "dev"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+               "--stack", "dev", "--namespace"]
+    # prod's releases are not in this Prometheus: nothing to judge there.
+    elsewhere = subprocess.run([*command, "prod"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert elsewhere.returncode == 3 and json.loads(elsewhere.stdout)["canary"]["requests"] == 0
+    result = subprocess.run([*command, "dev"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 4, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["decision"] == "rollback" and "fallback share" in doc["reasons"][0]
