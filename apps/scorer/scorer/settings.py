@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
-from modelshare import ConfigError, env_float, env_int, env_str
+from modelshare import ConfigError, cpus, env_float, env_int, env_str
 
 MAX_K = 1000  # docs/CONTRACTS.md, section 4: k outside 1..1000 is a 422
 
@@ -20,6 +21,7 @@ class Settings:
     workers: int
     max_batch_users: int
     prediction_log_sample: float  # share of requests whose answers go to the prediction log
+    request_timeout_seconds: float
 
     @property
     def max_body_bytes(self) -> int:
@@ -39,13 +41,23 @@ def from_env() -> Settings:
     sample = env_float("PREDICTION_LOG_SAMPLE", 1.0, minimum=0.0)
     if sample > 1.0:
         raise ConfigError(f"environment variable PREDICTION_LOG_SAMPLE must be between 0 and 1, got {sample}")
+    build = env_str("BUILD_NUMBER")
+    if not (build.isascii() and build.isprintable()):  # it goes into every response's X-Model-Build
+        raise ConfigError(f"environment variable BUILD_NUMBER must be printable ASCII, got {build!r}")
     return Settings(
         modelfolder=modelfolder,
-        build=env_str("BUILD_NUMBER"),
+        build=build,
         git_sha=os.environ.get("GIT_SHA", "").strip() or None,
         port=port,
         host=env_str("HOST", "0.0.0.0"),
-        workers=env_int("WORKERS", 1, minimum=1),
+        workers=env_int("WORKERS", cpus.whole(), minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
         prediction_log_sample=sample,
+        request_timeout_seconds=env_float("REQUEST_TIMEOUT_SECONDS", 10.0, minimum=0.1),
     )
+
+
+@functools.cache
+def current() -> Settings:
+    """The settings of this process, read once (the app and each connection's protocol share them)."""
+    return from_env()

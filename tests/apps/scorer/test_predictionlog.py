@@ -50,6 +50,16 @@ def test_without_an_id_one_is_generated_and_shared_by_the_users_of_a_batch(facto
     assert fallback["items"] == [i["item_id"] for i in first.json()["results"][1]["items"]]
 
 
+def test_a_large_batch_answered_off_the_event_loop_keeps_its_request_id(factor):
+    _, scorer = factor
+    users = [f"u{i}" for i in range(20)]  # 20 users x k=1000: scored in the scoring thread
+    reply = scorer.client.post("/recommendations", json={"user_ids": users, "k": 1000},
+                               headers={"X-Request-ID": "big-batch-1"})
+    assert reply.status_code == 200 and reply.headers["x-request-id"] == "big-batch-1"
+    time.sleep(0.3)
+    assert sorted(r["user"] for r in predictions(scorer) if r["request_id"] == "big-batch-1") == sorted(users)
+
+
 def test_an_unsafe_incoming_id_is_replaced_and_fastapi_answers_carry_the_id_too(factor):
     _, scorer = factor
     unsafe = scorer.client.get("/recommendations/u3", headers={"X-Request-ID": "a b\"c" + "x" * 200})
