@@ -15,6 +15,7 @@ from components import labels, promotion
 from components.azure_group import AzureGroup, AzureGroupArgs
 from components.ledger import HISTORY_OUTPUT, TRAFFIC_OUTPUT, Ledger, LedgerArgs, plan_update, read_previous
 from components.model_store import ModelStore, ModelStoreArgs
+from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
 from components.registry import Registry, RegistryArgs
 from components.router import LiveRelease, Router
@@ -90,6 +91,17 @@ router = Router(
     annotations=labels.provenance(settings.build, settings.git_sha),
     gateway=settings.gateway,
     hostnames=settings.hostnames,
+    opts=in_namespace,
+)
+
+Monitoring(
+    "monitoring",
+    kind=settings.monitoring,
+    namespace=settings.namespace,
+    weights=router.weights,
+    champion=router.champion,
+    object_labels={**labels.for_stack("monitoring", "monitoring", settings.stack, settings.build),
+                   **settings.monitoring_labels},
     opts=in_namespace,
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pulumi
 
+from components.monitoring import MONITORING_KINDS
 from components.router import ROUTER_KINDS, GatewayRef, RouterError
 
 NAMESPACE = "mlpipeline"
@@ -94,6 +95,11 @@ KEYS: tuple[Key, ...] = (
         "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
     Key("championTolerance", "Champion/challenger gate: a new release must reach the nDCG of the release holding "
         "most traffic minus this (0 to 1). Empty: no champion gate.", "", None),
+    Key("monitoring", "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
+        "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a PrometheusRule "
+        "with monitoring/alerts.yml and the traffic split).", "annotations"),
+    Key("monitoringLabels", "Labels the Prometheus Operator selects ServiceMonitors and PrometheusRules by "
+        "(prometheus-operator), e.g. {release: kube-prometheus-stack}.", {}, None),
     Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.", ""),
 )
@@ -117,6 +123,8 @@ RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 BUILD = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,38}[A-Za-z0-9])?$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 CSV_FOLDER = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
@@ -178,6 +186,8 @@ class Settings:
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
+    monitoring: str = "annotations"
+    monitoring_labels: Mapping[str, str] = field(default_factory=dict)
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -252,6 +262,8 @@ class Settings:
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
+            monitoring=values.choice("monitoring", MONITORING_KINDS),
+            monitoring_labels=values.labels("monitoringLabels"),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -342,6 +354,13 @@ class _Reader:
         if not isinstance(parsed, dict):
             raise self.fail(key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value)
         return parsed
+
+    def labels(self, key: str) -> dict[str, str]:
+        value = self.mapping(key)
+        if not all(isinstance(k, str) and isinstance(v, str) and LABEL_KEY.match(k) and LABEL_VALUE.match(v)
+                   for k, v in value.items()):
+            raise self.fail(key, "a map of Kubernetes label names to string values", value)
+        return value
 
     def git_sha(self, fallback: Callable[[], str]) -> str:
         value = self.text("gitSha") or os.environ.get("GIT_SHA", "").strip() or fallback()
