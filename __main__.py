@@ -9,11 +9,21 @@ Everything the update will do (releases kept and retired, traffic split, router 
 source's record) is planned and checked first: a bad config fails before any object changes.
 """
 
+import dataclasses
+
 import pulumi
 
-from components import labels, promotion
+from components import labels, promotion, training_results
 from components.azure_group import AzureGroup, AzureGroupArgs
-from components.ledger import HISTORY_OUTPUT, TRAFFIC_OUTPUT, Ledger, LedgerArgs, plan_update, read_previous
+from components.ledger import (
+    DEPLOYED_OUTPUT,
+    HISTORY_OUTPUT,
+    TRAFFIC_OUTPUT,
+    Ledger,
+    LedgerArgs,
+    plan_update,
+    read_previous,
+)
 from components.model_store import ModelStore, ModelStoreArgs
 from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
@@ -25,7 +35,10 @@ from components.training_data import TrainingData, TrainingDataArgs
 PROMOTE_FROM = "mlpipeline/promote-from"  # annotation: the stack a promoting stack reads
 
 settings = Settings.load()
-plan = plan_update(settings, read_previous())
+previous = read_previous()
+# What the releases' training Jobs produced since (their trainers' termination messages) joins their records.
+previous = dataclasses.replace(previous, releases=training_results.attach(previous.releases, settings.namespace))
+plan = plan_update(settings, previous)
 promoting = settings.promote_from is not None
 source = (
     promotion.read_source(settings.promote_from, settings.build if plan.releases.new_build else None)
@@ -109,8 +122,11 @@ pulumi.export("releases", ledger.records)
 pulumi.export("liveBuilds", ledger.live_builds)
 pulumi.export("retiredBuilds", ledger.retired)
 pulumi.export(HISTORY_OUTPUT, ledger.history)
+pulumi.export(DEPLOYED_OUTPUT, list(plan.releases.deployed))
 pulumi.export(TRAFFIC_OUTPUT, {
     "router": settings.router,
+    "mode": plan.traffic.mode,  # explicit: the split stays until traffic is set again; auto: newest takes 100
+    "canaryPercent": settings.canary_percent,
     "weights": router.weights,
     "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
     "shadow": None if plan.traffic.shadow is None else {

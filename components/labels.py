@@ -10,6 +10,13 @@ BUILD = "mlpipeline/build"
 GIT_SHA = "mlpipeline/git-sha"
 CREATED_AT = "mlpipeline/created-at"
 MODEL_FOLDER = "mlpipeline/model-folder"
+DATA = "mlpipeline/data"  # where the trainer reads its CSVs
+CONFIG = "mlpipeline/config"  # the release's own settings (gate, trainer env), as JSON
+
+
+def image(app: str) -> str:
+    """Annotation of an app's image reference (by digest when pushed): mlpipeline/trainer-image."""
+    return f"mlpipeline/{app}-image"
 
 # pulumi-kubernetes reads this annotation as the await timeout of the object; keeping it in the
 # object (rather than in a resource option) means a release's record carries its timeouts too.

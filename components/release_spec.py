@@ -15,6 +15,7 @@ Commands, env, probes and mounts are explicit: `make demo` plays these objects a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,13 @@ SERVICE_PORT = 80
 SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
 RUN_AS = 10001  # numeric, so runAsNonRoot can be checked without reading the image
 POLL_INTERVAL_SECONDS = 5
-# The trainer is idempotent (a crashed attempt is cleared, a complete folder is a no-op), so a
-# couple of retries absorb node loss or a transient read error without hiding a real failure.
-TRAIN_BACKOFF_LIMIT = 2
+# Fail fast: the trainer's exit is its decision (bad data, a failed gate, another release's folder),
+# so the first failed pod fails the Job; pulumi-kubernetes ends its await at once on the Job's
+# BackoffLimitExceeded (and only on that or DeadlineExceeded), printing the pod's termination
+# message: the trainer's reason. Pods lost to node failure, drain or preemption (condition
+# DisruptionTarget) do not count and are replaced; their attempts cannot mix (modelshare.publish).
+TRAIN_BACKOFF_LIMIT = 0
+TRAIN_POD_FAILURE_POLICY = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
@@ -84,6 +89,7 @@ class ReleaseInputs:
     # below its nDCG the new model may be. None: no champion gate (nothing in the env).
     champion_folder: str | None = None
     champion_tolerance: float | None = None
+    data_location: pulumi.Input[str] | None = None  # provenance: where the trainer reads (blob://..., pvc://...)
 
 
 POD_SECURITY = {
@@ -107,13 +113,14 @@ def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
 
 
-def _champion_env(r: ReleaseInputs) -> dict[str, str]:
-    if r.champion_folder is None or r.champion_tolerance is None:
-        return {}
-    return {
-        "GATE_CHAMPION_MODELFOLDER": r.champion_folder,
-        "GATE_CHAMPION_TOLERANCE": repr(float(r.champion_tolerance)),
-    }
+def _gate_env(r: ReleaseInputs) -> dict[str, str]:
+    """The quality gate, the same for the trainer (which decides it, failing the Job) and the
+    waiter (which checks it again before the scorer starts)."""
+    env = {"GATE_MIN_NDCG": repr(float(r.gate_min_ndcg)), "GATE_MIN_LIFT": repr(float(r.gate_min_lift))}
+    if r.champion_folder is not None and r.champion_tolerance is not None:
+        env["GATE_CHAMPION_MODELFOLDER"] = r.champion_folder
+        env["GATE_CHAMPION_TOLERANCE"] = repr(float(r.champion_tolerance))
+    return env
 
 
 def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | None,
@@ -163,10 +170,24 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
     Image references may still be Outputs (a new build's digests); the ledger resolves them.
     """
     folder = model_folder(r.build)
+    config = {
+        "gate": _gate_env(r),
+        "trainerEnv": dict(r.trainer_env),
+        "trainTimeoutSeconds": r.train_timeout_seconds,
+        "replicas": r.replicas,
+    }
+    known = {  # provenance known when the release is declared; what training finds is in its record
+        labels.CREATED_AT: r.created_at,
+        labels.MODEL_FOLDER: folder,
+        **{labels.image(app): ref for app, ref in r.images.items()},
+        labels.CONFIG: json.dumps(config, sort_keys=True, separators=(",", ":")),
+        **({labels.DATA: r.data_location} if r.data_location is not None else {}),
+    }
+    # TRAINER_IMAGE: the trainer records its own image in the manifest, the waiter refuses a manifest
+    # that records another (a build id is one release: never new images over an old model).
     common = {"MODELFOLDER": folder, "BUILD_NUMBER": r.build, "GIT_SHA": r.git_sha}
-    provenance = labels.provenance(
-        r.build, r.git_sha, **{labels.CREATED_AT: r.created_at, labels.MODEL_FOLDER: folder}
-    )
+    identity = {**common, "TRAINER_IMAGE": r.images["trainer"]}
+    provenance = labels.provenance(r.build, r.git_sha, **known)
     train_labels = labels.recommended("trainer", job_name(r.dns_build), r.build, "training")
     score_labels = labels.recommended("scorer", deployment_name(r.dns_build), r.build, "scoring")
     score_selector = labels.selector("scorer", deployment_name(r.dns_build))
@@ -176,9 +197,10 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
 
     trainer = app(
         "trainer",
-        _env(common) + [dict(e) for e in r.data_env] + _env(r.trainer_env),
+        _env({**identity, **_gate_env(r)}) + [dict(e) for e in r.data_env] + _env(r.trainer_env),
         models_read_only=False, extra_mounts=r.data_mounts,
     )
+    trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -190,6 +212,7 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
         },
         "spec": {
             "backoffLimit": TRAIN_BACKOFF_LIMIT,
+            "podFailurePolicy": TRAIN_POD_FAILURE_POLICY,
             "activeDeadlineSeconds": r.train_timeout_seconds,
             "template": {
                 "metadata": {"labels": train_labels, "annotations": provenance},
@@ -200,12 +223,10 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
     }
 
     waiter = app("waiter", _env({
-        **common,
-        "GATE_MIN_NDCG": repr(float(r.gate_min_ndcg)),
-        "GATE_MIN_LIFT": repr(float(r.gate_min_lift)),
+        **identity,
+        **_gate_env(r),
         "WAIT_TIMEOUT_SECONDS": str(r.wait_timeout_seconds),
         "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
-        **_champion_env(r),
     }), models_read_only=True)
     scorer = app("scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]

@@ -45,6 +45,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from components import training_results
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 PROJECT = "mlpipeline"
@@ -308,17 +310,21 @@ def render(
     other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
     use_stack_file: bool = True,
     preview: bool = False,
+    pod_messages: Mapping[str, str] | None = None,
 ) -> Rendering:
-    """Run the program for `stack` under mocks and return what it declared and exported."""
+    """Run the program for `stack` under mocks and return what it declared and exported.
+    `pod_messages`: job name -> the termination message its trainer left (none by default)."""
     values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
     strings = _config_strings(values)
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
     previous = previous_outputs if previous_outputs is not None else (
         None if previous_releases is None else {"releases": previous_releases})
-    return context.run(_render, stack, strings, previous, dict(other_stacks or {}), preview)
+    return context.run(_render, stack, strings, previous, dict(other_stacks or {}), preview, dict(pod_messages or {}))
 
 
-def _render(stack, strings, previous, other_stacks, preview) -> Rendering:
+def _render(stack, strings, previous, other_stacks, preview, pod_messages) -> Rendering:
+    # No cluster under mocks: the trainers' termination messages are the ones given.
+    training_results.READER.set(lambda namespace, job: [pod_messages[job]] if job in pod_messages else [])
     mocks = _Mocks(stack, previous, other_stacks, preview)
     monitor = _Monitor(mocks)
     policy = asyncio.get_event_loop_policy()
