@@ -337,7 +337,7 @@ class Ledger(pulumi.ComponentResource):
         else:
             images = Images(
                 f"{name}-images-{settings.dns_build}",
-                ImagesArgs(build=settings.build, registry=args.registry),
+                ImagesArgs(build=settings.build, registry=args.registry, push_to=settings.local_registry),
                 opts=pulumi.ResourceOptions(parent=self),
             ).refs
             created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -50,7 +50,7 @@ KEYS: tuple[Key, ...] = (
     Key("build", "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
         "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).", None),
     Key("cloud", "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
-        "default StorageClass, images built locally, no push).", "local"),
+        "default StorageClass, images built locally and pushed only to localRegistry).", "local"),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
     Key("keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"),
     Key("gitSha", "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
@@ -82,6 +82,7 @@ KEYS: tuple[Key, ...] = (
     Key("localStorageClass", "StorageClass of the local model claim. Empty: the cluster's default.", ""),
     Key("localAccessMode", "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) "
         "or ReadWriteMany.", "ReadWriteOnce"),
+    Key("localRegistry", "Registry host[:port] the local cluster's nodes pull from (kind: its local registry, e.g. localhost:5001); the images are pushed there and pods pull them by digest, so they are there before the Job starts. Empty: images stay in the local Docker daemon, which the cluster must share (Docker Desktop; minikube after `eval $(minikube docker-env)`).", ""),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
     Key("router", "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
@@ -136,6 +137,7 @@ CSV_FOLDER = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 AZURE_LOCATION = re.compile(r"^[a-z0-9]+$")
+REGISTRY_HOST = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
@@ -195,6 +197,7 @@ class Settings:
     promote_from: str | None = None  # source stack; None: this stack trains
     monitoring: str = "annotations"
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
+    local_registry: str | None = None  # cloud local: push the images there (no credentials); None: no push
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -272,6 +275,7 @@ class Settings:
             promote_from=values.promote_from(cloud, stack),
             monitoring=values.choice("monitoring", MONITORING_KINDS),
             monitoring_labels=values.labels("monitoringLabels"),
+            local_registry=values.local_registry(cloud),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -296,6 +300,12 @@ class _Reader:
 
     def fail(self, key: str, allowed: str, got: Any) -> SettingsError:
         return SettingsError(f"config {NAMESPACE}:{key} must be {allowed}, got {got!r}")
+
+    def local_registry(self, cloud: str) -> str | None:
+        value = self.optional("localRegistry", REGISTRY_HOST, "a registry host[:port] like localhost:5001")
+        if value and cloud != "local":
+            raise SettingsError(f"config {NAMESPACE}:localRegistry only applies to cloud local (azure pushes to its ACR)")
+        return value
 
     def build(self) -> str:
         value = self.text("build")
