@@ -25,6 +25,7 @@ from components.ledger import (
     read_previous,
 )
 from components.model_store import ModelStore, ModelStoreArgs
+from components.monitoring import Monitoring
 from components.namespace import Namespace, NamespaceArgs
 from components.registry import Registry, RegistryArgs
 from components.router import LiveRelease, Router
@@ -103,6 +104,17 @@ router = Router(
     annotations=labels.provenance(settings.build, settings.git_sha),
     gateway=settings.gateway,
     hostnames=settings.hostnames,
+    opts=in_namespace,
+)
+
+Monitoring(
+    "monitoring",
+    kind=settings.monitoring,
+    namespace=settings.namespace,
+    weights=router.weights,
+    champion=router.champion,
+    object_labels={**labels.for_stack("monitoring", "monitoring", settings.stack, settings.build),
+                   **settings.monitoring_labels},
     opts=in_namespace,
 )
 

@@ -29,6 +29,8 @@ MODEL_MOUNT = "/mnt/models"
 TMP_MOUNT = "/tmp"
 PORT = 8080
 SERVICE_PORT = 80
+# How a Prometheus that discovers pods by annotation scrapes the scorer (config monitoring).
+SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
 RUN_AS = 10001  # numeric, so runAsNonRoot can be checked without reading the image
 POLL_INTERVAL_SECONDS = 5
 # Fail fast: the trainer's exit is its decision (bad data, a failed gate, another release's folder),
@@ -251,7 +253,7 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
             "progressDeadlineSeconds": r.rollout_timeout_seconds,
             "selector": {"matchLabels": score_selector},
             "template": {
-                "metadata": {"labels": score_labels, "annotations": provenance},
+                "metadata": {"labels": score_labels, "annotations": {**provenance, **SCRAPE}},
                 "spec": {**pod_spec(r.models_claim, r.pull_secret, None, []), "initContainers": [waiter], "containers": [scorer]},
             },
         },

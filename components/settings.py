@@ -22,6 +22,7 @@ from typing import Any
 
 import pulumi
 
+from components.monitoring import MONITORING_KINDS
 from components.router import ROUTER_KINDS, GatewayRef, RouterError
 
 NAMESPACE = "mlpipeline"
@@ -105,6 +106,11 @@ KEYS: tuple[Key, ...] = (
     Key("championTolerance", "Champion/challenger gate: the trainer scores the model of the release holding most "
         "traffic on the new build's test holdout beside the new model; the one-sided 95% lower bound of the paired "
         "per-user nDCG gain must be at least minus this (0 to 1). Empty: no champion gate.", "", None),
+    Key("monitoring", "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
+        "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a PrometheusRule "
+        "with monitoring/alerts.yml and the traffic split).", "annotations"),
+    Key("monitoringLabels", "Labels the Prometheus Operator selects ServiceMonitors and PrometheusRules by "
+        "(prometheus-operator), e.g. {release: kube-prometheus-stack}.", {}, None),
     Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.", ""),
 )
@@ -128,6 +134,8 @@ RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 BUILD = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,38}[A-Za-z0-9])?$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 CSV_FOLDER = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
@@ -193,6 +201,8 @@ class Settings:
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
     images: str = "build"  # IMAGE_SOURCES
+    monitoring: str = "annotations"
+    monitoring_labels: Mapping[str, str] = field(default_factory=dict)
     local_registry: str | None = None  # cloud local: push the images there (no credentials); None: no push
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
@@ -270,6 +280,8 @@ class Settings:
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
             images=values.images(cloud),
+            monitoring=values.choice("monitoring", MONITORING_KINDS),
+            monitoring_labels=values.labels("monitoringLabels"),
             local_registry=values.local_registry(cloud),
             blob_key=blob_key if has_blob_key else None,
         )
@@ -367,6 +379,13 @@ class _Reader:
         if not isinstance(parsed, dict):
             raise self.fail(key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value)
         return parsed
+
+    def labels(self, key: str) -> dict[str, str]:
+        value = self.mapping(key)
+        if not all(isinstance(k, str) and isinstance(v, str) and LABEL_KEY.match(k) and LABEL_VALUE.match(v)
+                   for k, v in value.items()):
+            raise self.fail(key, "a map of Kubernetes label names to string values", value)
+        return value
 
     def traffic(self) -> Mapping[str, Any] | str | None:
         value = self.text("traffic")

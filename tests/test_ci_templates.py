@@ -54,6 +54,16 @@ def test_nightly_retrains_dev_with_the_run_number_as_build():
     assert "traffic" not in config_keys_used(script)
 
 
+@pytest.mark.parametrize("path", [WORKFLOWS / "nightly.yml", ROOT / "azure-pipelines.yml"], ids=lambda p: p.name)
+def test_nightly_lets_the_canary_analysis_decide_a_new_canary(path):
+    text = path.read_text()
+    assert "--champion \"$champion\"" in text and "pulumi stack output traffic --stack dev --json" in text
+    analysis = text.index("python -m monitoring.canary --prometheus")
+    assert analysis > text.index("--config build=")  # after the release is deployed
+    assert "--window 30m" in text[analysis:] and "--run" in text[analysis:]
+    assert "sleep 1800" in text  # the window is live traffic after the deploy
+
+
 def test_promote_is_manual_and_targets_prod_with_the_chosen_build():
     flow = load(WORKFLOWS / "promote.yml")
     on = triggers(flow)

@@ -11,6 +11,7 @@ import scipy.sparse
 
 import modelshare
 from modelshare import layout
+from trainer.novelty import user_novelty
 
 
 def metrics(ndcg: float = 0.30, popular_ndcg: float = 0.10, k: int = 10) -> dict:
@@ -86,6 +87,7 @@ def write_model_folder(
     seed: int = 0,
     metrics_doc: dict | None = None,
     complete: bool = True,
+    novelty: bool = True,
 ) -> ModelFolder:
     """Write a release folder: model/ artifacts, metrics.json, manifest.json, then complete.txt."""
     folder = Path(folder)
@@ -119,6 +121,8 @@ def write_model_folder(
     np.save(model_dir / layout.POPULAR_SCORES, counts[popular].astype(np.float32))
     modelshare.atomic_write_json(model_dir / layout.USER_IDS, user_ids)
     modelshare.atomic_write_json(model_dir / layout.ITEM_IDS, item_ids)
+    if novelty:  # as the trainer writes it (releases before it had none: novelty=False)
+        np.save(model_dir / layout.NOVELTY, user_novelty(seen)[0])
     modelshare.atomic_write_json(
         model_dir / layout.MODEL_CARD,
         {"family": family, "params": {"factors": factors}, "n_users": n_users, "n_items": n_items},

@@ -7,7 +7,8 @@ plainly well-formed and the model is loaded, with the same code FastAPI's routes
 else, invalid requests included, goes to FastAPI, so there is one set of rules and error
 messages. Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone
 spends most of a request in its own machinery, not in numpy. The front also answers the probes
-(/healthz, /readyz) and feeds the metrics; uvicorn adds `X-Model-Build` to every response
+(/healthz, /readyz), feeds the metrics and the prediction log and returns each request's
+`X-Request-ID`; uvicorn adds `X-Model-Build` to every response
 (`python -m scorer` passes it as a default header, so the server's own refusals carry it too).
 
 The event loop answers the probes, so nothing may hold it long: a batch whose answer holds more
@@ -25,6 +26,7 @@ bench/startup.py). A request that needs it sooner builds it then.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 import time
@@ -36,6 +38,7 @@ import modelshare
 from modelshare import FolderState, IntegrityError
 from scorer import settings as settings_module
 from scorer.model import Model, ModelError, Recommendation
+from scorer.predictionlog import REQUEST_ID, request_id
 from scorer.settings import MAX_K, Settings
 from scorer.telemetry import UNMATCHED, Telemetry
 
@@ -121,7 +124,7 @@ class Scorer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.telemetry = Telemetry(settings.build)
+        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample)
         self.slot = ModelSlot(settings, self.telemetry)
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._api = None  # FastAPI, built by fastapi()
@@ -185,7 +188,9 @@ class Scorer:
         if len(user_ids) * k <= INLINE_ITEMS:
             return self._batch_body(user_ids, k, started)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._scoring, self._batch_body, user_ids, k, started)
+        # In this request's context, so the prediction log sees its request id.
+        answer = contextvars.copy_context().run
+        return await loop.run_in_executor(self._scoring, answer, self._batch_body, user_ids, k, started)
 
     # ASGI entry point.
 
@@ -195,6 +200,7 @@ class Scorer:
         if scope["type"] != "http":
             return await self.fastapi()(scope, receive, send)
         started = time.perf_counter()
+        REQUEST_ID.set(request_id(scope["headers"]))  # for the prediction log and the response
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in _PROBES:
             status, doc = self.readiness() if path == "/readyz" else (200, ALIVE)
@@ -225,7 +231,11 @@ class Scorer:
         await self._to_fastapi(scope, receive, send, started)
 
     async def _reply(self, send, status: int, body: bytes, method: str, route: str, started: float) -> None:
-        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+        headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", REQUEST_ID.get()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.telemetry.observe(method, route, status, time.perf_counter() - started)
@@ -237,6 +247,7 @@ class Scorer:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", REQUEST_ID.get())]}
             await send(message)
 
         try:

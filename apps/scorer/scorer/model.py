@@ -32,6 +32,7 @@ class Recommendation:
     item_ids: list[str]
     scores: list[float]
     fallback: str | None  # None, or "popular" for a user the model has not seen
+    novelty: float | None = None  # of a known user, when the release has novelty.npy
 
 
 class _Csr:
@@ -129,6 +130,8 @@ class Model:
         self.seen = _load_csr_parts(model_dir / layout.SEEN)
         self.popular = _load_dense(model_dir / layout.POPULAR)
         self.popular_scores = _load_dense(model_dir / layout.POPULAR_SCORES)
+        # Per user (trainer.novelty); releases written before it have none.
+        self.novelty = _load_dense(model_dir / layout.NOVELTY) if (model_dir / layout.NOVELTY).is_file() else None
         try:  # the trained family as the trainer names it (e.g. ease+als); else the vectors' form
             self.family = str(modelshare.read_json(model_dir / layout.MODEL_CARD)["family"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -157,6 +160,8 @@ class Model:
             problems.append(f"{layout.POPULAR} and {layout.POPULAR_SCORES} must be 1-D of one length")
         elif self.popular.size and (self.popular.min() < 0 or self.popular.max() >= n_items):
             problems.append(f"{layout.POPULAR} holds item indices outside 0..{n_items - 1}")
+        if self.novelty is not None and self.novelty.shape != (n_users,):
+            problems.append(f"{layout.NOVELTY} has shape {self.novelty.shape}, expected ({n_users},)")
         if problems:
             raise ModelError(f"{model_dir}: " + "; ".join(problems))
 
@@ -173,8 +178,9 @@ class Model:
         answers: list[Recommendation | None] = [None] * len(user_ids)
         for start in range(0, len(known), SCORE_SLICE):
             part = known[start : start + SCORE_SLICE]
-            for (pos, _), (items, scores) in zip(part, self._top_k([row for _, row in part], k)):
-                answers[pos] = Recommendation(user_ids[pos], items, scores, None)
+            for (pos, row), (items, scores) in zip(part, self._top_k([row for _, row in part], k)):
+                novelty = None if self.novelty is None else round(float(self.novelty[row]), 4)
+                answers[pos] = Recommendation(user_ids[pos], items, scores, None, novelty)
         for pos, answer in enumerate(answers):
             if answer is None:
                 answers[pos] = Recommendation(

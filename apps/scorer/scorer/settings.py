@@ -20,6 +20,7 @@ class Settings:
     host: str
     workers: int
     max_batch_users: int
+    prediction_log_sample: float  # share of requests whose answers go to the prediction log
     request_timeout_seconds: float
 
     @property
@@ -37,6 +38,9 @@ def from_env() -> Settings:
     port = env_int("PORT", 8080, minimum=1)
     if port > 65535:
         raise ConfigError(f"environment variable PORT must be <= 65535, got {port}")
+    sample = env_float("PREDICTION_LOG_SAMPLE", 1.0, minimum=0.0)
+    if sample > 1.0:
+        raise ConfigError(f"environment variable PREDICTION_LOG_SAMPLE must be between 0 and 1, got {sample}")
     build = env_str("BUILD_NUMBER")
     if not (build.isascii() and build.isprintable()):  # it goes into every response's X-Model-Build
         raise ConfigError(f"environment variable BUILD_NUMBER must be printable ASCII, got {build!r}")
@@ -48,6 +52,7 @@ def from_env() -> Settings:
         host=env_str("HOST", "0.0.0.0"),
         workers=env_int("WORKERS", cpus.whole(), minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
+        prediction_log_sample=sample,
         request_timeout_seconds=env_float("REQUEST_TIMEOUT_SECONDS", 10.0, minimum=0.1),
     )
 

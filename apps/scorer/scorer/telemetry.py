@@ -1,4 +1,5 @@
-"""Prometheus metrics and the one-line-per-prediction log, both cheap enough for the hot path.
+"""Prometheus metrics and the prediction log (scorer.predictionlog), both cheap enough for the
+hot path.
 
 With several worker processes, `python -m scorer` sets PROMETHEUS_MULTIPROC_DIR to a fresh
 directory before the workers start; every worker then writes its samples there and /metrics,
@@ -8,9 +9,7 @@ whichever worker answers it, adds them all up.
 from __future__ import annotations
 
 import os
-import time
 
-import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,17 +20,20 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from scorer.predictionlog import PredictionLog
+
 UNMATCHED = "<unmatched>"  # route label of any path no route knows: fuzzed paths must not add series
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-# A write of at most PIPE_BUF bytes to a pipe is atomic: lines of several workers never interleave.
-_PIPE_BUF = 4096
+# Novelty is a percentile among the training users: about 5 % of typical traffic lies above 0.95.
+NOVELTY_BUCKETS = (0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 
 
 class Telemetry:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, build: str):
+    def __init__(self, build: str, log_sample: float = 1.0):
         self.build = build
+        self.log = PredictionLog(build, log_sample)
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         # In multiprocess mode the values live in files, so the metrics need no registry here.
         self._registry = CollectorRegistry()
@@ -61,6 +63,12 @@ class Telemetry:
             "Users answered (a batch request counts each of its users)",
             registry=registry,
         )
+        self.novelty = Histogram(
+            "scorer_novelty",
+            "Novelty of each known user answered: the share of training users more typical than them",
+            buckets=NOVELTY_BUCKETS,
+            registry=registry,
+        )
         self.model_info = Gauge(
             "scorer_model_info",
             "1 once the model of this build is verified and loaded",
@@ -83,6 +91,7 @@ class Telemetry:
         series[1].observe(seconds)
 
     def model_loaded(self, model_sha256: str) -> None:
+        self.log.model_sha256 = model_sha256
         self.model_info.labels(self.build, model_sha256).set(1)
 
     def render(self) -> bytes:
@@ -93,49 +102,14 @@ class Telemetry:
         return generate_latest(registry)
 
     def predictions_made(self, recommendations, k: int, seconds: float) -> None:
-        """Count fallbacks and write one JSON line per user to stdout."""
-        now = round(time.time(), 3)
-        latency_ms = round(seconds * 1000, 3)
+        """Count the users answered and the fallbacks, and log the answers."""
         fallbacks = 0
-        lines = []
         for rec in recommendations:
-            fallbacks += rec.fallback is not None
-            lines.append(
-                orjson.dumps(
-                    {
-                        "ts": now,
-                        "app": "scorer",
-                        "event": "prediction",
-                        "build": self.build,
-                        "user": rec.user_id,
-                        "k": k,
-                        "latency_ms": latency_ms,
-                        "fallback": rec.fallback,
-                    },
-                    option=orjson.OPT_APPEND_NEWLINE,
-                )
-            )
-        self.predictions.inc(len(lines))
+            if rec.fallback is not None:
+                fallbacks += 1
+            elif rec.novelty is not None:
+                self.novelty.observe(rec.novelty)
+        self.predictions.inc(len(recommendations))
         if fallbacks:
             self.fallbacks.inc(fallbacks)
-        _write_lines(lines)
-
-
-def _write_lines(lines: list[bytes]) -> None:
-    chunk, size = [], 0
-    for line in lines:
-        if chunk and size + len(line) > _PIPE_BUF:
-            _write(b"".join(chunk))
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line)
-    if chunk:
-        _write(b"".join(chunk))
-
-
-def _write(data: bytes) -> None:
-    try:
-        while data:
-            data = data[os.write(1, data) :]
-    except OSError:  # a closed or full log pipe must not turn a prediction into an error
-        pass
+        self.log.write(recommendations, k, seconds)

@@ -26,6 +26,9 @@ SEEN = "seen.npz"  # CSR users x items: what each user already interacted with
 POPULAR = "popular.npy"  # int32 item indices, most popular first
 POPULAR_SCORES = "popular_scores.npy"  # float32, aligned with POPULAR
 MODEL_CARD = "model.json"  # {"family", "params", "n_users", "n_items", ...}
+# float32 per user row: the share of training users whose history is more typical (trainer.novelty);
+# optional (releases before it have none).
+NOVELTY = "novelty.npy"
 
 # Names the trainer uses while a file is being written; never listed in a manifest.
 TMP_SUFFIX = ".tmp"

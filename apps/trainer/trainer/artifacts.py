@@ -12,6 +12,7 @@ from scipy import sparse
 import modelshare
 from modelshare import MODEL_DIR
 from modelshare import layout
+from trainer import novelty
 from trainer.families import Servable
 
 
@@ -38,9 +39,11 @@ def write_served(
     card: dict,
     log,
 ) -> None:
-    """Every file the scorer reads: ids, seen items, popularity, the model's vectors and its card."""
+    """Every file the scorer reads: ids, seen items, popularity, the model's vectors, each user's
+    novelty and the card."""
     binary_seen = seen.tocsr().astype(np.float32)
     binary_seen.data[:] = 1.0
+    user_novelty, novelty_card = novelty.user_novelty(binary_seen)
     popular = np.argsort(-popularity, kind="stable").astype(np.int32)
     if sparse.issparse(model.user_vectors):
         user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
@@ -52,7 +55,7 @@ def write_served(
     else:
         # copy=False keeps the memory order too: EASE's items are written column-major (families).
         item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32, copy=False))
-    card = {**card, "user_vectors": user_file, "item_vectors": item_file}
+    card = {**card, "user_vectors": user_file, "item_vectors": item_file, "novelty": novelty_card}
     files = [
         (layout.USER_IDS, _json(user_ids)),
         (layout.ITEM_IDS, _json(item_ids)),
@@ -61,6 +64,7 @@ def write_served(
         (layout.POPULAR_SCORES, _array(popularity[popular].astype(np.float32))),
         (user_file, user_writer),
         (item_file, item_writer),
+        (layout.NOVELTY, _array(user_novelty)),
         (layout.MODEL_CARD, _json(card)),
     ]
     target = folder / MODEL_DIR

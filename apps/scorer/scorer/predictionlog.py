@@ -1,0 +1,84 @@
+"""The prediction log: one JSON line per answered user on stdout, where cluster log collectors
+(Fluent Bit, Azure Monitor's Container insights) pick it up. Each line names the model that
+answered (build and sha256), the request (its id, taken from X-Request-ID or generated, and
+returned in the response), the user, k, the returned item ids, the latency, the fallback and
+the user's novelty (scorer_novelty, trainer.novelty).
+PREDICTION_LOG_SAMPLE keeps that share of requests (every user of a kept request). Nothing else
+of the request is read, so no credential or header can end up in it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import random
+import re
+import time
+
+import orjson
+
+# A write of at most PIPE_BUF bytes to a pipe is atomic: lines of several workers never interleave.
+_PIPE_BUF = 4096
+# An incoming id is kept only if it is safe to echo in a header and a log line as it is.
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
+
+# The id of the request being answered, set by the ASGI front for the task answering it.
+REQUEST_ID: contextvars.ContextVar[bytes] = contextvars.ContextVar("request_id", default=b"")
+
+
+def request_id(headers) -> bytes:
+    """The client's X-Request-ID when it is a plain token, else a new random one (128 bits)."""
+    for name, value in headers:
+        if name == b"x-request-id" and _SAFE_ID.fullmatch(value):
+            return value
+    return os.urandom(16).hex().encode()
+
+
+class PredictionLog:
+    def __init__(self, build: str, sample: float):
+        self.build, self.sample = build, sample
+        self.model_sha256: str | None = None
+
+    def write(self, recommendations, k: int, seconds: float) -> None:
+        if self.sample < 1.0 and (self.sample <= 0.0 or random.random() >= self.sample):
+            return
+        common = {
+            "ts": round(time.time(), 3),
+            "app": "scorer",
+            "event": "prediction",
+            "build": self.build,
+            "model_sha256": self.model_sha256,
+            "request_id": REQUEST_ID.get().decode(),
+            "k": k,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        _write_lines(
+            [
+                orjson.dumps(
+                    {**common, "user": rec.user_id, "items": rec.item_ids, "fallback": rec.fallback,
+                     "novelty": rec.novelty},
+                    option=orjson.OPT_APPEND_NEWLINE,
+                )
+                for rec in recommendations
+            ]
+        )
+
+
+def _write_lines(lines: list[bytes]) -> None:
+    chunk, size = [], 0
+    for line in lines:
+        if chunk and size + len(line) > _PIPE_BUF:
+            _write(b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line)
+    if chunk:
+        _write(b"".join(chunk))
+
+
+def _write(data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(1, data) :]
+    except OSError:  # a closed or full log pipe must not turn a prediction into an error
+        pass
