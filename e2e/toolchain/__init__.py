@@ -180,18 +180,21 @@ def _locked(path: Path):
         yield
 
 
-def ensure(log=print) -> dict:
-    """Build the toolchain unless the cache has it; link .e2e/toolchain to it. Returns the facts:
-    where bin/ is, the key, cold build seconds per step (from the build that filled the cache) and
-    this call's seconds (a warm call only checks and links)."""
+def ensure(names: tuple[str, ...] | None = None, log=print) -> dict:
+    """Build the named binaries (all by default) unless the cache has them; link .e2e/toolchain to
+    it. Each binary lands in bin/ whole (built aside, then renamed), so an interrupted build resumes
+    where it stopped. Returns the facts: where bin/ is, the key, cold build seconds per binary (from
+    the builds that filled the cache) and this call's seconds (a warm call only checks and links)."""
     start = time.monotonic()
     pins = versions()
     check_pins(pins)
     folder = CACHE_ROOT / key(pins)
+    steps = [step for step in _steps(pins) if names is None or step.name in names]
+    unknown = set(names or ()) - {step.name for step in steps}
+    if unknown:
+        raise RuntimeError(f"toolchain: no binary named {sorted(unknown)}")
     with _locked(CACHE_ROOT / f"{folder.name}.lock"):
-        built = not (folder / RECORD).exists()
-        if built:
-            _build_all(folder, pins, log)
+        built = _build_missing(folder, pins, steps, log)
         record = json.loads((folder / RECORD).read_text())
     LINK.parent.mkdir(parents=True, exist_ok=True)
     if LINK.is_symlink() or LINK.exists():
@@ -199,35 +202,36 @@ def ensure(log=print) -> dict:
     LINK.symlink_to(folder)
     seconds = round(time.monotonic() - start, 2)
     log(f"toolchain: {LINK / 'bin'} -> {folder / 'bin'} "
-        f"({'built' if built else 'cached'}: {seconds} s now, cold build {record['cold_seconds']['total']} s)")
+        f"({'built ' + ', '.join(built) if built else 'cached'}: {seconds} s now)")
     return {"bin": str(LINK / "bin"), "cache": str(folder), "key": folder.name, "versions": pins,
-            "cold_seconds": record["cold_seconds"], "this_run_seconds": seconds, "cached": not built}
+            "binaries": [step.name for step in steps], "cold_seconds": record["cold_seconds"],
+            "this_run_seconds": seconds, "cached": not built}
 
 
-def _build_all(folder: Path, pins: dict[str, str], log) -> None:
-    staging = folder.with_name(folder.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / "bin").mkdir(parents=True)
-    steps = _steps(pins)
-    seconds = {}
-    total = time.monotonic()
-    log(f"toolchain: building {len(steps)} binaries into {folder} (cold: expect tens of minutes on 2 cores)")
-    for number, step in enumerate(steps, 1):
+def _build_missing(folder: Path, pins: dict[str, str], steps: list[Step], log) -> list[str]:
+    (folder / "bin").mkdir(parents=True, exist_ok=True)
+    record_path = folder / RECORD
+    record = json.loads(record_path.read_text()) if record_path.exists() else {
+        "versions": pins, "cold_seconds": {},
+        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()}
+    missing = [step for step in steps if not (folder / "bin" / step.name).exists()]
+    if missing:
+        log(f"toolchain: building {len(missing)} binaries into {folder} (cold: tens of minutes on 2 cores)")
+    aside = folder / "building"
+    for number, step in enumerate(missing, 1):
         began = time.monotonic()
-        log(f"toolchain: [{number}/{len(steps)}] {step.name} ...", )
-        _build(step, staging / "bin", staging / "src")
-        seconds[step.name] = round(time.monotonic() - began, 1)
-        log(f"toolchain: [{number}/{len(steps)}] {step.name} built in {seconds[step.name]} s")
-    began = time.monotonic()
-    _extras(staging, pins)
-    seconds["extras"] = round(time.monotonic() - began, 1)
-    seconds["total"] = round(time.monotonic() - total, 1)
-    shutil.rmtree(staging / "src", ignore_errors=True)
-    (staging / RECORD).write_text(json.dumps({
-        "versions": pins, "cold_seconds": seconds,
-        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
-    }, indent=2) + "\n")
-    staging.rename(folder)
-
-
+        log(f"toolchain: [{number}/{len(missing)}] {step.name} ...")
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        _build(step, aside, folder / "src")
+        (aside / step.name).rename(folder / "bin" / step.name)
+        record["cold_seconds"][step.name] = round(time.monotonic() - began, 1)
+        log(f"toolchain: [{number}/{len(missing)}] {step.name} built in {record['cold_seconds'][step.name]} s")
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(aside, ignore_errors=True)
+    if not (folder / "kwok-stages.yaml").exists():
+        _extras(folder, pins)
+    shutil.rmtree(folder / "src", ignore_errors=True)
+    record["cold_seconds"]["total"] = round(sum(v for k, v in record["cold_seconds"].items() if k != "total"), 1)
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    return [step.name for step in missing]
