@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from tests.apps.modelfolder import write_model_folder
-from tests.apps.scorer.conftest import Scorer, free_port
+from tests.apps.scorer.conftest import Scorer, free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "monitoring" / "alerts.yml"
@@ -96,12 +95,7 @@ class Prometheus:
     def stop(self) -> None:
         self.client.close()
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_group(self.process)
 
 
 @pytest.fixture

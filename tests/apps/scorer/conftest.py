@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.serving import stop as stop_group
 from tests.apps.modelfolder import write_model_folder
 
 REPO = Path(__file__).resolve().parents[3]
@@ -73,12 +73,7 @@ class Scorer:
     def stop(self) -> None:
         self.client.close()
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_group(self.process)
 
 
 @pytest.fixture

@@ -12,27 +12,15 @@ from scipy import sparse
 
 import modelshare
 from modelshare import layout
+from bench.novelty import auc, binary
 from tests.apps.trainer.conftest import QUICK, run_trainer
 from trainer import novelty, sample
-
-
-def binary_rows(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
-    matrix = sparse.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
-
-
-def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties counting half."""
-    ranks = np.argsort(np.argsort(np.r_[negatives, positives], kind="stable"), kind="stable") + 1.0
-    return (ranks[len(negatives):].sum() - len(positives) * (len(positives) + 1) / 2) / (len(negatives) * len(positives))
 
 
 @pytest.fixture(scope="module")
 def planted():
     drawn = sample.interactions(60_000, users=2_000, items=1_500, clusters=20, seed=7)
-    return binary_rows(drawn["user"], drawn["item"], (2_000, 1_500))
+    return binary(drawn["user"], drawn["item"], (2_000, 1_500))
 
 
 def test_real_users_it_never_saw_score_below_synthetic_ones(planted):
@@ -43,7 +31,7 @@ def test_real_users_it_never_saw_score_below_synthetic_ones(planted):
     # Synthetic users: as many items as a held-out user, drawn uniformly from the catalogue.
     counts = np.diff(held_out.indptr)
     rows = np.repeat(np.arange(len(counts)), counts)
-    synthetic = binary_rows(rows, rng.integers(0, planted.shape[1], len(rows)), held_out.shape)
+    synthetic = binary(rows, rng.integers(0, planted.shape[1], len(rows)), held_out.shape)
     real = novelty.reconstruction_error(held_out, basis)
     fake = novelty.reconstruction_error(synthetic, basis)
     assert auc(real, fake) > 0.95
