@@ -6,10 +6,12 @@
          the scorer ready by the Deployment's own readiness probe
       -> sample recommendations, URLs; serve until Ctrl-C (or exit, without a terminal)
 
-Every command, environment variable, mount and probe comes from the rendered objects (local.play),
-so the demo cannot drift from what `pulumi up --stack local` would run. The stack's outputs are
-kept in .demo/stack.json, so the next play adds the next build beside this one, as `pulumi up`
-would, and every volume is a folder under .demo/volumes/.
+Every command, environment variable, mount and probe comes from the rendered objects, so the demo
+cannot drift from what `pulumi up --stack local` would run. Two runtimes play them: Docker
+containers of the build's images (local.containers; the default when a Docker engine answers) or
+local processes of this checkout (local.play); `--runtime docker|process` or DEMO_RUNTIME picks
+one. The stack's outputs are kept in .demo/stack.json, so the next play adds the next build
+beside this one, as `pulumi up` would, and every volume is a folder under .demo/volumes/.
 """
 
 from __future__ import annotations
@@ -18,16 +20,23 @@ import argparse
 import base64
 import csv
 import json
-import subprocess
+import os
 import sys
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
-from local.play import ROOT, PlayError, Pod, prepare, run_to_completion, start, stop, wait_ready
+from local import containers, play as processes
+from local.play import ROOT, PlayError, Pod, prepare
 from local.render import Rendering, render
+
+Runtime = ModuleType  # local.play (processes) or local.containers: prepare, run_to_completion, start, wait_ready, stop
+PROCESSES, CONTAINERS = processes, containers
+RUNTIMES = {"docker": CONTAINERS, "process": PROCESSES}
+RUNTIME_ENV = "DEMO_RUNTIME"  # docker | process; default: docker when an engine answers
 
 DEMO = ROOT / ".demo"
 STACK = "local"
@@ -40,12 +49,24 @@ def say(message: str) -> None:
 
 
 @dataclass
+class Release:
+    """One build rendered, its pods ready to play, the sample data in place."""
+
+    build: str
+    root: Path
+    rendering: Rendering
+    job: Pod
+    deployment: Pod
+    data_dir: Path
+
+
+@dataclass
 class Played:
     build: str
     url: str
     data_dir: Path
     rendering: Rendering
-    scorer: subprocess.Popen  # the running scorer; stop it with local.play.stop
+    scorer: object  # the running scorer (a Popen, or a local.containers.Running); stop it with its runtime's stop
 
 
 def shown(path: Path) -> Path:
@@ -91,8 +112,23 @@ def ensure_sample_data(pod: Pod, rows: int) -> Path:
     return data_dir
 
 
-def play(build: str | None = None, config: dict | None = None, root: Path = DEMO, rows: int = SAMPLE_ROWS) -> Played:
-    """Render and play one release; return it serving. The caller stops `Played.scorer`."""
+def play(build: str | None = None, config: dict | None = None, root: Path = DEMO, rows: int = SAMPLE_ROWS,
+         runtime: Runtime = PROCESSES) -> Played:
+    """Render and play one release; return it serving. The caller stops `Played.scorer` with `runtime.stop`."""
+    release = render_release(build, config, root, rows, runtime)
+    train(release, runtime)
+    hold(release, runtime)
+    played = serve(release, runtime)
+    state_file = root / "stack.json"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"releases": release.rendering.outputs["releases"]}, indent=2, sort_keys=True))
+    release.job.cleanup()
+    return played
+
+
+def render_release(build: str | None, config: dict | None, root: Path, rows: int = SAMPLE_ROWS,
+                   runtime: Runtime = PROCESSES) -> Release:
+    """Render the stack for `build` (default: the next one after the last play's) with the sample data in place."""
     state_file = root / "stack.json"
     previous = json.loads(state_file.read_text())["releases"] if state_file.exists() else None
     build = build or next_build(previous or {})
@@ -101,35 +137,47 @@ def play(build: str | None = None, config: dict | None = None, root: Path = DEMO
     rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous)
     secrets = secrets_of(rendering)
     volumes = root / "volumes"
-
     job = Pod.of(release_object(rendering, "Job", build), volumes, secrets)
     deployment = Pod.of(release_object(rendering, "Deployment", build), volumes, secrets)
     data_dir = ensure_sample_data(job, rows)
+    if runtime is CONTAINERS:
+        say(f"building the images of build {build} (docker build, cached layers)")
+        containers.build_images(build)
+    return Release(build=build, root=root, rendering=rendering, job=job, deployment=deployment, data_dir=data_dir)
 
-    say(f"Job {job.name}: training on {shown(data_dir)}")
+
+def train(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
+    """The training Job: its init containers, then its container, each to completion."""
+    job = release.job
+    say(f"Job {job.name}: training on {shown(release.data_dir)}")
     started = time.monotonic()
     for container in job.spec.get("initContainers", []) + job.spec["containers"]:
-        run_to_completion(prepare(job, container), say)
+        runtime.run_to_completion(runtime.prepare(job, container), say, stdout=stdout)
     say(f"Job {job.name} complete in {time.monotonic() - started:.1f} s")
 
+
+def hold(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
+    """The Deployment's init containers, which hold the pod until the model is verified and good enough."""
+    deployment = release.deployment
     say(f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough")
     for container in deployment.spec.get("initContainers", []):
-        run_to_completion(prepare(deployment, container), say)
-    scorer = prepare(deployment, deployment.spec["containers"][0])
-    log_file = root / "logs" / f"{deployment.name}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    popen = start(scorer, stdout=log_file.open("ab"))
-    try:
-        url = wait_ready(scorer, popen)
-    except PlayError:
-        stop(popen)
-        raise
-    say(f"{scorer.name} of build {build} is ready at {url} (log: {shown(log_file)})")
+        runtime.run_to_completion(runtime.prepare(deployment, container), say, stdout=stdout)
 
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"releases": rendering.outputs["releases"]}, indent=2, sort_keys=True))
-    job.cleanup()
-    return Played(build=build, url=url, data_dir=data_dir, rendering=rendering, scorer=popen)
+
+def serve(release: Release, runtime: Runtime = PROCESSES) -> Played:
+    """Start the Deployment's container and wait until its own readiness probe passes."""
+    deployment = release.deployment
+    scorer = runtime.prepare(deployment, deployment.spec["containers"][0])
+    log_file = release.root / "logs" / f"{deployment.name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = runtime.start(scorer, stdout=log_file.open("ab"))
+    try:
+        url = runtime.wait_ready(scorer, handle)
+    except PlayError:
+        runtime.stop(handle)
+        raise
+    say(f"{scorer.name} of build {release.build} is ready at {url} (log: {shown(log_file)})")
+    return Played(build=release.build, url=url, data_dir=release.data_dir, rendering=release.rendering, scorer=handle)
 
 
 def sample_users(data_dir: Path, count: int = 3) -> list[str]:
@@ -180,10 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEMO, help="folder for the demo's volumes, logs and stack state")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="override a stack config value, as `pulumi up --config` does (JSON for maps)")
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default=os.environ.get(RUNTIME_ENV) or None,
+                        help=f"run the pods as Docker containers or as local processes (env {RUNTIME_ENV}; "
+                             "default: docker when a Docker engine answers, else process)")
     args = parser.parse_args(argv)
+    if args.runtime and args.runtime not in RUNTIMES:
+        parser.error(f"{RUNTIME_ENV}={args.runtime}: choose one of {sorted(RUNTIMES)}")
+    runtime = RUNTIMES[args.runtime or ("docker" if containers.docker_answers() else "process")]
+    say(f"runtime: {'Docker containers' if runtime is CONTAINERS else 'local processes'}")
     try:
         config = dict(parse_config(item) for item in args.config)
-        played = play(args.build, config=config, root=args.root, rows=args.rows)
+        played = play(args.build, config=config, root=args.root, rows=args.rows, runtime=runtime)
     except PlayError as exc:
         say(f"failed: {exc}")
         return 1
@@ -197,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop(played.scorer)
+        runtime.stop(played.scorer)
     return 0
 
 

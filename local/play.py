@@ -187,10 +187,11 @@ def prepare(pod: Pod, container: dict) -> Process:
     return Process(name=container["name"], argv=argv, env=env, ports=ports, named_ports=named, probes=probes)
 
 
-def run_to_completion(process: Process, log, timeout: float | None = None) -> None:
-    """Run a Job's container or an init container; a non-zero exit is a failed pod."""
+def run_to_completion(process: Process, log, timeout: float | None = None, stdout=None) -> None:
+    """Run a Job's container or an init container; a non-zero exit is a failed pod. Output to `stdout` (default: ours)."""
     log(f"  $ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(process.argv))}")
-    result = subprocess.run(process.argv, env=process.env, cwd=ROOT, timeout=timeout, stdout=sys.stdout, stderr=sys.stderr)
+    result = subprocess.run(process.argv, env=process.env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
+                            stderr=subprocess.STDOUT if stdout else sys.stderr)
     if result.returncode != 0:
         raise PlayError(f"container {process.name} exited with code {result.returncode}")
 

@@ -57,9 +57,18 @@ def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays
 
 def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "local.demo", "--rows", str(ROWS), "--root", str(tmp_path),
+        [sys.executable, "-m", "local.demo", "--runtime", "process", "--rows", str(ROWS), "--root", str(tmp_path),
          "--config", "trainerEnv=" + json.dumps(FAST["trainerEnv"])],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "[popular fallback]" in run.stdout and "/docs" in run.stdout
+
+
+def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch, capsys):
+    from local.demo import main
+
+    monkeypatch.setenv("DEMO_RUNTIME", "vm")
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2 and "DEMO_RUNTIME=vm: choose one of ['docker', 'process']" in capsys.readouterr().err

@@ -1,0 +1,170 @@
+"""A Docker engine that answers, the Python base image the Dockerfiles name, and the app images of a build.
+
+No image registry is reachable from the test machines, so the base cannot be pulled: it is built
+from Debian packages (debootstrap bookworm minbase with python3, python3-venv, python-is-python3,
+ca-certificates), with this machine's CA bundle copied in and named in /etc/pip.conf so that pip
+reaches the package index through the machine's TLS interception, then `docker import`-ed under
+the exact name the Dockerfiles' default `PYTHON_IMAGE` holds. A plain `docker build` with no
+build args then works offline, and the Dockerfiles keep the official base for users (on a
+machine that has the official image, it is used as is: an existing tag is never replaced).
+
+    ensure_engine()            install docker.io/debootstrap if missing, start dockerd if no engine answers
+    ensure_base_image() -> str the base's tag (built once, cached by the tag)
+    build_images(build)        {app: "mlpipeline/<app>:<build>"}, built from apps/ (local.containers)
+
+Installing and starting the daemon need root; logs go under .e2e/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from components.images import APPS
+from local import containers
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".e2e"
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+BASE_LABEL = "org.mlpipeline.e2e-base"  # marks a base this module built, never the official image
+ENGINE_TIMEOUT = 60.0
+
+
+class EngineError(RuntimeError):
+    """The engine, the base image or an app image could not be had; the message says which step and why."""
+
+
+def _run(argv: list[str], *, timeout: float | None = None, log: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command; on failure raise EngineError with its last output lines (the whole output goes to `log`)."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.write(f"$ {' '.join(argv)}\n{result.stdout}{result.stderr}\n")
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise EngineError(f"`{' '.join(argv[:4])}` exited with {result.returncode}:\n{tail}")
+    return result
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise EngineError(f"{what} needs root (run `make e2e` as root, or start a Docker engine yourself)")
+
+
+def _install_missing() -> None:
+    missing = [pkg for pkg, tool in (("docker.io", "dockerd"), ("debootstrap", "debootstrap")) if shutil.which(tool) is None]
+    if not missing:
+        return
+    _need_root(f"installing {' '.join(missing)}")
+    log = OUT / "apt.log"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update"], log=log, env=env, timeout=600)
+    _run(["apt-get", "install", "-y", "--no-install-recommends", *missing], log=log, env=env, timeout=1200)
+
+
+def ensure_engine() -> None:
+    """Make `docker info` answer: install docker.io and debootstrap when missing, start dockerd when needed.
+
+    A daemon started here keeps running after the suite (other suites and later runs use it); its
+    log is .e2e/dockerd.log and its pid .e2e/dockerd.pid.
+    """
+    _install_missing()
+    if containers.docker_answers():
+        return
+    _need_root("starting dockerd")
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = (OUT / "dockerd.log").open("ab")
+    daemon = subprocess.Popen(["dockerd", "--storage-driver", "vfs"], stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    (OUT / "dockerd.pid").write_text(f"{daemon.pid}\n")
+    deadline = time.monotonic() + ENGINE_TIMEOUT
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise EngineError(f"dockerd exited with code {daemon.returncode}; see {OUT / 'dockerd.log'}")
+        if containers.docker_answers():
+            return
+        time.sleep(1)
+    raise EngineError(f"dockerd did not answer within {ENGINE_TIMEOUT:.0f} s; see {OUT / 'dockerd.log'}")
+
+
+def base_image_name() -> str:
+    """The default `PYTHON_IMAGE` of the Dockerfiles; they must all name the same base."""
+    names = {}
+    for app in APPS:
+        text = (containers.CONTEXT / app / "Dockerfile").read_text()
+        match = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.MULTILINE)
+        if not match:
+            raise EngineError(f"apps/{app}/Dockerfile has no `ARG PYTHON_IMAGE=<default>`")
+        names[app] = match.group(1)
+    if len(set(names.values())) != 1:
+        raise EngineError(f"the Dockerfiles name different Python bases: {names}")
+    return next(iter(names.values()))
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def image_size(tag: str) -> int:
+    """Bytes of the image's filesystem, all layers (what a node stores)."""
+    return int(_run(["docker", "image", "inspect", "--format", "{{.Size}}", tag]).stdout.strip())
+
+
+def ensure_base_image() -> str:
+    """The Dockerfiles' Python base: kept when the tag exists, else built from Debian packages. Returns the tag."""
+    tag = base_image_name()
+    if image_exists(tag):
+        return tag
+    _need_root("debootstrap")
+    if shutil.which("debootstrap") is None:
+        raise EngineError("debootstrap is not installed (ensure_engine installs it)")
+    if not SYSTEM_CA.is_file():
+        raise EngineError(f"no system CA bundle at {SYSTEM_CA}: pip in the image could not verify the package index")
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / "base-image.log"
+    rootfs = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=OUT))
+    rootfs.chmod(0o755)  # it becomes the image's `/`: mkdtemp's 0700 would lock every non-root user out
+    cache = OUT / "debootstrap-cache"  # the .debs, so that a rebuild downloads nothing
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={cache}",
+              SUITE, str(rootfs), MIRROR], log=log, timeout=1800)
+        # The machine's bundle holds whatever CA intercepts TLS here; pip uses it, not its own certifi.
+        shutil.copyfile(SYSTEM_CA, rootfs / "etc/ssl/certs/ca-certificates.crt")
+        (rootfs / "etc/pip.conf").write_text(f"[global]\ncert = {SYSTEM_CA}\n")
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"):
+            for child in (rootfs / cache).glob("*"):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                elif child.name != "lock":
+                    child.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        try:
+            _run(["docker", "import",
+                  "--change", "ENV LANG=C.UTF-8",
+                  "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                  "--change", f"LABEL {BASE_LABEL}={SUITE}-minbase",
+                  "--change", 'CMD ["python3"]',
+                  "-", tag], stdin=tar.stdout, log=log, timeout=900)
+        finally:
+            tar.stdout.close()
+            tar.wait()
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return tag
+
+
+def build_images(build: str) -> dict[str, str]:
+    """The three app images of `build`, engine and base ensured first: {app: "mlpipeline/<app>:<build>"}."""
+    ensure_engine()
+    ensure_base_image()
+    return containers.build_images(build, OUT / "build.log")
