@@ -9,11 +9,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite-blob
+CHECKOV := .venv-checkov/bin/checkov
 APP_PATHS := apps/shared apps/trainer apps/waiter apps/scorer
 
 .PHONY: setup demo test e2e bench clean
 
-setup: $(STAMP) $(AZURITE)
+setup: $(STAMP) $(AZURITE) $(CHECKOV)
 
 # The apps run from the repo root as `python -m trainer|waiter|scorer` (docs/CONTRACTS.md): a .pth
 # file puts their folders on the venv's path, as the images do with PYTHONPATH.
@@ -21,6 +22,13 @@ $(STAMP): requirements.txt requirements-dev.txt apps/*/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "mlpipeline-apps.pth").write_text("\n".join(sys.argv[1:]) + "\n")' $(abspath $(APP_PATHS))
+	touch $@
+
+# checkov (Kubernetes policy checks in `make test`) pins older packaging, boto3, networkx... than
+# the program and the apps use: it gets a venv of its own.
+$(CHECKOV): requirements-checkov.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 $(AZURITE): package.json package-lock.json
@@ -41,4 +49,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .demo .bench .e2e .pytest_cache
+	rm -rf $(VENV) .venv-checkov node_modules .demo .bench .e2e .pytest_cache

@@ -1,9 +1,10 @@
 """Where the trainer reads the ETL's CSVs (docs/CONTRACTS.md, sections 2 and 3), as container env + volumes.
 
-    blob    BLOB_STORAGE_ACCOUNT / _CONTAINER / _CSV_FOLDER [/ _ENDPOINT]; BLOB_STORAGE_KEY comes from
-            a Kubernetes Secret through secretKeyRef, never as a literal: the model store's Secret
-            for the stack's own account (azure), or a Secret made here from the secret config
-            `blobKey` for another account (Azurite on a local cluster).
+    blob    BLOB_STORAGE_ACCOUNT / _CONTAINER / _CSV_FOLDER [/ _ENDPOINT]; the key is a file of a
+            mounted Kubernetes Secret, named by BLOB_STORAGE_KEY_FILE (never an env value: those
+            show in `kubectl describe` and in any dump of the environment): the model store's
+            Secret for the stack's own account (azure), or a Secret made here from the secret
+            config `blobKey` for another account (Azurite on a local cluster).
     volume  DATA_DIR under a read-only mount of the claim `dataClaim`.
 
 The env and volumes are rendered into each release's Job, so a release keeps the folder it was
@@ -22,6 +23,8 @@ import pulumi_kubernetes as k8s
 from components.model_store import ACCOUNT_KEY_KEY, ModelStore
 
 DATA_MOUNT = "/mnt/data"
+BLOB_KEY_MOUNT = "/var/run/secrets/blob-storage"
+BLOB_KEY_FILE = "key"
 BLOB_SECRET = "blob-credentials"
 BLOB_SECRET_KEY = "accountKey"
 
@@ -70,9 +73,15 @@ class TrainingData(pulumi.ComponentResource):
             self.location = pulumi.Output.from_input(f"pvc://{source.claim}/{source.csv_folder}")
         else:
             account, container, key_ref = self._blob(name, args)
+            # Only the key's item, readable by the pod's group (fsGroup) and nobody else.
+            items = [{"key": key_ref["key"], "path": BLOB_KEY_FILE}]
+            self.volumes = [
+                {"name": "blob-key", "secret": {"secretName": key_ref["name"], "items": items, "defaultMode": 0o440}}
+            ]
+            self.mounts = [{"name": "blob-key", "mountPath": BLOB_KEY_MOUNT, "readOnly": True}]
             self.env = [
                 {"name": "BLOB_STORAGE_ACCOUNT", "value": account},
-                {"name": "BLOB_STORAGE_KEY", "valueFrom": {"secretKeyRef": key_ref}},
+                {"name": "BLOB_STORAGE_KEY_FILE", "value": f"{BLOB_KEY_MOUNT}/{BLOB_KEY_FILE}"},
                 {"name": "BLOB_STORAGE_CONTAINER", "value": container},
                 {"name": "BLOB_STORAGE_CSV_FOLDER", "value": source.csv_folder},
             ]

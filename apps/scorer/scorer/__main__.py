@@ -1,19 +1,25 @@
-"""`python -m scorer`: check the environment, then serve with uvicorn (WORKERS processes)."""
+"""`python -m scorer`: check the environment, then serve with uvicorn (WORKERS processes).
+
+SIGTERM (Kubernetes stopping the pod) is uvicorn's graceful shutdown: stop accepting, finish the
+requests in flight (each bounded by REQUEST_TIMEOUT_SECONDS to arrive), close idle keep-alive
+connections, exit 0; with WORKERS > 1 the parent passes it on to every worker and waits for them.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
 import modelshare
-from scorer.settings import from_env
+from scorer.settings import current
 
 
 def main() -> int:
     try:
-        settings = from_env()
+        settings = current()
     except modelshare.ConfigError as exc:
         modelshare.log_event("scorer", "config-error", error=str(exc))
         return 2
@@ -39,6 +45,10 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
     )
+    # uvicorn raises the stop signal again once it has shut down gracefully, for its default
+    # action to end the process; after a drain that is a clean exit: 0, temporary files removed.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     try:
         uvicorn.run(
             "scorer.api:create_app",
@@ -47,7 +57,8 @@ def main() -> int:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http="scorer.server:Protocol",  # httptools, with a head size limit and a request timeout
+            headers=[("X-Model-Build", settings.build)],  # on every response, the server's own too
             lifespan="on",
             access_log=False,
             log_level="warning",

@@ -7,7 +7,15 @@ plainly well-formed and the model is loaded, with the same code FastAPI's routes
 else, invalid requests included, goes to FastAPI, so there is one set of rules and error
 messages. Measured (docs/BENCHMARKS.md) this front path multiplies throughput; FastAPI alone
 spends most of a request in its own machinery, not in numpy. The front also answers the probes
-(/healthz, /readyz), adds `X-Model-Build` to every response and feeds the metrics.
+(/healthz, /readyz) and feeds the metrics; uvicorn adds `X-Model-Build` to every response
+(`python -m scorer` passes it as a default header, so the server's own refusals carry it too).
+
+The event loop answers the probes, so nothing may hold it long: a batch whose answer holds more
+than `INLINE_ITEMS` items is scored in this process's one scoring thread (one at a time: a
+1,000 users x k=1,000 batch takes about a second and builds a million-item answer), while small
+requests stay on the loop, where they are fastest. A worker that starts (or is restarted by
+uvicorn) makes requests wait for its model while it loads rather than answer 503 "starting": its
+siblings may already have told the probes the pod is ready.
 
 FastAPI is imported after the model is loaded, in the loader thread: its import takes longer
 than verifying and loading a MovieLens 1M model, and readiness need not wait for it (measured in
@@ -16,9 +24,11 @@ bench/startup.py). A request that needs it sooner builds it then.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -38,6 +48,8 @@ _PREFIX = "/recommendations/"
 _JSON = b"application/json"
 _PROBES = ("/healthz", "/readyz")
 ALIVE = {"status": "alive"}
+INLINE_ITEMS = 10_000  # users x k of a batch scored on the event loop (~5 ms); more go to the thread
+LOAD_WAIT_SECONDS = 10.0  # how long a request waits for a model that is being loaded
 
 
 # ---- the model, loaded in the background so /healthz and /readyz answer at once -------------
@@ -50,6 +62,14 @@ class ModelSlot:
         self._settings, self._telemetry = settings, telemetry
         self.model: Model | None = None
         self.reason = "starting: the model is not loaded yet"
+        # Set once the model is loaded, refused, or the folder is not complete yet: until then the
+        # model is being loaded and requests wait for it (wait_settled).
+        self.settled = threading.Event()
+
+    async def wait_settled(self) -> None:
+        deadline = time.monotonic() + LOAD_WAIT_SECONDS
+        while not self.settled.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def load(self) -> None:
         """Wait for the folder to be complete, then verify and load it (or refuse it, saying why)."""
@@ -63,6 +83,7 @@ class ModelSlot:
             reason = f"waiting for {folder}/{modelshare.COMPLETE} (the folder is {state.value})"
             if reason != self.reason:
                 self.reason = reason
+                self.settled.set()
                 modelshare.log_event(APP, "waiting", build=build, modelfolder=folder, state=state.value)
             time.sleep(RETRY_SECONDS)
         started = time.perf_counter()
@@ -73,6 +94,7 @@ class ModelSlot:
             # unready for good, and say why, in the log and in /readyz.
             return self._refuse(f"the model folder failed verification: {exc}")
         self.model, self.reason = model, None
+        self.settled.set()
         self._telemetry.model_loaded(model.sha256)
         modelshare.log_event(
             APP,
@@ -87,6 +109,7 @@ class ModelSlot:
 
     def _refuse(self, reason: str) -> None:
         self.reason = reason
+        self.settled.set()
         modelshare.log_event(APP, "not-serving", build=self._settings.build, reason=reason)
 
 
@@ -100,7 +123,7 @@ class Scorer:
         self.settings = settings
         self.telemetry = Telemetry(settings.build)
         self.slot = ModelSlot(settings, self.telemetry)
-        self._build_header = (b"x-model-build", settings.build.encode("utf-8"))
+        self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._api = None  # FastAPI, built by fastapi()
         self._api_lock = threading.Lock()
         self._too_large = orjson.dumps(
@@ -153,9 +176,16 @@ class Scorer:
     def one_body(self, user_id: str, k: int, started: float) -> bytes:
         return orjson.dumps(self._doc(self.answer([user_id], k, started)[0]))
 
-    def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
+    def _batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
         results = [self._doc(rec) for rec in self.answer(user_ids, k, started)]
         return orjson.dumps({"build": self.settings.build, "results": results})
+
+    async def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
+        """The batch answer; a large one is built in the scoring thread, off the event loop."""
+        if len(user_ids) * k <= INLINE_ITEMS:
+            return self._batch_body(user_ids, k, started)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._scoring, self._batch_body, user_ids, k, started)
 
     # ASGI entry point.
 
@@ -171,11 +201,13 @@ class Scorer:
             # json, not orjson: a refusal reason may quote a path that is not valid UTF-8
             body = json.dumps(doc, separators=(",", ":")).encode()
             return await self._reply(send, status, body, method, path, started)
+        if self.slot.model is None and not self.slot.settled.is_set():
+            await self.slot.wait_settled()
         if self.slot.model is not None:
             if method == "GET" and path.startswith(_PREFIX):
                 k = _plain_k(scope["query_string"])
                 user_id = path[len(_PREFIX) :]
-                if k and user_id and "/" not in user_id:
+                if k and user_id:
                     body = self.one_body(user_id, k, started)
                     return await self._reply(send, 200, body, "GET", ROUTE_ONE, started)
         if method == "POST" and path == ROUTE_BATCH:
@@ -186,15 +218,14 @@ class Scorer:
                 parsed = _plain_batch(body, self.settings.max_batch_users)
                 if parsed is not None:
                     user_ids, k = parsed
-                    return await self._reply(
-                        send, 200, self.batch_body(user_ids, k, started), method, ROUTE_BATCH, started
-                    )
+                    body = await self.batch_body(user_ids, k, started)
+                    return await self._reply(send, 200, body, method, ROUTE_BATCH, started)
             receive = _replay(body, receive)
             scope = _as_json(scope)
         await self._to_fastapi(scope, receive, send, started)
 
     async def _reply(self, send, status: int, body: bytes, method: str, route: str, started: float) -> None:
-        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), self._build_header]
+        headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.telemetry.observe(method, route, status, time.perf_counter() - started)
@@ -202,18 +233,17 @@ class Scorer:
     async def _to_fastapi(self, scope, receive, send, started: float) -> None:
         status = 500  # what the client gets if FastAPI raises before answering
 
-        async def send_with_header(message):
+        async def send_noting_status(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), self._build_header]}
             await send(message)
 
         try:
-            await self.fastapi()(scope, receive, send_with_header)
+            await self.fastapi()(scope, receive, send_noting_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
+            template = getattr(route, "path_format", None) or UNMATCHED
             self.telemetry.observe(scope["method"], template, status, time.perf_counter() - started)
 
     async def _lifespan(self, receive, send) -> None:
@@ -223,6 +253,7 @@ class Scorer:
                 threading.Thread(target=self._start_up, name="model-loader", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._scoring.shutdown(wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -251,7 +282,7 @@ def _plain_batch(body: bytes, max_users: int) -> tuple[list[str], int] | None:
     user_ids, k = doc.get("user_ids"), doc.get("k", DEFAULT_K)
     if type(user_ids) is not list or len(user_ids) > max_users or type(k) is not int or not 1 <= k <= MAX_K:
         return None
-    if not all(type(uid) is str for uid in user_ids):
+    if not all(type(uid) is str and uid for uid in user_ids):
         return None
     return user_ids, k
 
@@ -295,4 +326,4 @@ def _replay(body: bytes, receive):
 
 def create_app() -> Scorer:
     """uvicorn's factory: each worker process builds its own app from the environment."""
-    return Scorer(settings_module.from_env())
+    return Scorer(settings_module.current())

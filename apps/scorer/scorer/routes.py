@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException
 
 from scorer.api import ALIVE, DEFAULT_K, ROUTE_BATCH, ROUTE_ONE, Scorer
 from scorer.settings import MAX_K
@@ -53,15 +54,30 @@ class Problem(BaseModel):
     detail: str
 
 
-def _utf8(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("user id is not valid UTF-8 text (it holds a lone surrogate escape)") from None
-    return text
+def _integral(value):
+    """k: 2.0 is the integer 2, as JSON Schema's `integer` says (and as `?k=2.0` is read)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
-UserId = Annotated[str, AfterValidator(_utf8)]
+# The length check also refuses a lone surrogate escape ("\ud800"), which is no UTF-8 text.
+UserId = Annotated[str, StringConstraints(min_length=1)]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="How many items per user"), BeforeValidator(_integral)]
+# Any text after /recommendations/ is the id, slashes included (sent as / or %2F); an empty id
+# is a 422 like any other invalid input, not a redirect.
+ROUTE_ONE_ANY = ROUTE_ONE.replace("}", ":path}")
+
+
+def _problem(errors: list[dict]) -> Response:
+    """The 422 of every invalid request: `message` says what is wrong, `detail` lists each error."""
+    message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    if any(e["loc"] == ["body"] for e in errors):
+        message += ' (expected a JSON object such as {"user_ids": ["u1", "u2"], "k": 10})'
+    # json.dumps escapes anything, even text that is not valid UTF-8; the input is not echoed back
+    # (it can be megabytes).
+    body = json.dumps({"message": message, "detail": errors})
+    return Response(body, status_code=422, media_type="application/json")
 
 
 # ---- the application ------------------------------------------------------------------------
@@ -70,6 +86,7 @@ UserId = Annotated[str, AfterValidator(_utf8)]
 def build(scorer: Scorer) -> FastAPI:
     settings, slot = scorer.settings, scorer.slot
     api = FastAPI(
+        redirect_slashes=False,
         title="mlpipeline scorer",
         version=settings.build,
         description="Recommendations from the model of one release (build). "
@@ -77,6 +94,7 @@ def build(scorer: Scorer) -> FastAPI:
     )
     not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
     invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
+    too_large = {413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}}
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(strict=True)
@@ -84,7 +102,7 @@ def build(scorer: Scorer) -> FastAPI:
             max_length=settings.max_batch_users,
             description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
         )
-        k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="How many items per user")
+        k: K = DEFAULT_K
 
     def unavailable() -> JSONResponse:
         return JSONResponse(scorer.not_ready(), status_code=503)
@@ -99,13 +117,15 @@ def build(scorer: Scorer) -> FastAPI:
             }
             for error in exc.errors()
         ]
-        message = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-        if any(e["loc"] == ["body"] for e in errors):
-            message += ' (expected a JSON object such as {"user_ids": ["u1", "u2"], "k": 10})'
-        # json.dumps escapes anything, even text that is not valid UTF-8; the input is not
-        # echoed back (it can be megabytes).
-        body = json.dumps({"message": message, "detail": errors})
-        return Response(body, status_code=422, media_type="application/json")
+        return _problem(errors)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body: not UTF-8, gzip, nested too deep
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "unreadable"
+            msg = f"not a JSON document in UTF-8 ({cause}); compressed bodies are not accepted"
+            return _problem([{"loc": ["body"], "msg": msg, "type": "json_invalid"}])
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     # The probes: the front answers them (GET) before this app exists; declared here for /docs.
     @api.get("/healthz", summary="Alive: 200 while the process runs")
@@ -131,14 +151,14 @@ def build(scorer: Scorer) -> FastAPI:
         }
 
     @api.get(
-        ROUTE_ONE,
+        ROUTE_ONE_ANY,
         response_model=RecommendationOut,
         responses={**not_ready, **invalid},
         summary="Top-k items for one user",
     )
     async def recommend_one(
         user_id: Annotated[
-            str, Path(description="A user id; one the model lacks gets the popular items")
+            str, Path(min_length=1, description="A user id; one the model lacks gets the popular items")
         ],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = DEFAULT_K,
     ):
@@ -149,13 +169,13 @@ def build(scorer: Scorer) -> FastAPI:
     @api.post(
         ROUTE_BATCH,
         response_model=BatchOut,
-        responses={**not_ready, **invalid},
+        responses={**not_ready, **invalid, **too_large},
         summary="Top-k items for each of several users",
     )
     async def recommend_batch(request: Annotated[BatchIn, Body()]):
         if slot.model is None:
             return unavailable()
-        body = scorer.batch_body(request.user_ids, request.k, time.perf_counter())
+        body = await scorer.batch_body(request.user_ids, request.k, time.perf_counter())
         return Response(body, media_type="application/json")
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
-from modelshare import ConfigError, env_int, env_str
+from modelshare import ConfigError, cpus, env_float, env_int, env_str
 
 MAX_K = 1000  # docs/CONTRACTS.md, section 4: k outside 1..1000 is a 422
 
@@ -19,6 +20,7 @@ class Settings:
     host: str
     workers: int
     max_batch_users: int
+    request_timeout_seconds: float
 
     @property
     def max_body_bytes(self) -> int:
@@ -35,12 +37,22 @@ def from_env() -> Settings:
     port = env_int("PORT", 8080, minimum=1)
     if port > 65535:
         raise ConfigError(f"environment variable PORT must be <= 65535, got {port}")
+    build = env_str("BUILD_NUMBER")
+    if not (build.isascii() and build.isprintable()):  # it goes into every response's X-Model-Build
+        raise ConfigError(f"environment variable BUILD_NUMBER must be printable ASCII, got {build!r}")
     return Settings(
         modelfolder=modelfolder,
-        build=env_str("BUILD_NUMBER"),
+        build=build,
         git_sha=os.environ.get("GIT_SHA", "").strip() or None,
         port=port,
         host=env_str("HOST", "0.0.0.0"),
-        workers=env_int("WORKERS", 1, minimum=1),
+        workers=env_int("WORKERS", cpus.whole(), minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
+        request_timeout_seconds=env_float("REQUEST_TIMEOUT_SECONDS", 10.0, minimum=0.1),
     )
+
+
+@functools.cache
+def current() -> Settings:
+    """The settings of this process, read once (the app and each connection's protocol share them)."""
+    return from_env()

@@ -11,6 +11,7 @@ Every image copies this package beside its app, so there is exactly one definiti
 marker names, the manifest format and checksum verification.
 """
 
+from modelshare import cpus
 from modelshare.config import ConfigError, env_float, env_int, env_str
 from modelshare.layout import (
     COMPLETE,
@@ -53,6 +54,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "check_files",
+    "cpus",
     "env_float",
     "env_int",
     "env_str",

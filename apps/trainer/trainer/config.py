@@ -10,16 +10,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelshare import ConfigError, env_float, env_int, env_str
+from modelshare import ConfigError, cpus, env_float, env_int, env_str
 
 FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
-BLOB_VARIABLES = ("BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER")
+BLOB_VARIABLES = ("BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY_FILE", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER")
 
 
 @dataclass(frozen=True)
 class BlobSettings:
     account: str
-    key: str  # from a Kubernetes Secret; never logged, never written
+    key: str  # read from a mounted Kubernetes Secret file; never logged, never written
     container: str
     folder: str
     endpoint: str | None
@@ -55,7 +55,22 @@ def _optional(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
 
 
+def _key(path: str) -> str:
+    """The storage key from the Secret file at path (an env var would show in `kubectl describe`,
+    in /proc and in a crash dump of the environment). Errors name the path, never the content."""
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"BLOB_STORAGE_KEY_FILE {path!r} cannot be read ({type(exc).__name__})") from None
+    if not key:
+        raise ConfigError(f"BLOB_STORAGE_KEY_FILE {path!r} is empty")
+    return key
+
+
 def _source() -> tuple[Path | None, BlobSettings | None]:
+    if "BLOB_STORAGE_KEY" in os.environ:
+        raise ConfigError("BLOB_STORAGE_KEY is not read: a key in the environment leaks; mount it from a "
+                          "Secret and set BLOB_STORAGE_KEY_FILE to the file's path")
     data_dir = _optional("DATA_DIR")
     blob_set = [name for name in BLOB_VARIABLES if _optional(name)]
     if data_dir and blob_set:
@@ -64,12 +79,12 @@ def _source() -> tuple[Path | None, BlobSettings | None]:
         return Path(data_dir), None
     if not blob_set:
         raise ConfigError(
-            "no input configured: set DATA_DIR, or BLOB_STORAGE_ACCOUNT, BLOB_STORAGE_KEY, "
+            "no input configured: set DATA_DIR, or BLOB_STORAGE_ACCOUNT, BLOB_STORAGE_KEY_FILE, "
             "BLOB_STORAGE_CONTAINER and BLOB_STORAGE_CSV_FOLDER"
         )
     values = [env_str(name) for name in BLOB_VARIABLES]  # names the first one missing
-    account, key, container, folder = values
-    return None, BlobSettings(account, key, container, folder.strip("/"), _optional("BLOB_STORAGE_ENDPOINT"))
+    account, key_file, container, folder = values
+    return None, BlobSettings(account, _key(key_file), container, folder.strip("/"), _optional("BLOB_STORAGE_ENDPOINT"))
 
 
 def _families() -> tuple[str, ...]:
@@ -82,13 +97,6 @@ def _families() -> tuple[str, ...]:
         raise ConfigError("environment variable TRAIN_FAMILIES: ease+als blends the best ease with the best "
                           f"als or als-plain, so it needs ease and one of them too, got {','.join(names)}")
     return names
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def load() -> Settings:
@@ -105,7 +113,7 @@ def load() -> Settings:
         data_dir=data_dir,
         blob=blob,
         seed=env_int("TRAIN_SEED", 42, minimum=0),
-        threads=env_int("TRAIN_THREADS", _cpu_count(), minimum=1),
+        threads=env_int("TRAIN_THREADS", cpus.whole(), minimum=1),
         families=_families(),
         tune_budget_seconds=env_float("TUNE_BUDGET_SECONDS", 1800.0, minimum=0.0),
         tune_trials_per_family=env_int("TUNE_TRIALS_PER_FAMILY", 20, minimum=1),

@@ -54,7 +54,7 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
     location = f"{url}/{blob.container}/{prefix}"
     refused = SourceError(
         f"blob storage refused the credentials for account {blob.account!r} at {url} "
-        "(check BLOB_STORAGE_ACCOUNT and BLOB_STORAGE_KEY)"
+        "(check BLOB_STORAGE_ACCOUNT and the key in BLOB_STORAGE_KEY_FILE)"
     )
     client = ContainerClient(
         account_url=url,
@@ -92,7 +92,7 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
             raise refused from None
         raise SourceError(f"blob storage answered {exc.status_code} for {location}: {_first_line(exc)}") from None
     except (binascii.Error, ValueError) as exc:  # the SDK signs with the key: a non-base64 key fails here
-        raise SourceError(f"BLOB_STORAGE_KEY is not a valid storage account key ({type(exc).__name__})") from None
+        raise SourceError(f"the key in BLOB_STORAGE_KEY_FILE is not a valid storage account key ({type(exc).__name__})") from None
     finally:
         client.close()
 

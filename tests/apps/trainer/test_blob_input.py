@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -74,10 +75,13 @@ def uploaded(azurite, small_dir):
     return azurite
 
 
-def blob_settings(endpoint, **overrides):
+def blob_settings(endpoint, secrets: Path, key: str = KEY, **overrides):
+    """The trainer's blob variables; the key goes into a file in secrets, as a mounted Secret."""
+    key_file = secrets / "blob-key"
+    key_file.write_text(key + "\n")
     settings = {
         "BLOB_STORAGE_ACCOUNT": ACCOUNT,
-        "BLOB_STORAGE_KEY": KEY,
+        "BLOB_STORAGE_KEY_FILE": str(key_file),
         "BLOB_STORAGE_CONTAINER": CONTAINER,
         "BLOB_STORAGE_CSV_FOLDER": FOLDER,
         "BLOB_STORAGE_ENDPOINT": endpoint,
@@ -89,7 +93,7 @@ def blob_settings(endpoint, **overrides):
 
 def test_trains_from_the_dated_blob_folder(tmp_path, uploaded, small_dir):
     folder = tmp_path / "20180508.1"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="20180508.1", **blob_settings(uploaded))
+    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="20180508.1", **blob_settings(uploaded, tmp_path))
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = modelshare.verify(folder, build="20180508.1")
     data = manifest["data"]
@@ -104,7 +108,7 @@ def test_trains_from_the_dated_blob_folder(tmp_path, uploaded, small_dir):
 @pytest.mark.parametrize(
     "overrides, phrase",
     [
-        ({"BLOB_STORAGE_KEY": WRONG_KEY}, "refused the credentials for account 'devstoreaccount1'"),
+        ({"key": WRONG_KEY}, "refused the credentials for account 'devstoreaccount1'"),
         ({"BLOB_STORAGE_CONTAINER": "no-such-container"}, "container 'no-such-container' does not exist"),
         ({"BLOB_STORAGE_CSV_FOLDER": "2018/05/09"}, "no *.csv blobs in"),
     ],
@@ -112,7 +116,7 @@ def test_trains_from_the_dated_blob_folder(tmp_path, uploaded, small_dir):
 )
 def test_blob_problems_fail_with_a_clear_reason(tmp_path, uploaded, overrides, phrase):
     folder = tmp_path / "7"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="7", **blob_settings(uploaded, **overrides))
+    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="7", **blob_settings(uploaded, tmp_path, **overrides))
     assert run.returncode == 1, run.stdout + run.stderr
     assert modelshare.folder_state(folder) is FolderState.FAILED
     reason = modelshare.read_failed_reason(folder)

@@ -10,6 +10,8 @@ from modelshare import FolderState
 
 from .conftest import QUICK, run_trainer
 
+BLOB = {"BLOB_STORAGE_ACCOUNT": "acct", "BLOB_STORAGE_CONTAINER": "c", "BLOB_STORAGE_CSV_FOLDER": "f"}
+
 
 def assert_failed(folder, run, code, *phrases):
     assert run.returncode == code, run.stdout + run.stderr
@@ -47,19 +49,25 @@ def test_bad_input_writes_failed_txt_naming_the_problem(tmp_path, csvs, phrases)
     [
         ({}, "DATA_DIR"),
         ({"DATA_DIR": "/data", "BLOB_STORAGE_ACCOUNT": "acct"}, "not both"),
-        ({"BLOB_STORAGE_ACCOUNT": "acct", "BLOB_STORAGE_CONTAINER": "c"}, "BLOB_STORAGE_KEY"),
+        ({"BLOB_STORAGE_ACCOUNT": "acct", "BLOB_STORAGE_CONTAINER": "c"}, "BLOB_STORAGE_KEY_FILE"),
+        (
+            {**BLOB, "BLOB_STORAGE_KEY_FILE": "/no/such/secret/key"},
+            "BLOB_STORAGE_KEY_FILE '/no/such/secret/key' cannot be read",
+        ),
+        ({"DATA_DIR": "/data", "BLOB_STORAGE_KEY": "s3cr3t-k3y"}, "set BLOB_STORAGE_KEY_FILE"),
         ({"DATA_DIR": "/data", "TUNE_BUDGET_SECONDS": "soon"}, "TUNE_BUDGET_SECONDS"),
         ({"DATA_DIR": "/data", "TRAIN_FAMILIES": "als,deep"}, "TRAIN_FAMILIES"),
         ({"DATA_DIR": "/data", "TRAIN_FAMILIES": "als,ease+als"}, "needs ease"),
         ({"DATA_DIR": "/data", "HOLDOUT_FRACTION": "0.9"}, "HOLDOUT_FRACTION"),
     ],
-    ids=["no-input", "two-inputs", "blob-without-key", "budget", "families", "blend-without-ease", "holdout"],
+    ids=["no-input", "two-inputs", "blob-without-key", "key-file-missing", "key-in-env", "budget", "families", "blend-without-ease", "holdout"],
 )
 def test_misconfiguration_names_the_variable(tmp_path, settings, variable):
     folder = tmp_path / "9"
     run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="9", **settings)
     assert variable in assert_failed(folder, run, 2, "configuration error")
     assert variable in run.event("config-error")["error"]
+    assert "s3cr3t-k3y" not in run.stdout + run.stderr
 
 
 def test_without_modelfolder_it_exits_with_a_config_error(tmp_path):
