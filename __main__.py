@@ -11,14 +11,16 @@ object changes. Every component's arguments are built here, from the settings; n
 reads the config itself.
 """
 
+import dataclasses
+
 import pulumi
 
-from components import labels, release_spec
+from components import labels, release_spec, training_results
 from components.azure_group import AzureGroup, AzureGroupArgs
 from components.ledger import Ledger, LedgerArgs
 from components.model_store import ModelStore, ModelStoreArgs
 from components.namespace import Namespace, NamespaceArgs
-from components.plan import HISTORY_OUTPUT, TRAFFIC_OUTPUT, plan_update, read_previous
+from components.plan import DEPLOYED_OUTPUT, HISTORY_OUTPUT, TRAFFIC_OUTPUT, plan_update, read_previous
 from components.promotion import (
     CREDENTIALS_OUTPUT,
     SourceAccess,
@@ -45,7 +47,12 @@ def shared(name: str, component: str, **annotations: str) -> dict:
 
 
 # --- plan: previous outputs -> what this update does ----------------------------------------------
-plan = plan_update(settings, read_previous())
+previous = read_previous()
+# What the releases' training Jobs produced since (their trainers' termination messages) joins their records.
+previous = dataclasses.replace(
+    previous, releases=training_results.attach(previous.releases, settings.namespace)
+)
+plan = plan_update(settings, previous)
 source = None
 if settings.promote_from is not None:  # the source's record, when the build is new here
     source = read_source(settings.promote_from, settings.build if plan.releases.new_build else None)
@@ -142,6 +149,7 @@ ledger = Ledger(
             else (registry.pull_secret_name if registry else None),
             champion=plan.gate_champion,
             champion_tolerance=settings.champion_tolerance,
+            data_location=data.location if data else (source.data_location if source else None),
         ),
         registry=registry,
         source=source,
@@ -180,10 +188,14 @@ pulumi.export("releases", ledger.records)
 pulumi.export("liveBuilds", ledger.live_builds)
 pulumi.export("retiredBuilds", ledger.retired)
 pulumi.export(HISTORY_OUTPUT, ledger.history)
+pulumi.export(DEPLOYED_OUTPUT, list(plan.releases.deployed))
 pulumi.export(
     TRAFFIC_OUTPUT,
     {
         "router": settings.router,
+        # explicit: the split stays until traffic is set again; auto: the newest takes 100
+        "mode": plan.traffic.mode,
+        "canaryPercent": settings.canary_percent,
         "weights": router.weights,
         "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
         "shadow": None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 PART_OF = "mlpipeline"
 MANAGED_BY = "pulumi"
 
@@ -10,6 +12,14 @@ BUILD = "mlpipeline/build"
 GIT_SHA = "mlpipeline/git-sha"
 CREATED_AT = "mlpipeline/created-at"
 MODEL_FOLDER = "mlpipeline/model-folder"
+DATA = "mlpipeline/data"  # where the trainer reads its CSVs
+CONFIG = "mlpipeline/config"  # the release's own settings (gate, trainer env), as JSON
+
+
+def image(app: str) -> str:
+    """Annotation of an app's image reference (by digest when pushed): mlpipeline/trainer-image."""
+    return f"mlpipeline/{app}-image"
+
 
 # pulumi-kubernetes reads this annotation as the await timeout of the object; keeping it in the
 # object (rather than in a resource option) means a release's record carries its timeouts too.
@@ -33,7 +43,7 @@ def selector(name: str, instance: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance}
 
 
-def provenance(build: str, git_sha: str, **more: str) -> dict[str, str]:
+def provenance(build: str, git_sha: str, **more: Any) -> dict[str, Any]:
     return {BUILD: build, GIT_SHA: git_sha, **more}
 
 

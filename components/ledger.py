@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import pulumi
 
-from components import promotion, release_spec
+from components import promotion, release_spec, training_results
 from components.images import Images, ImagesArgs
 from components.plan import LedgerPlan
 from components.registry import Registry
@@ -97,7 +97,10 @@ class Ledger(pulumi.ComponentResource):
                 source["gitSha"],
                 cast(Mapping[str, str], source["images"]),
             )
-            return promotion.promoted_record(args.template, build, args.source.stack)
+            record = promotion.promoted_record(args.template, build, args.source.stack)
+            if source.get(training_results.FIELD):  # trained in the source stack: the same model
+                record[training_results.FIELD] = source[training_results.FIELD]  # type: ignore[literal-required]
+            return record
         images = Images(
             f"{name}-images-{args.dns_build}",
             ImagesArgs(build=args.build, registry=args.registry),

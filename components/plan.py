@@ -22,7 +22,7 @@ what the plan says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -34,11 +34,14 @@ from components.release_spec import ReleaseRecord
 from components.router import check_router
 from components.sdk_internals import stack_output_now
 from components.settings import Settings
-from components.traffic import TrafficPlan, plan_traffic
+from components.traffic import EXPLICIT, TrafficPlan, plan_traffic
 
 OUTPUT = "releases"
 HISTORY_OUTPUT = "retiredReleases"
 TRAFFIC_OUTPUT = "traffic"
+DEPLOYED_OUTPUT = (
+    "deployedBuilds"  # every build id ever deployed on the stack, in order: ids are never re-used
+)
 HISTORY_SIZE = 20  # retired records kept for a verbatim re-deploy
 RECORD_FIELDS = (
     "build",
@@ -64,6 +67,7 @@ class LedgerPlan:
     next_sequence: int  # the new build's sequence number
     retired: tuple[str, ...]  # builds dropped from the ledger, oldest first
     history: tuple[ReleaseRecord, ...] = ()  # retired records to export, oldest first
+    deployed: tuple[str, ...] = ()  # every build id deployed so far, this one included, oldest first
 
     def live_builds(self, build: str) -> list[str]:
         """Builds live after this update, oldest first (the new build is the newest)."""
@@ -77,6 +81,7 @@ class Previous:
     releases: Mapping[str, Any] = field(default_factory=dict)
     history: Mapping[str, Any] = field(default_factory=dict)
     traffic: Mapping[str, Any] = field(default_factory=dict)
+    deployed: Sequence[str] = ()
 
     @property
     def champion(self) -> str | None:
@@ -101,9 +106,10 @@ def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
         settings.keep_releases,
         protected=protected,
         history=previous.history,
+        deployed=previous.deployed,
     )
     live = releases.live_builds(settings.build)
-    traffic = plan_traffic(settings.traffic, live, settings.shadow)
+    traffic = plan_traffic(settings.traffic, live, settings.shadow, previous.traffic, settings.canary_percent)
     check_router(settings.router, traffic, settings.gateway, settings.hostnames)
     champion = previous.champion
     gate = (
@@ -117,7 +123,10 @@ def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
 def _protected(settings: Settings, previous: Previous) -> frozenset[str]:
     """Builds retention must keep: requested traffic, the shadow, the previous champion. The values
     are checked by plan_traffic later; here a build with any positive number counts."""
-    builds = {str(b) for b, w in settings.traffic.items() if isinstance(w, (int, float)) and w > 0}
+    requested = settings.traffic if isinstance(settings.traffic, Mapping) else {}
+    if settings.traffic is None and previous.traffic.get("mode") == EXPLICIT:  # the split in force stays
+        requested = previous.traffic.get("weights") or {}
+    builds = {str(b) for b, w in requested.items() if isinstance(w, (int, float)) and w > 0}
     if isinstance(settings.shadow, Mapping) and settings.shadow.get("build"):
         builds.add(str(settings.shadow["build"]))
     if previous.champion:
@@ -168,9 +177,12 @@ def plan_releases(
     keep: int,
     protected: frozenset[str] | set[str] = frozenset(),
     history: Mapping[str, Any] | None = None,
+    deployed: Sequence[str] = (),
 ) -> LedgerPlan:
     """Which releases stay. The requested build always stays; of the others, the newest keep-1
-    and every protected one. A requested build found only in the history comes back verbatim."""
+    and every protected one. A requested build found only in the history comes back verbatim; one
+    deployed before whose record is gone is refused: a build id names one release forever, and
+    rendering it again from today's code would pair new images with the model its first Job left."""
     records = [check_record(str(b), r) for b, r in (previous or {}).items()]
     records.sort(key=lambda r: r["sequence"])
     live_names = {r["build"] for r in records}
@@ -187,6 +199,18 @@ def plan_releases(
     current = next((r for r in records if r["build"] == build), None)
     if current is None and build in retired_records:
         current = check_record(build, retired_records.pop(build))
+    # Outputs of older code have no list: every build they still name was deployed.
+    known_builds = list(
+        dict.fromkeys(
+            [*(str(b) for b in deployed), *(str(b) for b in (history or {})), *(r["build"] for r in records)]
+        )
+    )
+    if current is None and build in known_builds:
+        raise LedgerError(
+            f"build {build} was deployed on this stack before and its record is no longer kept "
+            f"(retiredReleases holds the newest {HISTORY_SIZE} retired): a build id is one release, never "
+            "rendered twice; deploy under a new build id"
+        )
     others = [r for r in records if r is not current]
     newest = others[max(0, len(others) - (keep - 1)) :] if keep > 1 else []
     stay = [r for r in others if r in newest or r["build"] in protected]
@@ -205,6 +229,7 @@ def plan_releases(
         next_sequence=max([0, *[int(n) for n in known if isinstance(n, (int, float))]]) + 1,
         retired=tuple(r["build"] for r in retired),
         history=tuple(history_records),
+        deployed=tuple(known_builds + ([build] if build not in known_builds else [])),
     )
 
 
@@ -220,7 +245,17 @@ def read_previous(parent: pulumi.Resource | None = None) -> Previous:
         releases=_map_output(ref, OUTPUT, "a map of build -> record"),
         history=_map_output(ref, HISTORY_OUTPUT, "a map of build -> record"),
         traffic=_map_output(ref, TRAFFIC_OUTPUT, "a map with weights and champion"),
+        deployed=_list_output(ref, DEPLOYED_OUTPUT),
     )
+
+
+def _list_output(ref: pulumi.StackReference, name: str) -> list[str]:
+    value = stack_output_now(ref, name)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise LedgerError(f"stack output {name} is a {type(value).__name__}, not a list of build ids")
+    return [str(build) for build in value]
 
 
 def _map_output(ref: pulumi.StackReference, name: str, expected: str) -> dict:

@@ -66,6 +66,14 @@ class Source:
     credentials: pulumi.Output[Any]  # secret: storageKey, registryUsername, registryPassword
     pull_secret_name: str = PULL_SECRET
 
+    @property
+    def data_location(self) -> str | None:
+        """Where the source trained the release: its record's training Job says."""
+        if self.record is None:
+            return None
+        job = self.record["objects"]["job"]
+        return job.get("metadata", {}).get("annotations", {}).get(labels.DATA)
+
 
 def read_source(stack: str, build: str | None) -> Source:
     """Reference the source stack; with `build`, also take (and check) its record of that build."""
@@ -163,7 +171,7 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
         job_name(b.dns_build),
         t.namespace,
         labels.recommended("promoter", job_name(b.dns_build), b.build, "promotion"),
-        release_spec.provenance(b),
+        release_spec.provenance(t, b),
         t.train_timeout_seconds,
         BACKOFF_LIMIT,
         pod,

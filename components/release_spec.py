@@ -17,6 +17,7 @@ Commands, env, probes and mounts are explicit: `make demo` plays these objects a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
@@ -32,9 +33,15 @@ PORT = 8080
 SERVICE_PORT = 80
 RUN_AS = 10001  # numeric, so runAsNonRoot can be checked without reading the image
 POLL_INTERVAL_SECONDS = 5
-# The trainer is idempotent (a crashed attempt is cleared, a complete folder is a no-op), so a
-# couple of retries absorb node loss or a transient read error without hiding a real failure.
-TRAIN_BACKOFF_LIMIT = 2
+# Fail fast: the trainer's exit is its decision (bad data, a failed gate, another release's folder),
+# so the first failed pod fails the Job; pulumi-kubernetes ends its await at once on the Job's
+# BackoffLimitExceeded (and only on that or DeadlineExceeded), printing the pod's termination
+# message: the trainer's reason. Pods lost to node failure, drain or preemption (condition
+# DisruptionTarget) do not count and are replaced; their attempts cannot mix (modelshare.publish).
+TRAIN_BACKOFF_LIMIT = 0
+TRAIN_POD_FAILURE_POLICY = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
@@ -115,6 +122,9 @@ class ReleaseTemplate:
     # model may be. Either None: no champion gate (nothing in the env).
     champion: str | None = None
     champion_tolerance: float | None = None
+    data_location: pulumi.Input[str] | None = (
+        None  # provenance: where the trainer reads (blob://..., pvc://...)
+    )
 
 
 @dataclass(frozen=True)
@@ -150,13 +160,14 @@ def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
 
 
-def _champion_env(t: ReleaseTemplate) -> dict[str, str]:
-    if t.champion is None or t.champion_tolerance is None:
-        return {}
-    return {
-        "GATE_CHAMPION_MODELFOLDER": model_folder(t.champion),
-        "GATE_CHAMPION_TOLERANCE": repr(float(t.champion_tolerance)),
-    }
+def _gate_env(t: ReleaseTemplate) -> dict[str, str]:
+    """The quality gate, the same for the trainer (which decides it, failing the Job) and the
+    waiter (which checks it again before the scorer starts)."""
+    env = {"GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)), "GATE_MIN_LIFT": repr(float(t.gate_min_lift))}
+    if t.champion is not None and t.champion_tolerance is not None:
+        env["GATE_CHAMPION_MODELFOLDER"] = model_folder(t.champion)
+        env["GATE_CHAMPION_TOLERANCE"] = repr(float(t.champion_tolerance))
+    return env
 
 
 def pod_spec(
@@ -210,11 +221,23 @@ def container(
     }
 
 
-def provenance(b: BuildInfo) -> dict[str, str]:
-    """The annotations every object and pod of the release carries."""
-    return labels.provenance(
-        b.build, b.git_sha, **{labels.CREATED_AT: b.created_at, labels.MODEL_FOLDER: model_folder(b.build)}
-    )
+def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
+    """The annotations every object and pod of the release carries: the provenance known when the
+    release is declared (what training finds is in its record)."""
+    config = {
+        "gate": _gate_env(t),
+        "trainerEnv": dict(t.trainer_env),
+        "trainTimeoutSeconds": t.train_timeout_seconds,
+        "replicas": t.replicas,
+    }
+    known = {
+        labels.CREATED_AT: b.created_at,
+        labels.MODEL_FOLDER: model_folder(b.build),
+        **{labels.image(app): ref for app, ref in b.images.items()},
+        labels.CONFIG: json.dumps(config, sort_keys=True, separators=(",", ":")),
+        **({labels.DATA: t.data_location} if t.data_location is not None else {}),
+    }
+    return labels.provenance(b.build, b.git_sha, **known)
 
 
 def job(
@@ -225,6 +248,7 @@ def job(
     deadline_seconds: int,
     backoff_limit: int,
     pod: Mapping[str, Any],
+    pod_failure_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A release's Job (training, or promotion's copy): awaited by pulumi-kubernetes a little
     longer than its own deadline, so that the Job's DeadlineExceeded is the error one sees."""
@@ -239,6 +263,7 @@ def job(
         },
         "spec": {
             "backoffLimit": backoff_limit,
+            **({"podFailurePolicy": dict(pod_failure_policy)} if pod_failure_policy else {}),
             "activeDeadlineSeconds": deadline_seconds,
             "template": {"metadata": {"labels": job_labels, "annotations": annotations}, "spec": dict(pod)},
         },
@@ -249,17 +274,24 @@ def _common_env(b: BuildInfo) -> dict[str, str]:
     return {"MODELFOLDER": model_folder(b.build), "BUILD_NUMBER": b.build, "GIT_SHA": b.git_sha}
 
 
+def _identity_env(b: BuildInfo) -> dict[str, Any]:
+    # TRAINER_IMAGE: the trainer records its own image in the manifest, the waiter refuses a manifest
+    # that records another (a build id is one release: never new images over an old model).
+    return {**_common_env(b), "TRAINER_IMAGE": b.images["trainer"]}
+
+
 def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     """Job train-<dns>: python -m trainer writes the model folder."""
     trainer = container(
         "trainer",
         b.images["trainer"],
         "trainer",
-        _env(_common_env(b)) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
+        _env({**_identity_env(b), **_gate_env(t)}) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
         t.resources["trainer"],
         models_read_only=False,
         extra_mounts=t.data_mounts,
     )
+    trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
     # Never: each retry is a fresh pod whose logs stay for a post-mortem.
     pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
     train_labels = labels.recommended("trainer", job_name(b.dns_build), b.build, "training")
@@ -267,10 +299,11 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         job_name(b.dns_build),
         t.namespace,
         train_labels,
-        provenance(b),
+        provenance(t, b),
         t.train_timeout_seconds,
         TRAIN_BACKOFF_LIMIT,
         pod,
+        TRAIN_POD_FAILURE_POLICY,
     )
 
 
@@ -287,7 +320,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     """
     folder = model_folder(b.build)
     common = _common_env(b)
-    annotations = provenance(b)
+    annotations = provenance(t, b)
     score_labels = labels.recommended("scorer", deployment_name(b.dns_build), b.build, "scoring")
     score_selector = labels.selector("scorer", deployment_name(b.dns_build))
 
@@ -298,12 +331,10 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         "waiter",
         _env(
             {
-                **common,
-                "GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)),
-                "GATE_MIN_LIFT": repr(float(t.gate_min_lift)),
+                **_identity_env(b),
+                **_gate_env(t),
                 "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
                 "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
-                **_champion_env(t),
             }
         ),
     )

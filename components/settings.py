@@ -171,10 +171,21 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "traffic",
-        'Percent of requests per live build, summing to 100, e.g. {"152": 90, "153": 10}. '
-        "Empty: the newest release takes 100 once Ready, the others stay warm at 0.",
-        {},
+        'Percent of requests per live build, summing to 100, e.g. {"152": 90, "153": 10}: explicit, '
+        "and it stays in force over later updates that set no traffic (their new builds join at "
+        "canaryPercent). "
+        "auto (or {}): the newest release takes 100 once Ready, the others stay warm at 0. Empty: the mode "
+        "in "
+        "force stays (auto on a new stack); the stack output traffic.mode says which.",
+        "",
         None,
+    ),
+    Key(
+        "canaryPercent",
+        "In explicit traffic mode, the percent of requests a new build joins with, taken from "
+        "the others in proportion; 0: it joins warm, without traffic, until traffic is set again.",
+        0,
+        "integer",
     ),
     Key(
         "shadow",
@@ -185,8 +196,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "championTolerance",
-        "Champion/challenger gate: a new release must reach the nDCG of the release holding "
-        "most traffic minus this (0 to 1). Empty: no champion gate.",
+        "Champion/challenger gate: the trainer scores the model of the release holding most "
+        "traffic on the new build's test holdout beside the new model; the one-sided 95% lower bound of the "
+        "paired "
+        "per-user nDCG gain must be at least minus this (0 to 1). Empty: no champion gate.",
         "",
         None,
     ),
@@ -202,9 +215,10 @@ KEY_NAMES = frozenset(key.name for key in KEYS)
 # The environment the release sets itself (docs/CONTRACTS.md, section 2); trainerEnv may not override them.
 RESERVED_ENV = frozenset(
     """
-    MODELFOLDER BUILD_NUMBER GIT_SHA DATA_DIR BLOB_STORAGE_ACCOUNT BLOB_STORAGE_KEY BLOB_STORAGE_KEY_FILE
-    BLOB_STORAGE_CONTAINER BLOB_STORAGE_CSV_FOLDER BLOB_STORAGE_ENDPOINT GATE_MIN_NDCG GATE_MIN_LIFT
-    GATE_CHAMPION_MODELFOLDER GATE_CHAMPION_TOLERANCE WAIT_TIMEOUT_SECONDS POLL_INTERVAL_SECONDS PORT
+    MODELFOLDER BUILD_NUMBER GIT_SHA DATA_DIR BLOB_STORAGE_ACCOUNT BLOB_STORAGE_KEY
+    BLOB_STORAGE_KEY_FILE BLOB_STORAGE_CONTAINER BLOB_STORAGE_CSV_FOLDER BLOB_STORAGE_ENDPOINT
+    GATE_MIN_NDCG GATE_MIN_LIFT GATE_CHAMPION_MODELFOLDER GATE_CHAMPION_TOLERANCE WAIT_TIMEOUT_SECONDS
+    POLL_INTERVAL_SECONDS PORT TRAINER_IMAGE TERMINATION_LOG
     """.split()
 )
 
@@ -261,7 +275,9 @@ class Settings:
     router: str = "gateway"
     gateway: GatewayRef | None = None
     hostnames: tuple[str, ...] = ()
-    traffic: Mapping[str, Any] = field(default_factory=dict)  # checked against the live builds later
+    # A map (explicit), "auto" or {} (auto), or None (unset: the mode in force stays); checked later.
+    traffic: Mapping[str, Any] | str | None = None
+    canary_percent: int = 0
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
@@ -338,7 +354,8 @@ class Settings:
             router=values.choice("router", ROUTER_KINDS),
             gateway=values.gateway(),
             hostnames=values.hostnames(),
-            traffic=values.mapping("traffic"),
+            traffic=values.traffic(),
+            canary_percent=values.integer("canaryPercent", minimum=0, maximum=50),
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
@@ -438,6 +455,14 @@ class _Reader:
                 key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value
             )
         return parsed
+
+    def traffic(self) -> Mapping[str, Any] | str | None:
+        value = self.text("traffic")
+        if not value:
+            return None
+        if value == "auto":
+            return value
+        return self.mapping("traffic")
 
     def git_sha(self, fallback: Callable[[], str]) -> str:
         value = self.text("gitSha") or os.environ.get("GIT_SHA", "").strip() or fallback()

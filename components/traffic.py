@@ -3,9 +3,15 @@
 Pure Python, no resources: `__main__.py` calls `plan_traffic` before declaring anything, so a
 bad split fails the update before a single object changes.
 
-    traffic   {"152": 90, "153": 10}   build -> percent; live builds not named get 0 and stay warm
-              {} / unset               the newest release takes 100 once Ready, the others 0
+    traffic   {"152": 90, "153": 10}   explicit: build -> percent; live builds not named get 0 and stay warm
+              auto / {}                auto: the newest release takes 100 once Ready, the others 0
+              unset                    the mode in force stays: an explicit split is carried over from
+                                       the last update (output `traffic`), a new build joining it at
+                                       `canaryPercent` (0: warm, no traffic) until traffic is set again
     shadow    {"build": "154", "percent": 10}   mirror a copy of 10% of requests to 154
+
+So a rollback (`traffic={"152": 100}`) survives the nightly updates that follow, which set no
+traffic: their builds join at 0 %, gated and warm, and nobody's decision is undone by a schedule.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+AUTO, EXPLICIT = "auto", "explicit"
 
 
 class TrafficError(ValueError):
@@ -32,6 +40,7 @@ class TrafficPlan:
 
     weights: Mapping[str, int]
     shadow: Shadow | None = None
+    mode: str = AUTO  # explicit: the split stays until traffic is set again
 
     @property
     def serving(self) -> tuple[str, ...]:
@@ -52,8 +61,12 @@ def plan_traffic(
     traffic: Mapping[str, Any] | str | None,
     live_builds: Sequence[str],
     shadow: Mapping[str, Any] | str | None = None,
+    previous: Mapping[str, Any] | None = None,
+    canary_percent: int = 0,
 ) -> TrafficPlan:
     """Validate `traffic` and `shadow` against the live builds (oldest first) and return the plan.
+    `previous` is the last update's `traffic` output: with `traffic` unset (None or ""), an explicit
+    split it holds stays in force, a new build joining at `canary_percent`.
 
     Raises TrafficError listing every problem found, so one failed update shows them all.
     """
@@ -61,9 +74,18 @@ def plan_traffic(
     if not live:
         raise TrafficError("there is no live release to route traffic to")
     mirror = _parse_shadow(shadow, live)
-    requested = _parse_mapping(traffic, "traffic", 'e.g. {"152": 90, "153": 10}')
-    if not requested:
+    if traffic is None or traffic == "":
+        carried = _explicit_weights(previous)
+        if carried is None:
+            return TrafficPlan(_newest_takes_all(live, mirror), mirror)
+        requested, source = _join(carried, live, canary_percent), "the split in force"
+    elif isinstance(traffic, str) and traffic.strip() == AUTO:
         return TrafficPlan(_newest_takes_all(live, mirror), mirror)
+    else:
+        requested = _parse_mapping(traffic, "traffic", 'e.g. {"152": 90, "153": 10}, or auto')
+        source = "traffic"
+        if not requested:
+            return TrafficPlan(_newest_takes_all(live, mirror), mirror)
 
     problems = []
     weights = {build: 0 for build in live}
@@ -86,8 +108,32 @@ def plan_traffic(
             "a shadow only receives mirrored copies, give it 0"
         )
     if problems:
-        raise TrafficError(f"traffic {json.dumps(requested)} rejected: " + "; ".join(problems))
-    return TrafficPlan(weights, mirror)
+        raise TrafficError(f"{source} {json.dumps(requested)} rejected: " + "; ".join(problems))
+    return TrafficPlan(weights, mirror, EXPLICIT)
+
+
+def _explicit_weights(previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The split of the last update when it was explicit, else None (auto, or no update yet)."""
+    if not isinstance(previous, Mapping) or previous.get("mode") != EXPLICIT:
+        return None
+    weights = previous.get("weights")
+    if not isinstance(weights, Mapping):
+        raise TrafficError(f"the previous traffic output is explicit but has no weights map: {previous!r}")
+    return {str(b): int(w) if isinstance(w, float) and w.is_integer() else w for b, w in weights.items()}
+
+
+def _join(carried: Mapping[str, Any], live: list[str], canary_percent: int) -> dict[str, Any]:
+    """The carried split over today's live builds: a build not in it (the new one) gets
+    `canary_percent`, taken from the others in proportion (the rest of the rounding from the one
+    holding most); a build gone from the live set keeps its weight, so that checking rejects it."""
+    weights = {build: weight for build, weight in carried.items() if build in live or weight}
+    new = [build for build in live if build not in carried]
+    if not new or not canary_percent or not all(isinstance(w, int) for w in weights.values()):
+        return {**weights, **{build: 0 for build in new}}
+    kept = {build: weight * (100 - canary_percent) // 100 for build, weight in weights.items()}
+    largest = max(weights, key=lambda build: weights[build])
+    kept[largest] += 100 - canary_percent - sum(kept.values())
+    return {**kept, **{build: 0 for build in new[:-1]}, new[-1]: canary_percent}
 
 
 def _newest_takes_all(live: list[str], mirror: Shadow | None) -> dict[str, int]:

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -58,6 +58,9 @@ class Release:
     job: Pod
     deployment: Pod
     data_dir: Path
+    # Job name -> what its trainer left as the termination message: the next render reads them back
+    # into the releases' records, as the program reads the Job's pods in a cluster.
+    pod_messages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,7 +124,8 @@ def play(build: str | None = None, config: dict | None = None, root: Path = DEMO
     played = serve(release, runtime)
     state_file = root / "stack.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"releases": release.rendering.outputs["releases"]}, indent=2, sort_keys=True))
+    state_file.write_text(json.dumps({"releases": release.rendering.outputs["releases"],
+                                      "podMessages": release.pod_messages}, indent=2, sort_keys=True))
     release.job.cleanup()
     return played
 
@@ -130,11 +134,13 @@ def render_release(build: str | None, config: dict | None, root: Path, rows: int
                    runtime: Runtime = PROCESSES) -> Release:
     """Render the stack for `build` (default: the next one after the last play's) with the sample data in place."""
     state_file = root / "stack.json"
-    previous = json.loads(state_file.read_text())["releases"] if state_file.exists() else None
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    previous, pod_messages = state.get("releases"), state.get("podMessages", {})
     build = build or next_build(previous or {})
     say(f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
         + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else ""))
-    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous)
+    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous,
+                       pod_messages=pod_messages)
     secrets = secrets_of(rendering)
     volumes = root / "volumes"
     job = Pod.of(release_object(rendering, "Job", build), volumes, secrets)
@@ -143,7 +149,8 @@ def render_release(build: str | None, config: dict | None, root: Path, rows: int
     if runtime is CONTAINERS:
         say(f"building the images of build {build} (docker build, cached layers)")
         containers.build_images(build)
-    return Release(build=build, root=root, rendering=rendering, job=job, deployment=deployment, data_dir=data_dir)
+    return Release(build=build, root=root, rendering=rendering, job=job, deployment=deployment, data_dir=data_dir,
+                   pod_messages=dict(pod_messages))
 
 
 def train(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
@@ -152,7 +159,9 @@ def train(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
     say(f"Job {job.name}: training on {shown(release.data_dir)}")
     started = time.monotonic()
     for container in job.spec.get("initContainers", []) + job.spec["containers"]:
-        runtime.run_to_completion(runtime.prepare(job, container), say, stdout=stdout)
+        message = runtime.run_to_completion(runtime.prepare(job, container), say, stdout=stdout)
+        if message:
+            release.pod_messages[job.name] = message
     say(f"Job {job.name} complete in {time.monotonic() - started:.1f} s")
 
 

@@ -187,13 +187,20 @@ def prepare(pod: Pod, container: dict) -> Process:
     return Process(name=container["name"], argv=argv, env=env, ports=ports, named_ports=named, probes=probes)
 
 
-def run_to_completion(process: Process, log, timeout: float | None = None, stdout=None) -> None:
-    """Run a Job's container or an init container; a non-zero exit is a failed pod. Output to `stdout` (default: ours)."""
+def run_to_completion(process: Process, log, timeout: float | None = None, stdout=None) -> str:
+    """Run a Job's container or an init container; a non-zero exit is a failed pod. Output to `stdout`
+    (default: ours). Returns the container's termination message."""
     log(f"  $ {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(process.argv))}")
-    result = subprocess.run(process.argv, env=process.env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
-                            stderr=subprocess.STDOUT if stdout else sys.stderr)
+    # The kubelet's terminationMessagePath: what the container leaves there is the pod's message.
+    with tempfile.TemporaryDirectory(prefix=f"{process.name}-termination-") as folder:
+        message_file = Path(folder) / "termination-log"
+        env = {**process.env, "TERMINATION_LOG": str(message_file)}
+        result = subprocess.run(process.argv, env=env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
+                                stderr=subprocess.STDOUT if stdout else sys.stderr)
+        message = message_file.read_text().strip() if message_file.is_file() else ""
     if result.returncode != 0:
-        raise PlayError(f"container {process.name} exited with code {result.returncode}")
+        raise PlayError(f"container {process.name} exited with code {result.returncode}" + (f": {message}" if message else ""))
+    return message
 
 
 def start(process: Process, stdout=None) -> subprocess.Popen:

@@ -43,7 +43,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import sdk_internals
+from components import sdk_internals, training_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -317,15 +317,18 @@ def render(
     other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
     use_stack_file: bool = True,
     preview: bool = False,
+    pod_messages: Mapping[str, str] | None = None,
 ) -> Rendering:
-    """Run the program for `stack` under mocks and return what it declared and exported."""
+    """Run the program for `stack` under mocks and return what it declared and exported.
+    `pod_messages`: job name -> the termination message its trainer left (none by default)."""
     values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
     strings = _config_strings(values)
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
     previous = previous_outputs if previous_outputs is not None else (
         None if previous_releases is None else {"releases": previous_releases})
     return context.run(
-        _render, stack, strings, previous, dict(other_stacks or {}), preview, _run_program_file
+        _render, stack, strings, previous, dict(other_stacks or {}), preview, _run_program_file,
+        dict(pod_messages or {}),
     )
 
 
@@ -334,14 +337,16 @@ def render_components(declare: Callable[[], Any], stack: str = "dev", config: Ma
     """Run `declare` as the whole program (component tests): what it declares, and in `result` what
     it returns (an Output is awaited). Same mocks as `render`, no stack file."""
     strings = _config_strings(config or {})
-    return contextvars.Context().run(_render, stack, strings, previous_outputs, {}, False, declare)
+    return contextvars.Context().run(_render, stack, strings, previous_outputs, {}, False, declare, {})
 
 
 def _run_program_file() -> None:
     runpy.run_path(str(PROGRAM), run_name="__main__")
 
 
-def _render(stack, strings, previous, other_stacks, preview, declare) -> Rendering:
+def _render(stack, strings, previous, other_stacks, preview, declare, pod_messages) -> Rendering:
+    # No cluster under mocks: the trainers' termination messages are the ones given.
+    training_results.READER.set(lambda namespace, job: [pod_messages[job]] if job in pod_messages else [])
     mocks = _Mocks(stack, previous, other_stacks, preview)
     monitor = _Monitor(mocks)
     policy = asyncio.get_event_loop_policy()

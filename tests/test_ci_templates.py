@@ -50,6 +50,8 @@ def test_nightly_retrains_dev_with_the_run_number_as_build():
     assert "pulumi up --stack dev" in script
     assert "build=${{ github.run_number }}" in script
     assert "gitSha=${{ github.sha }}" in script
+    # A schedule never decides traffic: a rollback (explicit traffic) stays until a person changes it.
+    assert "traffic" not in config_keys_used(script)
 
 
 def test_promote_is_manual_and_targets_prod_with_the_chosen_build():

@@ -152,6 +152,19 @@ def test_every_kubernetes_object_carries_labels_and_provenance():
         assert meta["annotations"]["mlpipeline/git-sha"] == GIT_SHA
 
 
+def test_release_objects_carry_the_provenance_known_when_they_are_declared():
+    rendering = up("dev", "20180523.5")
+    record = rendering.outputs["releases"]["20180523.5"]
+    for obj in record["objects"].values():
+        annotations = obj["metadata"]["annotations"]
+        assert {app: annotations[f"mlpipeline/{app}-image"] for app in ("trainer", "waiter", "scorer")} == record["images"]
+        assert "@sha256:" in annotations["mlpipeline/trainer-image"]
+        assert annotations["mlpipeline/data"] == rendering.outputs["trainingData"]
+        assert annotations["mlpipeline/model-folder"] == "/mnt/models/20180523.5"
+        config = json.loads(annotations["mlpipeline/config"])
+        assert config["gate"]["GATE_MIN_LIFT"] == "1.0" and config["trainerEnv"] == {"TUNE_BUDGET_SECONDS": "1800"}
+
+
 @pytest.mark.parametrize("stack, config", [
     ("dev", {}),
     ("local", {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": AZURITE_KEY,

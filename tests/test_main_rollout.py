@@ -222,11 +222,23 @@ def test_the_shadow_is_never_retired(dev_runs):
 def test_the_previous_champion_stays_warm_for_rollback(local_runs):
     first = local_runs[0]
     second = up("local", "154", first, traffic={"153": 100})  # 153 stays champion
-    third = up("local", "155", second)  # the newest takes 100; 153 held it until now
+    third = up("local", "155", second, traffic="auto")  # the newest takes 100; 153 held it until now
     assert live(third) == ["153", "154", "155"]
     assert third.outputs["traffic"]["weights"] == {"153": 0, "154": 0, "155": 100}
     fourth = up("local", "156", third)  # 153 is no longer the previous champion: retired
     assert live(fourth) == ["155", "156"] and fourth.outputs["retiredBuilds"] == ["153", "154"]
+
+
+def test_a_build_whose_record_is_gone_is_refused_not_rendered_again(local_runs):
+    first, second = local_runs
+    third = up("local", "155", second)
+    assert third.outputs["deployedBuilds"] == ["153", "154", "155"]
+    forgotten = copy.deepcopy(third)
+    forgotten.outputs["retiredReleases"].pop("153")  # dropped out of the newest 20 retired records
+    with pytest.raises(Exception, match="build 153 was deployed on this stack before and its record is no "
+                                        "longer kept .* deploy under a new build id"):
+        up("local", "153", forgotten)
+    assert up("local", "156", forgotten).outputs["deployedBuilds"] == ["153", "154", "155", "156"]
 
 
 def test_a_retired_build_comes_back_verbatim_from_the_ledger_history(local_runs):
@@ -239,6 +251,33 @@ def test_a_retired_build_comes_back_verbatim_from_the_ledger_history(local_runs)
     train = next(o for o in again.k8s("Job") if o["metadata"]["name"] == "train-153")
     assert normalize(train) == normalize(first.outputs["releases"]["153"]["objects"]["job"])
     assert "153" not in again.outputs["retiredReleases"]
+
+
+# --- traffic modes: a rollback survives the nightly updates that follow ---------------------------
+
+
+def test_a_rollback_survives_two_nightly_updates_until_traffic_is_set_again(dev_runs):
+    back = up("dev", "154", dev_runs[1], traffic={"153": 100})  # roll back from 154 to 153
+    assert back.outputs["traffic"]["mode"] == "explicit"
+    nightly = up("dev", "155", back)  # the nightly template sets build and csvFolder, no traffic
+    assert nightly.outputs["traffic"]["weights"] == {"153": 100, "154": 0, "155": 0}
+    assert (nightly.outputs["traffic"]["mode"], nightly.outputs["traffic"]["champion"]) == ("explicit", "153")
+    assert waiter_env(nightly, "155")["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/153"  # gated against 153
+    second_nightly = up("dev", "156", nightly)
+    assert second_nightly.outputs["traffic"]["weights"] == {"153": 100, "154": 0, "155": 0, "156": 0}
+    assert second_nightly.outputs["traffic"]["mode"] == "explicit"
+    promoted = up("dev", "156", second_nightly, traffic={"156": 100})  # someone decides: promote 156
+    assert {b: w for b, w in promoted.outputs["traffic"]["weights"].items() if w} == {"156": 100}
+    auto = up("dev", "157", promoted, traffic="auto")
+    assert auto.outputs["traffic"]["weights"]["157"] == 100 and auto.outputs["traffic"]["mode"] == "auto"
+    assert up("dev", "158", auto).outputs["traffic"]["weights"]["158"] == 100  # auto stays auto
+
+
+def test_a_new_build_joins_an_explicit_split_at_the_canary_percent(dev_runs):
+    back = up("dev", "154", dev_runs[1], traffic={"153": 100})
+    canary = up("dev", "155", back, canaryPercent=10)
+    assert canary.outputs["traffic"]["weights"] == {"153": 90, "154": 0, "155": 10}
+    assert canary.outputs["traffic"]["canaryPercent"] == 10
 
 
 # --- champion / challenger gate ------------------------------------------------------------------

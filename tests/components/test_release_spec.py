@@ -83,7 +83,7 @@ def test_job_deadlines_and_await_timeouts_follow_config(dotted):
     # Pulumi.dev.yaml: trainTimeoutMinutes 90; default rolloutTimeoutMinutes 10.
     assert job["spec"]["activeDeadlineSeconds"] == 90 * 60
     assert int(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) > 90 * 60
-    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
     assert deployment["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == str(10 * 60)
     assert deployment["spec"]["progressDeadlineSeconds"] == 10 * 60
 
@@ -108,3 +108,70 @@ def test_trainer_gets_hyperparameters_and_data_location_as_env(dev):
     assert trainer["TUNE_BUDGET_SECONDS"] == "1800"  # trainerEnv of Pulumi.dev.yaml
     assert trainer["BLOB_STORAGE_CSV_FOLDER"] == "2018/05/08"
     assert trainer["GIT_SHA"] == dev.outputs["releases"]["20180523.5"]["gitSha"]
+
+
+def test_trainer_and_waiter_get_the_same_gate_and_the_release_identity(dev):
+    job, deployment, _ = release_objects(dev, "20180523.5")
+    trainer = env(job["spec"]["template"]["spec"]["containers"][0])
+    waiter = env(deployment["spec"]["template"]["spec"]["initContainers"][0])
+    record = dev.outputs["releases"]["20180523.5"]
+    for name in ("GATE_MIN_NDCG", "GATE_MIN_LIFT", "GIT_SHA", "TRAINER_IMAGE"):
+        assert trainer[name] == waiter[name], name
+    # The trainer records its own image (by digest) in the manifest; the waiter refuses another.
+    assert trainer["TRAINER_IMAGE"] == record["images"]["trainer"] and "@sha256:" in trainer["TRAINER_IMAGE"]
+
+
+# --- fail fast: from the trainer's decision to `pulumi up`'s error, with mocked timings -----------
+# What happens between the trainer's exit and the update's error is Kubernetes' and pulumi-
+# kubernetes' behaviour, modelled here from their documented rules and source:
+# - the Job controller counts a failed pod unless a podFailurePolicy rule says Ignore (pods with the
+#   DisruptionTarget condition: node loss, drain, preemption); once failures exceed backoffLimit it
+#   sets the condition Failed with reason BackoffLimitExceeded, otherwise it starts another pod;
+# - pulumi-kubernetes' Job await (provider/pkg/await/job.go, checker/job) fails at once on Failed with
+#   reason BackoffLimitExceeded or DeadlineExceeded only (a FailJob rule's reason PodFailurePolicy
+#   is not one of them: it would wait out the timeout), printing each pod's termination message;
+#   otherwise it fails at the object's pulumi.com/timeoutSeconds.
+KUBELET_REPORT, CONTROLLER_SYNC, WATCH = 2.0, 1.0, 1.0  # seconds; mocked
+IMMEDIATE_REASONS = ("BackoffLimitExceeded", "DeadlineExceeded")
+
+
+def pulumi_job_error(job, pods):
+    """(seconds after the first decision, error text) for pods = [(decision time, exit code, message,
+    disrupted)], each a pod the Job controller starts after the previous one failed."""
+    spec, failed = job["spec"], 0
+    ignored = [rule for rule in spec.get("podFailurePolicy", {}).get("rules", []) if rule["action"] == "Ignore"]
+    subErrors = []
+    for decided, exit_code, message, disrupted in pods:
+        seen = decided + KUBELET_REPORT
+        subErrors.append(f"[Pod {job['metadata']['name']}-x]: -- [Error] {message}")
+        if disrupted and any(c["type"] == "DisruptionTarget" for r in ignored for c in r["onPodConditions"]):
+            continue
+        failed += 1
+        if failed > spec["backoffLimit"]:
+            at = seen + CONTROLLER_SYNC + WATCH
+            return at - pods[0][0], "[BackoffLimitExceeded] Job has reached the specified backoff limit; " + "; ".join(subErrors)
+    return float(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]), "timeout"
+
+
+@pytest.mark.parametrize("reason", [
+    "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test users "
+    "-0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
+    "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < TRAIN_MIN_USERS 100",
+])
+def test_a_failed_training_or_gate_fails_the_update_within_a_minute_naming_build_and_reason(dotted, reason):
+    job, _, _ = dotted
+    trainer = job["spec"]["template"]["spec"]["containers"][0]
+    assert trainer["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    seconds, error = pulumi_job_error(job, [(3600.0, 3, reason, False)])
+    assert seconds < 60 and error.startswith("[BackoffLimitExceeded]")
+    assert "20180523.5" in error and reason in error
+    # Before: a gate failure surfaced only in the waiter, when the Deployment's rollout deadline passed.
+    deployment_wait = int(dotted[1]["metadata"]["annotations"]["pulumi.com/timeoutSeconds"])
+    assert deployment_wait >= 10 * 60 > 10 * seconds
+
+
+def test_a_pod_lost_with_its_node_is_replaced_not_counted(dotted):
+    job, _, _ = dotted
+    seconds, error = pulumi_job_error(job, [(600.0, 137, "node lost", True), (4200.0, 3, "below the gate", False)])
+    assert error.startswith("[BackoffLimitExceeded]") and "below the gate" in error
+    assert seconds - (4200.0 - 600.0) < 60  # the failure of the replacement decides, at once

@@ -81,7 +81,9 @@ def test_bad_config_names_the_key_and_what_is_allowed(raw, message):
 
 def test_routing_and_promotion_keys():
     s = parse(build="1")
-    assert (s.router, s.gateway, s.hostnames, s.traffic, s.shadow) == ("gateway", None, (), {}, {})
+    assert (s.router, s.gateway, s.hostnames, s.traffic, s.shadow) == ("gateway", None, (), None, {})
+    assert (parse(build="1", traffic="auto").traffic, parse(build="1", traffic="{}").traffic) == ("auto", {})
+    assert parse(build="1", canaryPercent="10").canary_percent == 10 and s.canary_percent == 0
     assert (s.champion_tolerance, s.promote_from) == (None, None)
     s = parse(build="1", cloud="azure", csvFolder="x", router="istio", gateway="infra/web",
               hostnames='["reco.example.com"]', traffic='{"1": 100}', shadow='{"build": "1"}',

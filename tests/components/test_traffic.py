@@ -109,3 +109,38 @@ def test_a_shadow_cannot_also_carry_traffic():
 def test_a_lone_shadow_leaves_nothing_to_serve():
     with pytest.raises(TrafficError, match="only live build, 153, is the shadow"):
         plan_traffic(None, ["153"], shadow={"build": "153"})
+
+
+# --- modes: explicit traffic stays explicit ------------------------------------------------------
+EXPLICIT_152 = {"mode": "explicit", "weights": {"151": 0, "152": 100, "153": 0}}
+
+
+def test_an_explicit_split_stays_when_traffic_is_not_set_and_a_new_build_joins_at_zero():
+    plan = plan_traffic(None, LIVE + ["154"], previous=EXPLICIT_152)
+    assert dict(plan.weights) == {"151": 0, "152": 100, "153": 0, "154": 0}
+    assert plan.mode == "explicit" and plan.champion == "152"
+
+
+def test_a_new_build_joins_an_explicit_split_at_the_canary_percent():
+    previous = {"mode": "explicit", "weights": {"151": 0, "152": 70, "153": 30}}
+    plan = plan_traffic("", LIVE + ["154"], previous=previous, canary_percent=10)
+    assert dict(plan.weights) == {"151": 0, "152": 63, "153": 27, "154": 10}
+    assert plan.mode == "explicit"
+
+
+@pytest.mark.parametrize("clear", ["auto", {}, "{}"])
+def test_auto_returns_to_the_newest_taking_everything(clear):
+    plan = plan_traffic(clear, LIVE + ["154"], previous=EXPLICIT_152)
+    assert dict(plan.weights) == {"151": 0, "152": 0, "153": 0, "154": 100} and plan.mode == "auto"
+
+
+def test_auto_stays_auto_and_a_new_explicit_split_replaces_the_old_one():
+    assert plan_traffic(None, LIVE, previous={"mode": "auto", "weights": {"153": 100}}).mode == "auto"
+    assert plan_traffic(None, LIVE, previous={"weights": {"153": 100}}).mode == "auto"  # outputs of older code
+    plan = plan_traffic({"153": 100}, LIVE, previous=EXPLICIT_152)
+    assert dict(plan.weights) == {"151": 0, "152": 0, "153": 100} and plan.mode == "explicit"
+
+
+def test_a_carried_split_whose_build_is_gone_is_rejected_naming_it():
+    with pytest.raises(TrafficError, match="the split in force .* build 152 is not live"):
+        plan_traffic(None, ["153", "154"], previous=EXPLICIT_152)

@@ -1,6 +1,7 @@
 """`make demo` plays what the program renders: two plays make two releases side by side, and a
 change of an env value in the program reaches the played process."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def two_plays(tmp_path_factory):
 def test_the_second_play_adds_the_next_build_beside_the_first(two_plays):
     root, first, second = two_plays
     assert (first.build, second.build) == ("1", "2")
-    assert set(json.loads((root / "stack.json").read_text())["releases"]) == {"1", "2"}
+    releases = json.loads((root / "stack.json").read_text())["releases"]
+    assert set(releases) == {"1", "2"}
+    # What build 1's trainer produced came back into its record with the second play (its termination message).
+    manifest = root / "volumes" / "models" / "1" / "manifest.json"
+    assert releases["1"]["training"]["modelSha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     for build in ("1", "2"):
         assert (root / "volumes" / "models" / build / "complete.txt").is_file()
 
@@ -49,9 +54,10 @@ def test_the_played_scorer_serves_its_own_build(two_plays):
 
 def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays):
     root, _, _ = two_plays
-    # The program turns gateMinLift into the waiter's GATE_MIN_LIFT; an impossible gate must stop
-    # the played pod at its init container, exactly as the cluster's waiter would.
-    with pytest.raises(PlayError, match="container waiter exited with code"):
+    # The program turns gateMinLift into GATE_MIN_LIFT of the trainer and the waiter; an impossible
+    # gate must fail the played Job, exactly as the cluster's Job would (the trainer decides the gate).
+    with pytest.raises(PlayError, match="container trainer exited with code 3: build 3 is below the quality "
+                                        "gate: lift_ndcg .* < GATE_MIN_LIFT 1000"):
         play(config={**FAST, "gateMinLift": 1000}, root=root, rows=ROWS)
 
 

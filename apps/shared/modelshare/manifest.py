@@ -106,10 +106,16 @@ def mark_complete(folder: str | Path, build: str) -> None:
     atomic_write_text(Path(folder) / COMPLETE, f"build {build} complete at {utc_now()}\n")
 
 
-def mark_failed(folder: str | Path, reason: str) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / FAILED, " ".join(reason.split()) + "\n")
+def release_mismatches(manifest: Any, **expected: str | None) -> list[str]:
+    """How a manifest differs from the release that expects it: one line per field of ``expected``
+    (build, git_sha, trainer_image) whose recorded value is another. A build id names one release
+    forever, so a folder recorded by other code or another trainer image is not this release's."""
+    recorded = manifest if isinstance(manifest, dict) else {}
+    return [
+        f"{name} {recorded.get(name)!r}, this release has {value!r}"
+        for name, value in expected.items()
+        if (str(recorded.get(name)) if recorded.get(name) is not None else None) != value
+    ]
 
 
 def model_sha256(folder: str | Path) -> str:

@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 from modelshare.config import ConfigError, env_str
-from modelshare.layout import COMPLETE, FAILED, MANIFEST, FolderState, folder_state
+from modelshare.layout import COMPLETE, MANIFEST, FolderState, folder_state
 from modelshare.logs import log_event
-from modelshare.manifest import IntegrityError, check_files, mark_complete, mark_failed, verify
+from modelshare.manifest import IntegrityError, check_files, mark_complete, verify
+from modelshare.publish import PublishError, mark_failed, publish, remove_stale_staging, staging_folder
 
 APP = "promote"
 
@@ -31,19 +32,23 @@ def promote(source: Path, dest: Path, build: str) -> str:
         if verify(dest, build)["files"] != manifest["files"]:
             raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
         return "already-complete"
-    if dest.exists():  # a crashed earlier copy: start over
-        shutil.rmtree(dest)
-    staging = dest.with_name(dest.name + ".promoting")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for rel in manifest["files"]:
-        target = staging / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / rel, target)
-    shutil.copyfile(source / MANIFEST, staging / MANIFEST)
-    check_files(staging, manifest["files"])
-    staging.rename(dest)
-    mark_complete(dest, build)
+    staging = staging_folder(dest)  # built whole beside dest, then published in one rename
+    try:
+        for rel in manifest["files"]:
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / rel, target)
+        shutil.copyfile(source / MANIFEST, staging / MANIFEST)
+        check_files(staging, manifest["files"])
+        mark_complete(staging, build)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not publish(staging, dest):  # another copy finished first
+        if verify(dest, build)["files"] != manifest["files"]:
+            raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
+        return "already-complete"
+    remove_stale_staging(dest)
     return "copied"
 
 
@@ -57,12 +62,11 @@ def main() -> int:
         return 2
     try:
         outcome = promote(source, dest, build)
-    except (IntegrityError, OSError) as exc:
-        if folder_state(dest) is not FolderState.COMPLETE and not (dest / FAILED).exists():
-            try:
-                mark_failed(dest, f"promotion of build {build} from {source} failed: {exc}")
-            except OSError:
-                pass
+    except (IntegrityError, PublishError, OSError) as exc:
+        try:
+            mark_failed(dest, f"promotion of build {build} from {source} failed: {exc}")
+        except (PublishError, OSError):
+            pass
         log_event(APP, "failed", build=build, source=str(source), error=str(exc))
         return 1
     log_event(APP, outcome, build=build, source=str(source), dest=str(dest), marker=COMPLETE)

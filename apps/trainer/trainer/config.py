@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelshare import ConfigError, cpus, env_float, env_int, env_str
+from modelshare.gate import Gate
 
 FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
 BLOB_VARIABLES = (
@@ -49,6 +50,12 @@ class Settings:
     eval_max_users: int
     holdout_fraction: float
     ease_max_items: int
+    # Below these the data cannot make a trustworthy model, or its measurement would not count.
+    min_users: int
+    min_items: int
+    eval_min_users: int
+    max_rejected_share: float
+    gate: Gate  # decided here, at the end of the Job; the waiter checks it again
 
 
 def release_folder() -> tuple[Path, str]:
@@ -134,4 +141,16 @@ def load() -> Settings:
         eval_max_users=env_int("EVAL_MAX_USERS", 5_000, minimum=100),
         holdout_fraction=fraction,
         ease_max_items=env_int("EASE_MAX_ITEMS", 10_000, minimum=0),
+        min_users=env_int("TRAIN_MIN_USERS", 100, minimum=1),
+        min_items=env_int("TRAIN_MIN_ITEMS", 50, minimum=1),
+        eval_min_users=env_int("EVAL_MIN_USERS", 100, minimum=2),
+        max_rejected_share=_share("TRAIN_MAX_REJECTED_SHARE", 0.1),
+        gate=Gate.from_env(),
     )
+
+
+def _share(name: str, default: float) -> float:
+    value = env_float(name, default, minimum=0.0)
+    if value > 1:
+        raise ConfigError(f"environment variable {name} must be a share between 0 and 1, got {value}")
+    return value

@@ -1,15 +1,22 @@
 """``python -m trainer``: train one release into MODELFOLDER (docs/CONTRACTS.md, sections 1-3).
 
-read -> split -> tune (validation) -> evaluate (test holdout) -> refit on all data -> write
-model/, metrics.json, manifest.json, and complete.txt last. On failure, failed.txt with the
-reason and a non-zero exit; a folder that already has complete.txt is left untouched.
+read -> check the data is enough -> split -> tune (validation) -> evaluate (test holdout; beside the
+champion when there is one) -> refit on all data -> write model/, metrics.json, manifest.json and
+complete.txt into a private staging folder -> publish it as MODELFOLDER in one rename -> decide the
+quality gate. On failure, a folder with failed.txt and the reason; a folder that already has
+complete.txt is never changed. Every outcome also goes to the termination message, which
+pulumi-kubernetes shows when the Job fails.
 
-Exit codes: 0 trained or already complete, 1 training failed (failed.txt written),
-2 configuration error (failed.txt written when MODELFOLDER is usable).
+Exit codes: 0 trained, or already complete for this release and above the gate; 1 training failed
+(failed.txt); 2 configuration error (failed.txt when MODELFOLDER is usable); 3 trained but below
+the quality gate (the folder is complete: the model and its numbers stay for a look); 4 MODELFOLDER
+is complete but holds another release's model (other git sha or trainer image).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -22,22 +29,27 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 import modelshare
-from modelshare import COMPLETE, FAILED, MANIFEST, METRICS, MODEL_DIR, ConfigError, FolderState
-from modelshare.layout import TMP_SUFFIX
-from trainer import artifacts, config, families, sources
+from modelshare import METRICS, ConfigError, FolderState, PublishError
+from modelshare.gate import Gate
+from modelshare.gate import evaluate as evaluate_gate
+from trainer import artifacts, champion, config, families, sources
 from trainer.metrics import K, Popularity, evaluate, means, paired_gain, per_user
 from trainer.reading import DataError, read_interactions
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import tune
 
 APP = "trainer"
-OURS = {MODEL_DIR, METRICS, MANIFEST, COMPLETE, FAILED}
+TRAINED, TRAINING_FAILED, CONFIG, GATE, OTHER_RELEASE = 0, 1, 2, 3, 4
 # Seeds of the independent random draws, derived from TRAIN_SEED.
-SPLIT, TEST_USERS, VALIDATION_USERS = 1, 3, 4
+SPLIT, TEST_USERS, VALIDATION_USERS, CHAMPION_USERS = 1, 3, 4, 5
 
 
-class FolderError(RuntimeError):
-    """MODELFOLDER holds something that is not a release: refuse to clear it."""
+class Stop(Exception):
+    """The run ends with this exit code and reason (the termination message)."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def log(event: str, **fields) -> None:
@@ -57,30 +69,53 @@ def protocol(seed: int, fraction: float, n_users: int) -> str:
     )
 
 
-def _check_ours(folder: Path) -> None:
-    if not folder.is_dir():
-        return
-    foreign = sorted(
-        p.name for p in folder.iterdir() if p.name not in OURS and not p.name.endswith(TMP_SUFFIX)
-    )
-    if foreign:
-        raise FolderError(
-            f"MODELFOLDER {folder} holds {foreign[:5]}, which a release folder never has: refusing to "
-            "clear it (MODELFOLDER must be the release's own folder, /mnt/models/<build>)"
+def check_data(settings: config.Settings, report: dict) -> dict:
+    """The metrics.json ``data_checks``; DataError naming every check that fails. Too few users or
+    items make a model nobody should trust (one user gives NDCG 1.0 and lift 1.0), and many broken
+    rows mean the drop is not what the ETL meant to write."""
+    files = report["files"]
+    broken = report["rows_rejected"] - sum(f["rejected"].get("non_positive_weight", 0) for f in files)
+    share = broken / report["rows_read"] if report["rows_read"] else 0.0
+    checks = {
+        "rejected_share": round(share, 6),
+        "max_rejected_share": settings.max_rejected_share,
+        "n_users": report["n_users"],
+        "min_users": settings.min_users,
+        "n_items": report["n_items"],
+        "min_items": settings.min_items,
+        "min_eval_users": settings.eval_min_users,
+    }
+    problems = []
+    if share > settings.max_rejected_share:
+        by_reason: dict[str, int] = {}
+        for f in files:
+            for reason, count in f["rejected"].items():
+                if reason != "non_positive_weight" and count:
+                    by_reason[reason] = by_reason.get(reason, 0) + count
+        problems.append(
+            f"{broken} of {report['rows_read']} rows ({share:.1%}) are broken {by_reason}, more than "
+            f"TRAIN_MAX_REJECTED_SHARE {settings.max_rejected_share:.1%}"
         )
-
-
-def _clear(folder: Path) -> None:
-    """Start over: a folder without complete.txt is a crashed or failed attempt."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in folder.iterdir():
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    if report["n_users"] < settings.min_users:
+        problems.append(f"{report['n_users']} users < TRAIN_MIN_USERS {settings.min_users}")
+    if report["n_items"] < settings.min_items:
+        problems.append(f"{report['n_items']} items < TRAIN_MIN_ITEMS {settings.min_items}")
+    if problems:
+        raise DataError("the data cannot make a trustworthy model: " + "; ".join(problems))
+    return checks
 
 
 def train(settings: config.Settings) -> dict:
+    """Train into a staging folder and publish it; return the metrics (Stop when another attempt
+    published first, with its outcome)."""
+    staging = modelshare.staging_folder(settings.folder)
+    try:
+        return _train(settings, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+
+
+def _train(settings: config.Settings, staging: Path) -> dict:
     started = clock = time.monotonic()
 
     def lap() -> float:
@@ -90,8 +125,8 @@ def train(settings: config.Settings) -> dict:
         return seconds
 
     pa.set_cpu_count(settings.threads)
-    with tempfile.TemporaryDirectory(prefix="trainer-") as staging:
-        location, files = sources.fetch(settings, Path(staging))
+    with tempfile.TemporaryDirectory(prefix="trainer-") as downloads:
+        location, files = sources.fetch(settings, Path(downloads))
         log("fetch", source=location, files=[f.name for f in files], seconds=lap())
         data = read_interactions(files)
     matrix = data.matrix
@@ -104,6 +139,7 @@ def train(settings: config.Settings) -> dict:
         n_interactions=matrix.nnz,
         seconds=lap(),
     )
+    data_checks = check_data(settings, data.report)
 
     seed, fraction = settings.seed, settings.holdout_fraction
     train_part, test, fit_part, validation = nested_holdout(matrix, fraction, [seed, SPLIT])
@@ -113,6 +149,14 @@ def train(settings: config.Settings) -> dict:
         raise DataError(
             f"too little data to evaluate a model: no user has enough distinct items (at least {MIN_ITEMS} "
             f"after the test holdout) among {matrix.shape[0]} users and {matrix.nnz} interactions"
+        )
+    data_checks["n_eval_users"] = len(test_users)
+    if len(test_users) < settings.eval_min_users:
+        raise DataError(
+            f"the data cannot make a trustworthy model: {len(test_users)} test users (users with at least "
+            f"{MIN_ITEMS} distinct items) < EVAL_MIN_USERS {settings.eval_min_users}: a measurement on so "
+            "few "
+            "would not count"
         )
     log("split", test_users=len(test_users), validation_users=len(validation_users), seconds=lap())
 
@@ -166,7 +210,7 @@ def train(settings: config.Settings) -> dict:
     # wait on the disk and leave the CPU to the evaluation.
     final = families.fit(selection.family, selection.params, matrix, settings.threads, seed)
     log("refit", family=selection.family, seconds=lap())
-    folder = settings.folder
+    folder = staging
     with ThreadPoolExecutor(max_workers=1) as background:
         written = background.submit(
             artifacts.write_served,
@@ -209,6 +253,10 @@ def train(settings: config.Settings) -> dict:
             "ndcg_gain": paired_gain(model_per_user["ndcg_at_k"], plain_per_user["ndcg_at_k"]),
         }
         log("compare-plain-als", test=plain["test"], ndcg_gain=plain["ndcg_gain"], seconds=lap())
+    paired = None
+    if settings.gate.champion_applies(settings.folder):
+        paired = _compare_champion(settings, selection.models[selection.family], data, train_part, test)
+        log("compare-champion", **paired, seconds=lap())
     selection.models.clear()
 
     metrics = {
@@ -224,6 +272,16 @@ def train(settings: config.Settings) -> dict:
         "family": selection.family,
         "params": selection.params,
         "selection": {**selection.record, "winner": selection.family, "plain_als": plain},
+        "data_checks": data_checks,
+    }
+    if paired is not None:
+        metrics["champion"] = paired
+    verdict = evaluate_gate(settings.gate, metrics, settings.folder)
+    metrics["gate"] = {
+        "passed": verdict.passed,
+        "checks": verdict.checks,
+        "failures": verdict.failures,
+        "notes": verdict.notes,
     }
     modelshare.atomic_write_json(folder / METRICS, metrics)
     params = {
@@ -236,6 +294,10 @@ def train(settings: config.Settings) -> dict:
         "tune_trials_per_family": settings.tune_trials_per_family,
         "eval_max_users": settings.eval_max_users,
         "ease_max_items": settings.ease_max_items,
+        "min_users": settings.min_users,
+        "min_items": settings.min_items,
+        "eval_min_users": settings.eval_min_users,
+        "max_rejected_share": settings.max_rejected_share,
     }
     modelshare.make_manifest(
         folder,
@@ -245,8 +307,12 @@ def train(settings: config.Settings) -> dict:
         data={"source": location, **data.report},
         trainer_image=settings.trainer_image,
     )
-    log("write", seconds=lap())
     modelshare.mark_complete(folder, settings.build)
+    log("write", seconds=lap())
+    if not modelshare.publish(folder, settings.folder):
+        log("published-by-another-attempt", build=settings.build, folder=str(settings.folder))
+        raise Stop(*already_complete(settings.folder, settings.build))
+    modelshare.remove_stale_staging(settings.folder)
     log(
         "complete",
         build=settings.build,
@@ -254,14 +320,123 @@ def train(settings: config.Settings) -> dict:
         lift_ndcg=metrics["lift_ndcg"],
         seconds=round(time.monotonic() - started, 3),
     )
+    if not verdict.passed:
+        raise Stop(GATE, f"build {settings.build} is below the quality gate: " + "; ".join(verdict.failures))
     return metrics
+
+
+def _compare_champion(settings: config.Settings, model, data, train_part, test) -> dict:
+    folder = settings.gate.champion_folder
+    assert folder is not None  # only called with a champion gate
+    try:
+        loaded = champion.load(folder, settings.threads)
+    except champion.ChampionError as exc:
+        return {"folder": folder, "error": str(exc)}
+    return champion.compare(
+        loaded,
+        model,
+        data.user_ids,
+        data.item_ids,
+        train_part,
+        test,
+        settings.eval_max_users,
+        settings.eval_min_users,
+        [settings.seed, CHAMPION_USERS],
+    )
+
+
+SUMMARY_LIMIT = 3000  # bytes of the JSON line; the termination message keeps 4096
+
+
+def summary(folder: Path) -> dict:
+    """What a complete folder holds, as the termination message's last line: the program reads it
+    back into the release's ledger record (components/training_results.py)."""
+    manifest = modelshare.read_json(folder / modelshare.MANIFEST)
+    metrics = modelshare.read_json(folder / METRICS)
+    data = manifest.get("data") or {}
+    files = data.get("files") or []
+    listing = "".join(f"{f.get('name')} {f.get('sha256')}\n" for f in files)
+    paired = metrics.get("champion") or {}
+    result = {
+        "build": manifest.get("build"),
+        "modelSha256": modelshare.model_sha256(folder),
+        "gitSha": manifest.get("git_sha"),
+        "trainerImage": manifest.get("trainer_image"),
+        # one digest of the inputs: sha256 over "<name> <sha256>" lines (each file's is in the manifest)
+        "data": {
+            "source": data.get("source"),
+            "sha256": hashlib.sha256(listing.encode()).hexdigest(),
+            "files": len(files),
+            "rowsUsed": data.get("rows_used"),
+        },
+        "family": metrics.get("family"),
+        "params": metrics.get("params"),
+        "test": metrics.get("model"),
+        "liftNdcg": metrics.get("lift_ndcg"),
+        "gatePassed": (metrics.get("gate") or {}).get("passed"),
+        "champion": {key: paired.get(key) for key in ("build", "ndcg_gain", "error") if key in paired}
+        or None,
+    }
+    if len(json.dumps(result)) > SUMMARY_LIMIT:
+        result["params"] = "see metrics.json"
+    return result
+
+
+def _with_summary(message: str, folder: Path) -> str:
+    """The reason a person reads first, then the summary line the program reads."""
+    try:
+        line = json.dumps(summary(folder), separators=(",", ":"), default=str)
+    except (OSError, ValueError, KeyError) as exc:
+        log("summary-not-written", error=str(exc))
+        return message
+    return message[: modelshare.logs.TERMINATION_MESSAGE_LIMIT - len(line) - 2] + "\n" + line
+
+
+def _identity() -> dict:
+    return {
+        "git_sha": os.environ.get("GIT_SHA", "").strip() or None,
+        "trainer_image": os.environ.get("TRAINER_IMAGE", "").strip() or None,
+    }
+
+
+def already_complete(folder: Path, build: str) -> tuple[int, str]:
+    """A complete folder is never changed: check that it is this release's, and its gate again."""
+    modelshare.remove_stale_staging(folder)
+    try:
+        manifest = modelshare.read_json(folder / modelshare.MANIFEST)
+    except (OSError, ValueError) as exc:
+        return OTHER_RELEASE, f"build {build}: {folder} is complete but its manifest is unreadable: {exc}"
+    mismatches = modelshare.release_mismatches(manifest, build=build, **_identity())
+    if mismatches:
+        return OTHER_RELEASE, (
+            f"build {build}: {folder} already holds a model of another release (its manifest records "
+            + "; ".join(mismatches)
+            + "); it is never changed: deploy under a new build id"
+        )
+    try:
+        metrics = modelshare.read_json(folder / METRICS)
+    except (OSError, ValueError):
+        metrics = None
+    verdict = evaluate_gate(Gate.from_env(), metrics, folder)
+    if not verdict.passed:
+        return GATE, f"build {build} is below the quality gate: " + "; ".join(verdict.failures)
+    return TRAINED, f"build {build} is complete (trained earlier); gate: " + (
+        "; ".join(verdict.checks) or "no gate set"
+    )
 
 
 def _fail(folder: Path, reason: str) -> None:
     try:
         modelshare.mark_failed(folder, reason)
-    except OSError as exc:
+    except (OSError, PublishError) as exc:
         log("failed-marker-not-written", folder=str(folder), error=str(exc))
+
+
+def _finish(code: int, message: str, event: str, **fields) -> int:
+    """Log the outcome and leave ``message`` as the termination message."""
+    log(event, exit_code=code, **{"reason": message, **fields})
+    modelshare.write_termination_message(message, os.environ.get("TERMINATION_LOG", "").strip() or None)
+    return code
 
 
 def main() -> int:
@@ -270,29 +445,23 @@ def main() -> int:
     try:
         folder, build = config.release_folder()
         if modelshare.folder_state(folder) is FolderState.COMPLETE:
-            log("already-complete", build=build, folder=str(folder))
-            return 0
-        _check_ours(folder)
-        _clear(folder)
+            code, reason = already_complete(folder, build)
+            message = _with_summary(reason, folder) if code in (TRAINED, GATE) else reason
+            event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(code, "refused")
+            return _finish(code, message, event, build=build, reason=reason)
+        modelshare.clear_incomplete(folder)  # a failed or crashed attempt's leftovers, in atomic steps
     except ConfigError as exc:
-        log("config-error", error=str(exc))
-        if folder is not None and modelshare.folder_state(folder) is not FolderState.COMPLETE:
-            try:
-                _check_ours(folder)
-                _fail(folder, f"configuration error: {exc}")
-            except FolderError:
-                pass
-        return 2
-    except (FolderError, OSError) as exc:
-        log("config-error", error=str(exc))
-        return 2
+        if folder is not None:
+            _fail(folder, f"configuration error: {exc}")
+        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
+    except (PublishError, OSError) as exc:
+        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
 
     try:
         settings = config.load()
     except ConfigError as exc:
-        log("config-error", error=str(exc))
         _fail(folder, f"configuration error: {exc}")
-        return 2
+        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
     secret = settings.blob.key if settings.blob else None
 
     def redact(text: str) -> str:
@@ -309,16 +478,51 @@ def main() -> int:
         tune_budget_seconds=settings.tune_budget_seconds,
     )
     try:
-        with threadpool_limits(settings.threads, "blas"):
-            train(settings)
+        try:
+            with threadpool_limits(settings.threads, "blas"):
+                metrics = train(settings)
+        except Stop:
+            raise
+        except Exception as exc:
+            if modelshare.folder_state(folder) is FolderState.COMPLETE:
+                # Another attempt published the release meanwhile (and threw this one's staging away).
+                log("published-by-another-attempt", build=build, error=redact(f"{type(exc).__name__}: {exc}"))
+                raise Stop(*already_complete(folder, build)) from None
+            raise
+    except Stop as stop:
+        event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(stop.code, "refused")
+        message = redact(stop.reason)
+        return _finish(
+            stop.code,
+            _with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
+            event,
+            build=build,
+            reason=message,
+        )
     except (DataError, sources.SourceError) as exc:
         reason = redact(str(exc))
-        log("failed", build=build, reason=reason)
         _fail(folder, reason)
-        return 1
+        return _finish(
+            TRAINING_FAILED,
+            f"training of build {build} failed: {reason}",
+            "failed",
+            build=build,
+            reason=reason,
+        )
     except Exception as exc:  # a bug or an exhausted machine: still tell the waiter why
         reason = redact(f"training failed unexpectedly: {type(exc).__name__}: {exc}")
-        log("failed", build=build, reason=reason, traceback=redact(traceback.format_exc()))
         _fail(folder, reason)
-        return 1
-    return 0
+        return _finish(
+            TRAINING_FAILED,
+            f"training of build {build} failed: {reason}",
+            "failed",
+            build=build,
+            reason=reason,
+            traceback=redact(traceback.format_exc()),
+        )
+    gate = "; ".join(metrics["gate"]["checks"]) or "no gate set"
+    message = (
+        f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
+        f"lift {metrics['lift_ndcg']}); gate: {gate}"
+    )
+    return _finish(TRAINED, _with_summary(message, folder), "trained", build=build, reason=message)

@@ -78,11 +78,16 @@ class Popularity:
         self.order = np.argsort(-self.scores, kind="stable")
 
     def top_k(self, users: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
-        depth = min(len(self.order), k + int(np.diff(seen.indptr).max(initial=0)))
-        candidates = self.order[:depth]
-        taken = seen[:, candidates].toarray() > 0
-        first_unseen = np.argsort(taken, axis=1, kind="stable")[:, : min(k, depth)]
-        return candidates[first_unseen]
+        return top_k_of_order(self.order, seen, k)
+
+
+def top_k_of_order(order: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+    """The first k items of one ranking of all items (most popular first) that each row has not seen."""
+    depth = min(len(order), k + int(np.diff(seen.indptr).max(initial=0)))
+    candidates = order[:depth]
+    taken = seen[:, candidates].toarray() > 0
+    first_unseen = np.argsort(taken, axis=1, kind="stable")[:, : min(k, depth)]
+    return candidates[first_unseen]
 
 
 def per_user(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import modelshare
 from modelshare import MANIFEST, METRICS, ConfigError, FolderState, IntegrityError
-from waiter.gate import Gate, evaluate
+from modelshare.gate import Gate, evaluate
 
 APP = "waiter"
 # Once manifest.json exists the trainer is writing its last marker (the manifest needs every
@@ -23,15 +23,13 @@ APP = "waiter"
 # from complete.txt to exit well under a second with the default 1 s poll.
 FINISHING_POLL_SECONDS = 0.1
 STILL_WAITING_EVERY_SECONDS = 30.0
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_MESSAGE_LIMIT = 4096  # what Kubernetes keeps of it
 
 
 class Exit(enum.IntEnum):
     READY = 0
     CONFIG = 2  # an environment variable is missing or malformed
     TRAINING_FAILED = 3  # failed.txt: the trainer gave up
-    INTEGRITY = 4  # complete.txt, but a checksum, size or build does not match the manifest
+    INTEGRITY = 4  # complete.txt, but a checksum or size does not match, or the manifest is another release's
     GATE = 5  # the model is below the quality gate
     TIMEOUT = 6  # WAIT_TIMEOUT_SECONDS passed without complete.txt
 
@@ -40,11 +38,13 @@ class Exit(enum.IntEnum):
 class Settings:
     folder: Path
     build: str
+    # What the release recorded at training: the manifest must say the same (None: not checked).
+    git_sha: str | None
+    trainer_image: str | None
     poll_seconds: float
     timeout_seconds: float
     gate: Gate
-    termination_log: str
-    termination_log_explicit: bool
+    termination_log: str | None
 
 
 def _positive(name: str, default: float) -> float:
@@ -54,50 +54,24 @@ def _positive(name: str, default: float) -> float:
     return value
 
 
-def _ratio(name: str) -> float | None:
-    value = modelshare.env_float(name, None, minimum=0.0)
-    if value is not None and value > 1:
-        raise ConfigError(f"environment variable {name} must be a number between 0 and 1, got {value}")
-    return value
+def _optional(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
 
 
 def read_settings() -> Settings:
     folder = modelshare.env_str("MODELFOLDER")
     if not os.path.isabs(folder):
         raise ConfigError(f"environment variable MODELFOLDER must be an absolute path, got {folder!r}")
-    champion = os.environ.get("GATE_CHAMPION_MODELFOLDER", "").strip() or None
-    if champion is not None and not os.path.isabs(champion):
-        raise ConfigError(
-            f"environment variable GATE_CHAMPION_MODELFOLDER must be an absolute path, got {champion!r}"
-        )
-    gate = Gate(
-        min_ndcg=_ratio("GATE_MIN_NDCG"),
-        min_lift=modelshare.env_float("GATE_MIN_LIFT", None, minimum=0.0),
-        champion_folder=champion,
-        champion_tolerance=_ratio("GATE_CHAMPION_TOLERANCE") or 0.0,
-    )
-    explicit = os.environ.get("TERMINATION_LOG", "").strip()
     return Settings(
         folder=Path(folder),
         build=modelshare.env_str("BUILD_NUMBER"),
+        git_sha=_optional("GIT_SHA"),
+        trainer_image=_optional("TRAINER_IMAGE"),
         poll_seconds=_positive("POLL_INTERVAL_SECONDS", 1.0),
         timeout_seconds=modelshare.env_float("WAIT_TIMEOUT_SECONDS", 3600.0, minimum=0.0),
-        gate=gate,
-        termination_log=explicit or DEFAULT_TERMINATION_LOG,
-        termination_log_explicit=bool(explicit),
+        gate=Gate.from_env(),
+        termination_log=_optional("TERMINATION_LOG"),
     )
-
-
-def write_termination_message(path: str | Path, message: str, explicit: bool) -> None:
-    """Kubernetes shows this file's content as the container's termination message. The default
-    path is written only when it exists (in a container); a path given explicitly is created."""
-    path = Path(path)
-    if not explicit and not path.exists():
-        return
-    try:
-        path.write_text(message[:TERMINATION_MESSAGE_LIMIT] + "\n", encoding="utf-8")
-    except OSError:
-        pass  # read-only or absent: the log line still says it
 
 
 def _waiting_for(settings: Settings, state: FolderState) -> str:
@@ -170,6 +144,17 @@ def check_release(settings: Settings) -> dict:
         raise Done(
             Exit.INTEGRITY, "integrity-error", f"build {settings.build} does not verify: {exc}"
         ) from None
+    expected = {"git_sha": settings.git_sha, "trainer_image": settings.trainer_image}
+    mismatches = modelshare.release_mismatches(
+        manifest, **{k: v for k, v in expected.items() if v is not None}
+    )
+    if mismatches:
+        raise Done(
+            Exit.INTEGRITY,
+            "integrity-error",
+            f"build {settings.build}: {settings.folder} holds a model of another release (its manifest "
+            "records " + "; ".join(mismatches) + "): a build id is one release; deploy under a new build id",
+        )
     metrics = None
     if METRICS in manifest["files"]:  # verified with the rest: safe to read
         try:
@@ -194,10 +179,7 @@ def main() -> int:
         settings = read_settings()
     except ConfigError as exc:
         modelshare.log_event(APP, "config-error", error=str(exc))
-        explicit = os.environ.get("TERMINATION_LOG", "").strip()
-        write_termination_message(
-            explicit or DEFAULT_TERMINATION_LOG, f"configuration error: {exc}", bool(explicit)
-        )
+        modelshare.write_termination_message(f"configuration error: {exc}", _optional("TERMINATION_LOG"))
         return Exit.CONFIG
     try:
         wait_for_complete(settings)
@@ -211,12 +193,12 @@ def main() -> int:
             reason=done.message,
             **done.fields,
         )
-        write_termination_message(settings.termination_log, done.message, settings.termination_log_explicit)
+        modelshare.write_termination_message(done.message, settings.termination_log)
         return done.code
     gate = "; ".join(fields["gate"]) if isinstance(fields["gate"], list) else fields["gate"]
     message = f"build {settings.build} is complete and verified; gate: {gate}"
     modelshare.log_event(APP, "ready", build=settings.build, **fields)
-    write_termination_message(settings.termination_log, message, settings.termination_log_explicit)
+    modelshare.write_termination_message(message, settings.termination_log)
     return Exit.READY
 
 

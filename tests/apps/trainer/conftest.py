@@ -14,8 +14,8 @@ import pytest
 from trainer import sample
 
 REPO = Path(__file__).resolve().parents[3]
-TRAINER_VARIABLES = ("MODELFOLDER", "BUILD_NUMBER", "DATA_DIR", "GIT_SHA", "TRAINER_IMAGE")
-TRAINER_PREFIXES = ("BLOB_STORAGE_", "TRAIN_", "TUNE_", "EVAL_", "HOLDOUT_", "EASE_")
+TRAINER_VARIABLES = ("MODELFOLDER", "BUILD_NUMBER", "DATA_DIR", "GIT_SHA", "TRAINER_IMAGE", "TERMINATION_LOG")
+TRAINER_PREFIXES = ("BLOB_STORAGE_", "TRAIN_", "TUNE_", "EVAL_", "HOLDOUT_", "EASE_", "GATE_")
 
 # Planted data used by most tests: ~40 rows per user, 30 taste clusters (see trainer.sample).
 PLANTED = {"rows": 40_000, "seed": 3, "files": 2}

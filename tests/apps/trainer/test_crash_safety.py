@@ -72,3 +72,67 @@ def test_rerun_of_a_complete_build_is_a_no_op(tmp_path, small_dir):
     run = run_trainer(**{**settings, "DATA_DIR": tmp_path / "elsewhere"})
     assert run.returncode == 0 and run.event("already-complete")["build"] == "12"
     assert snapshot() == before
+
+
+def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_path, small_dir):
+    """Overlapping Job pods (a node lost, a pod replaced while the old one runs): the second trainer
+    starts mid-run of the first, the first publishes, and while the second runs on and finishes,
+    the complete folder verifies at every look and never changes."""
+    folder = tmp_path / "13"
+    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "13", "DATA_DIR": small_dir, **QUICK,
+                "TUNE_TRIALS_PER_FAMILY": 3}
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "trainer"], env=trainer_env(**settings), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def events(proc):
+        for line in proc.stdout:
+            if line.startswith("{"):
+                yield json.loads(line)
+
+    first = start()
+    second = None
+    try:
+        for event in events(first):
+            if event["event"] == "tune-trial" and second is None:
+                second = start()  # the first is mid-run: tuning
+        assert first.wait(timeout=120) == 0
+        assert second is not None and modelshare.folder_state(folder) is FolderState.COMPLETE
+        digest = modelshare.model_sha256(folder)
+        snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        looks = 0
+        while second.poll() is None:
+            modelshare.verify(folder, build="13")  # raises on any size or sha256 mismatch
+            looks += 1
+        second_events = list(events(second))
+        assert second.wait() == 0, second_events
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc is not None:
+                proc.stdout.close()
+    assert looks > 0
+    assert [e for e in second_events if e["event"] == "published-by-another-attempt"]
+    assert modelshare.model_sha256(folder) == digest
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == snapshot
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["13"]  # no staging folder left behind
+
+
+def test_a_complete_folder_of_another_release_is_refused_and_kept(tmp_path, small_dir):
+    """One build id, one release: the id re-used by other code (its record long retired) must not
+    pair new images with the old model, nor retrain over it."""
+    folder = tmp_path / "14"
+    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "14", "DATA_DIR": small_dir, **QUICK,
+                "GIT_SHA": "aaaa111", "TRAINER_IMAGE": "registry/trainer@sha256:01"}
+    assert run_trainer(**settings).returncode == 0
+    digest = modelshare.model_sha256(folder)
+    for other in ({"GIT_SHA": "bbbb222"}, {"TRAINER_IMAGE": "registry/trainer@sha256:02"}):
+        run = run_trainer(**{**settings, **other, "TERMINATION_LOG": tmp_path / "termination"})
+        assert run.returncode == 4, run.stdout
+        message = (tmp_path / "termination").read_text()
+        assert "already holds a model of another release" in message and "deploy under a new build id" in message
+        assert modelshare.model_sha256(folder) == digest
+    assert run_trainer(**settings).event("already-complete")["exit_code"] == 0

@@ -27,6 +27,7 @@ def release(planted_dir, tmp_path_factory):
         DATA_DIR=planted_dir,
         GIT_SHA="0123abc",
         TRAINER_IMAGE="registry.example/trainer@sha256:feed",
+        TERMINATION_LOG=folder.parent / "termination-log",
     )
     assert run.returncode == 0, run.stdout + run.stderr
     return folder, run
@@ -127,3 +128,22 @@ def test_log_has_one_line_per_stage_with_timings(release):
             assert event["seconds"] >= 0
     trials = [e for e in run.events if e["event"] == "tune-trial"]
     assert len(trials) >= 8 and all("validation_ndcg" in e and "elapsed" in e for e in trials)
+
+
+def test_the_termination_message_says_what_training_produced_for_the_ledger(release, planted_dir):
+    """The path back to the program (components/training_results.py): a human line, then a JSON line."""
+    from components.training_results import parse
+
+    folder, _ = release
+    human, line = (folder.parent / "termination-log").read_text().strip().splitlines()
+    assert human.startswith("build 153 trained (")
+    summary = parse(human + "\n" + line, "153")
+    metrics = json.loads((folder / layout.METRICS).read_text())
+    assert summary["modelSha256"] == modelshare.model_sha256(folder)
+    assert (summary["gitSha"], summary["trainerImage"]) == ("0123abc", "registry.example/trainer@sha256:feed")
+    assert summary["data"]["files"] == 2 and summary["data"]["rowsUsed"] == PLANTED["rows"]
+    assert summary["data"]["source"] == str(planted_dir.resolve()) and len(summary["data"]["sha256"]) == 64
+    assert (summary["family"], summary["params"]) == (metrics["family"], metrics["params"])
+    assert summary["test"] == metrics["model"] and summary["liftNdcg"] == metrics["lift_ndcg"]
+    assert summary["gatePassed"] is True and summary["champion"] is None
+    assert parse(human + "\n" + line, "154") is None  # another build's message is not this record's

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ WAITER_VARIABLES = (
     "WAIT_TIMEOUT_SECONDS",
     "POLL_INTERVAL_SECONDS",
     "TERMINATION_LOG",
+    "GIT_SHA",
+    "TRAINER_IMAGE",
 )
 
 
@@ -143,40 +146,92 @@ def test_without_metrics_a_gate_fails_closed(tmp_path):
     assert waiter.process.returncode == 5 and "has no numeric model.ndcg_at_k" in waiter.message
 
 
+def compared_with(champion, gain: float, lower: float, **more) -> dict:
+    """metrics.json of a challenger the trainer compared with ``champion`` on its own test holdout."""
+    paired = {
+        "build": champion.build,
+        "folder": str(champion.path),
+        "model_sha256": modelshare.model_sha256(champion.path),
+        "users": 400,
+        "ndcg_gain": {"gain": gain, "interval": [lower, 2 * gain - lower], "confidence": 0.9},
+        **more,
+    }
+    return {**metrics(ndcg=0.30), "champion": paired}
+
+
 @pytest.mark.parametrize(
-    "champion_ndcg, tolerance, code",
-    [(0.32, "0", 5), (0.32, "0.05", 0), (0.30, "", 0), (0.25, "", 0)],
+    "gain, lower, tolerance, code",
+    [(-0.01, -0.03, "0", 5), (-0.01, -0.03, "0.05", 0), (0.0, 0.0, "", 0), (0.02, 0.01, "", 0),
+     (-0.01, -0.021, "0.02", 5)],
 )
-def test_the_challenger_must_match_the_champion(tmp_path, champion_ndcg, tolerance, code):
-    champion = write_model_folder(tmp_path / "6", "6", metrics_doc=metrics(ndcg=champion_ndcg))
-    model = write_model_folder(tmp_path / "7", "7", metrics_doc=metrics(ndcg=0.30))
+def test_the_challenger_must_not_be_worse_than_the_champion_on_the_same_users(tmp_path, gain, lower, tolerance, code):
+    # The champion's own number (on its own, older holdout) plays no part: 0.9 would fail any
+    # comparison of raw NDCGs, yet only the paired gain on this build's holdout counts.
+    champion = write_model_folder(tmp_path / "6", "6", metrics_doc=metrics(ndcg=0.9))
+    model = write_model_folder(tmp_path / "7", "7", metrics_doc=compared_with(champion, gain, lower))
     waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(champion.path), GATE_CHAMPION_TOLERANCE=tolerance)
     assert waiter.process.returncode == code
+    expected = f"paired NDCG gain over champion build 6 on 400 test users {gain:+.4f} (one-sided 95% lower bound {lower:+.4f})"
     if code:
-        assert f"model.ndcg_at_k 0.3000 < champion {champion.path} ndcg {champion_ndcg:.4f}" in waiter.message
+        assert expected + " < -GATE_CHAMPION_TOLERANCE" in waiter.message
     else:
-        assert any("champion ndcg" in check for check in waiter.last["gate"])
+        assert any(check.startswith(expected + " >= -GATE_CHAMPION_TOLERANCE") for check in waiter.last["gate"])
 
 
-@pytest.mark.parametrize("damage", ["retired", "incomplete", "tampered", "other k"])
-def test_an_unavailable_champion_is_reported_and_skipped(tmp_path, damage):
-    champion = write_model_folder(
-        tmp_path / "6", "6", metrics_doc=metrics(ndcg=0.9, k=20 if damage == "other k" else 10)
-    )
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("retired", "is unavailable"),
+        ("incomplete", "is unavailable"),
+        ("not compared", "has no paired comparison with the champion"),
+        ("compared with another model", "the comparison is not with this champion"),
+        ("unreadable", "could not be compared: its model format cannot be read"),
+    ],
+)
+def test_a_champion_that_was_not_compared_fails_the_gate_with_the_reason(tmp_path, damage, reason):
+    champion = write_model_folder(tmp_path / "6", "6")
+    doc = compared_with(champion, 0.05, 0.04)
     if damage == "retired":
-        for path in sorted(champion.path.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
-        champion.path.rmdir()
+        shutil.rmtree(champion.path)
     elif damage == "incomplete":
         (champion.path / "complete.txt").unlink()
-    elif damage == "tampered":
-        (champion.path / "metrics.json").write_text(json.dumps(metrics(ndcg=0.1)))
-    model = write_model_folder(tmp_path / "7", "7")
+    elif damage == "not compared":
+        del doc["champion"]
+    elif damage == "compared with another model":
+        doc["champion"]["model_sha256"] = "0" * 64
+    elif damage == "unreadable":
+        doc["champion"] = {"folder": str(champion.path), "error": "its model format cannot be read (ValueError: x)"}
+    model = write_model_folder(tmp_path / "7", "7", metrics_doc=doc)
     waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(champion.path), GATE_MIN_NDCG="0.2")
+    assert waiter.process.returncode == 5, waiter.events
+    assert reason in waiter.message and f"champion {champion.path}" in waiter.message
+
+
+def test_the_champion_gate_does_not_apply_to_the_champion_itself(tmp_path):
+    model = write_model_folder(tmp_path / "7", "7")
+    waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(model.path))
     assert waiter.process.returncode == 0
-    notes = [e["note"] for e in waiter.events if e["event"] == "gate-note"]
-    assert len(notes) == 1 and notes[0].startswith("champion check skipped")
-    assert waiter.last["gate"] == ["model.ndcg_at_k 0.3000 >= GATE_MIN_NDCG 0.2000"]
+    assert [e["note"] for e in waiter.events if e["event"] == "gate-note"] == [
+        "champion check skipped: the champion is this release"]
+
+
+@pytest.mark.parametrize(
+    "env, code",
+    [
+        ({"GIT_SHA": "0123abc"}, 0),
+        ({"GIT_SHA": "fedcba9"}, 4),
+        ({"GIT_SHA": "0123abc", "TRAINER_IMAGE": "registry/trainer@sha256:1"}, 4),
+    ],
+    ids=["same-git-sha", "other-git-sha", "other-trainer-image"],
+)
+def test_a_manifest_of_another_release_exits_4(tmp_path, env, code):
+    """A build id is one release: a folder trained by other code is not this release's model, even
+    when its build number matches (a re-used id must never pair new images with an old model)."""
+    model = write_model_folder(tmp_path / "7", "7")  # recorded git sha 0123abc, no trainer image
+    waiter = run(model.path, **env)
+    assert waiter.process.returncode == code
+    if code:
+        assert "holds a model of another release" in waiter.message and "deploy under a new build id" in waiter.message
 
 
 def test_timeout_exits_6_saying_what_it_waited_for(tmp_path):
