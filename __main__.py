@@ -152,6 +152,7 @@ ledger = Ledger(
             data_location=data.location if data else (source.data_location if source else None),
         ),
         registry=registry,
+        push_to=settings.local_registry,
         source=source,
         depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
     ),

@@ -1,9 +1,11 @@
 """The three app images of one build, built from apps/ with pulumi-docker and pinned by digest.
 
-Each image is tagged with the build. Pushed (cloud azure), a pod references it by `repo_digest`
-(repo@sha256:...), so a re-pushed tag can never change what a release runs. Not pushed (cloud
-local: `skip_push`, the cluster loads images from the local daemon), there is no digest and the
-tag is the reference. Only the new build's images are declared: a release already in the ledger
+Each image is tagged with the build. Pushed (cloud azure to its ACR; cloud local to `localRegistry`
+without credentials, e.g. kind's local registry), a pod references it by `repo_digest`
+(repo@sha256:...), so a re-pushed tag can never change what a release runs, and the image is in
+the registry before the Job that uses it is created. Not pushed (cloud local without a registry:
+`skip_push`, the cluster shares the local daemon), there is no digest and the tag is the
+reference. Only the new build's images are declared: a release already in the ledger
 reuses the references its record holds (dropping its docker.Image from the state deletes nothing
 in the registry).
 """
@@ -26,7 +28,8 @@ REPOSITORY = "mlpipeline"
 @dataclass(frozen=True)
 class ImagesArgs:
     build: str
-    registry: Registry | None = None  # None: build locally, do not push
+    registry: Registry | None = None  # None: build locally; push only to push_to
+    push_to: str | None = None  # a registry host[:port] reached without credentials (localRegistry)
     context: str = CONTEXT
     platform: str = PLATFORM
 
@@ -48,6 +51,8 @@ class Images(pulumi.ComponentResource):
             repository: pulumi.Input[str] = f"{REPOSITORY}/{app}"
             if registry is not None:
                 repository = pulumi.Output.concat(registry.server, "/", repository)
+            elif args.push_to:
+                repository = f"{args.push_to}/{repository}"
             image = docker.Image(
                 f"{name}-{app}",
                 build=docker.DockerBuildArgs(
@@ -61,7 +66,7 @@ class Images(pulumi.ComponentResource):
                 else docker.RegistryArgs(
                     server=registry.server, username=registry.username, password=registry.password
                 ),
-                skip_push=registry is None,
+                skip_push=registry is None and not args.push_to,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.images[app] = image

@@ -42,6 +42,7 @@ class LedgerArgs:
     git_sha: str  # of a new build; a promoted one keeps the source's
     template: release_spec.ReleaseTemplate  # how this stack renders a new release
     registry: Registry | None = None  # where a new build's images are pushed; None: local daemon
+    push_to: str | None = None  # without a registry: a registry host[:port] reached without credentials
     source: promotion.Source | None = None  # promoting stack: the source stack's release
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # what every release needs first
 
@@ -103,7 +104,7 @@ class Ledger(pulumi.ComponentResource):
             return record
         images = Images(
             f"{name}-images-{args.dns_build}",
-            ImagesArgs(build=args.build, registry=args.registry),
+            ImagesArgs(build=args.build, registry=args.registry, push_to=args.push_to),
             opts=pulumi.ResourceOptions(parent=self),
         ).refs
         created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -57,7 +57,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "cloud",
         "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
-        "default StorageClass, images built locally, no push).",
+        "default StorageClass, images built locally and pushed only to localRegistry).",
         "local",
     ),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
@@ -151,6 +151,14 @@ KEYS: tuple[Key, ...] = (
         "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) or ReadWriteMany.",
         "ReadWriteOnce",
     ),
+    Key(
+        "localRegistry",
+        "Registry host[:port] the local cluster's nodes pull from (kind: its local registry, e.g. "
+        "localhost:5001); the images are pushed there and pods pull them by digest, so they are there "
+        "before the Job starts. Empty: images stay in the local Docker daemon, which the cluster must "
+        "share (Docker Desktop; minikube after `eval $(minikube docker-env)`).",
+        "",
+    ),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
     Key(
@@ -238,6 +246,7 @@ CSV_FOLDER = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 AZURE_LOCATION = re.compile(r"^[a-z0-9]+$")
+REGISTRY_HOST = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$")
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
@@ -281,6 +290,7 @@ class Settings:
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
+    local_registry: str | None = None  # cloud local: push the images there (no credentials); None: no push
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -359,6 +369,7 @@ class Settings:
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
+            local_registry=values.local_registry(cloud),
             blob_key=blob_key if has_blob_key else None,
         )
 
@@ -383,6 +394,14 @@ class _Reader:
 
     def fail(self, key: str, allowed: str, got: Any) -> SettingsError:
         return SettingsError(f"config {NAMESPACE}:{key} must be {allowed}, got {got!r}")
+
+    def local_registry(self, cloud: str) -> str | None:
+        value = self.optional("localRegistry", REGISTRY_HOST, "a registry host[:port] like localhost:5001")
+        if value and cloud != "local":
+            raise SettingsError(
+                f"config {NAMESPACE}:localRegistry only applies to cloud local (azure pushes to its ACR)"
+            )
+        return value
 
     def build(self) -> str:
         value = self.text("build")

@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,13 +69,15 @@ def image_tag(app: str, build: str) -> str:
 
 
 def build_image(app: str, build: str, log_file: Path = BUILD_LOG, no_cache: bool = False) -> str:
-    """`docker build` one app image from apps/, tagged and labelled with the build; returns the tag.
+    """`docker build` one app image from apps/, tagged with the build; returns the tag.
 
-    The legacy builder (DOCKER_BUILDKIT=0) is what every Docker engine has, buildx or not.
+    The legacy builder (DOCKER_BUILDKIT=0) is what every Docker engine has, buildx or not. The
+    build is stamped by the tag only: unchanged sources give the same image (all layers cached,
+    the same id) whatever the build number, as a `--label` would not.
     """
     tag = image_tag(app, build)
     argv = ["docker", "build", "--file", str(CONTEXT / app / "Dockerfile"), "--tag", tag,
-            "--label", f"org.opencontainers.image.version={build}", *(["--no-cache"] if no_cache else []), str(CONTEXT)]
+            *(["--no-cache"] if no_cache else []), str(CONTEXT)]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
         log.write(f"$ {' '.join(argv)}\n")
@@ -140,10 +143,7 @@ def _mounts(pod: Pod, container: dict) -> list[str]:
     fs_group = pod.spec.get("securityContext", {}).get("fsGroup")
     args = []
     for mount in container.get("volumeMounts", []):
-        path = pod.volume_path(mount["name"])
-        if mount.get("subPath"):
-            path = path / mount["subPath"]
-            path.mkdir(parents=True, exist_ok=True)
+        path = pod.mount_source(mount)
         if not mount.get("readOnly"):
             _writable_for(path, None if fs_group is None else int(fs_group))
         spec = f"type=bind,source={path.resolve()},target={mount['mountPath']}"
@@ -219,31 +219,39 @@ def exit_code(docker_name: str) -> int | None:
     return None if running == "true" else int(code)
 
 
-def create(container: Container) -> None:
-    result = subprocess.run(["docker", "create", *container.run_args], env=_client_env(container),
+def create(container: Container, extra: list[str] = ()) -> None:
+    result = subprocess.run(["docker", "create", *extra, *container.run_args], env=_client_env(container),
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise PlayError(f"container {container.name}: docker create failed: {result.stderr.strip()}")
 
 
-def run_to_completion(container: Container, log, timeout: float | None = None, stdout=None) -> None:
+def run_to_completion(container: Container, log, timeout: float | None = None, stdout=None) -> str:
     """Run a Job's container or an init container to its end; a non-zero exit is a failed pod.
 
     Its output goes to `stdout` (default: this process's); the container is removed afterwards.
+    Returns the container's termination message.
     """
     log(f"  $ docker run {container.image} as {container.docker_name}")
-    create(container)
-    try:
+    # The kubelet's terminationMessagePath: what the container leaves there is the pod's message.
+    with tempfile.TemporaryDirectory(prefix=f"{container.name}-termination-") as folder:
+        message_file = Path(folder) / "termination-log"
+        message_file.touch(mode=0o666)
+        message_file.chmod(0o666)
+        create(container, ["--mount", f"type=bind,source={message_file},target=/dev/termination-log"])
         try:
-            subprocess.run(["docker", "start", "--attach", container.docker_name], timeout=timeout,
-                           stdout=stdout or sys.stdout, stderr=subprocess.STDOUT if stdout else sys.stderr)
-        except subprocess.TimeoutExpired:
-            raise PlayError(f"container {container.name} did not finish within {timeout:.0f} s") from None
-        code = exit_code(container.docker_name)
-        if code != 0:
-            raise PlayError(f"container {container.name} exited with code {code}")
-    finally:
-        remove(container.docker_name)
+            try:
+                subprocess.run(["docker", "start", "--attach", container.docker_name], timeout=timeout,
+                               stdout=stdout or sys.stdout, stderr=subprocess.STDOUT if stdout else sys.stderr)
+            except subprocess.TimeoutExpired:
+                raise PlayError(f"container {container.name} did not finish within {timeout:.0f} s") from None
+            code = exit_code(container.docker_name)
+        finally:
+            remove(container.docker_name)
+        message = message_file.read_text().strip()
+    if code != 0:
+        raise PlayError(f"container {container.name} exited with code {code}" + (f": {message}" if message else ""))
+    return message
 
 
 class Running:

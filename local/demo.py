@@ -148,7 +148,10 @@ def render_release(build: str | None, config: dict | None, root: Path, rows: int
     data_dir = ensure_sample_data(job, rows)
     if runtime is CONTAINERS:
         say(f"building the images of build {build} (docker build, cached layers)")
-        containers.build_images(build)
+        try:
+            containers.build_images(build)
+        except PlayError as exc:
+            raise PlayError(f"{exc}\n(to play the release as local processes instead: {RUNTIME_ENV}=process)") from None
     return Release(build=build, root=root, rendering=rendering, job=job, deployment=deployment, data_dir=data_dir,
                    pod_messages=dict(pod_messages))
 

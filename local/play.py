@@ -85,6 +85,14 @@ class Pod:
             return path
         raise PlayError(f"pod {self.name}: a container mounts volume {volume_name}, which the pod does not declare")
 
+    def mount_source(self, mount: dict) -> Path:
+        """The folder a container's volumeMount shows: its volume's, or the subPath inside it."""
+        path = self.volume_path(mount["name"])
+        if mount.get("subPath"):
+            path = path / mount["subPath"]
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def cleanup(self) -> None:
         for path in self._empty_dirs.values():
             shutil.rmtree(path, ignore_errors=True)
@@ -117,11 +125,7 @@ def free_port(preferred: int | None = None) -> int:
 def _mount_map(pod: Pod, container: dict) -> list[tuple[str, str]]:
     mounts = []
     for mount in container.get("volumeMounts", []):
-        path = pod.volume_path(mount["name"])
-        if mount.get("subPath"):
-            path = path / mount["subPath"]
-            path.mkdir(parents=True, exist_ok=True)
-        mounts.append((mount["mountPath"].rstrip("/"), str(path)))
+        mounts.append((mount["mountPath"].rstrip("/"), str(pod.mount_source(mount))))
     # Longest mount path first, so /mnt/models/x wins over /mnt/models.
     return sorted(mounts, key=lambda pair: len(pair[0]), reverse=True)
 

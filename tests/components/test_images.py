@@ -44,3 +44,31 @@ def test_reference_prefers_the_digest(digest, name, expected):
 def test_registry_password_only_travels_as_a_secret(dev):
     for resource in dev.of_type("docker:index/image:Image"):
         assert resource.public_inputs["registry"] == "[secret]"  # the whole block travels as a secret
+
+
+def test_a_local_registry_gets_the_images_before_the_job_and_pods_pull_them_by_digest():
+    from local.render import render
+
+    local = render("local", {"build": "153", "localRegistry": "localhost:5001"})
+    for app, image in images(local).items():
+        assert image["imageName"] == f"localhost:5001/mlpipeline/{app}:153"
+        assert image["skipPush"] is False and "registry" not in image  # the daemon pushes, no credentials
+    refs = local.outputs["releases"]["153"]["images"]
+    job = local.k8s("Job")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert refs["trainer"].startswith("localhost:5001/mlpipeline/trainer@sha256:") and job["image"] == refs["trainer"]
+    # The Job's image is the push's own output (its digest), so the engine creates the Job only
+    # after the push; a digest never changes, so IfNotPresent pulls it once per node.
+    assert job["imagePullPolicy"] == "IfNotPresent"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"localRegistry": "http://localhost:5001"}, "localRegistry must be a registry host[:port]"),
+    ({"localRegistry": "localhost:5001", "cloud": "azure", "csvFolder": "x"}, "localRegistry only applies to cloud local"),
+])
+def test_a_bad_local_registry_names_the_key(raw, message):
+    import re
+
+    from components.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.parse({"build": "1", **raw}, project="mlpipeline", stack="test")
