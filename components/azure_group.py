@@ -14,22 +14,12 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.settings import Settings
-
 
 @dataclass(frozen=True)
 class AzureGroupArgs:
     name: str
     location: str
     tags: Mapping[str, str]
-
-    @classmethod
-    def of(cls, settings: Settings) -> AzureGroupArgs:
-        return cls(
-            name=settings.azure_resource_group,
-            location=settings.azure_location,
-            tags={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
-        )
 
 
 class AzureGroup(pulumi.ComponentResource):

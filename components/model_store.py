@@ -20,10 +20,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import storage
 
-from components import labels
 from components.release_spec import RUN_AS  # the apps' user: owner of the files on the SMB share
 from components.azure_group import AzureGroup, global_name
-from components.settings import Settings
 
 CLAIM = "models"  # the claim every release mounts; its name is part of every release record
 SHARE = "models"
@@ -43,18 +41,6 @@ class ModelStoreArgs:
     azure: AzureGroup | None = None  # cloud azure
     storage_class: str | None = None  # cloud local; None = the cluster's default
     access_mode: str = "ReadWriteOnce"  # cloud local
-
-    @classmethod
-    def of(cls, settings: Settings, azure: AzureGroup | None) -> ModelStoreArgs:
-        return cls(
-            namespace=settings.namespace,
-            size_gib=settings.model_share_gib,
-            labels=labels.for_stack("model-store", "storage", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-            azure=azure,
-            storage_class=settings.local_storage_class,
-            access_mode=settings.local_access_mode,
-        )
 
 
 class ModelStore(pulumi.ComponentResource):

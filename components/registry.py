@@ -18,9 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerregistry
 
-from components import labels
 from components.azure_group import AzureGroup, global_name
-from components.settings import Settings
 
 PULL_SECRET = "registry-pull"
 
@@ -31,15 +29,6 @@ class RegistryArgs:
     azure: AzureGroup
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-
-    @classmethod
-    def of(cls, settings: Settings, azure: AzureGroup) -> RegistryArgs:
-        return cls(
-            namespace=settings.namespace,
-            azure=azure,
-            labels=labels.for_stack("registry", "registry", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-        )
 
 
 def docker_config_json(server: str, username: str, password: str) -> str:

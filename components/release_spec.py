@@ -1,7 +1,9 @@
 """The release template: a new build's Job, Deployment and Service, rendered as plain objects.
 
 This is the only code that decides what a release looks like, and it only ever runs for a build
-that is not in the ledger yet. Its output becomes the release's record (components/ledger.py),
+that is not in the ledger yet. Its output becomes the release's record (`ReleaseRecord`, the
+stack output `releases`); promotion swaps the training Job for its copy Job, built by the same
+`job` (components/promotion.py),
 and every later `pulumi up` re-declares the release from that record, so a change here can never
 reach an existing release (above all, never re-train one by replacing its Job).
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -54,17 +56,48 @@ def model_folder(build: str) -> str:
     return f"{MODEL_MOUNT}/{build}"
 
 
-@dataclass(frozen=True)
-class ReleaseInputs:
-    """Everything a new release is rendered from."""
+class ReleaseImages(TypedDict):
+    trainer: str
+    waiter: str
+    scorer: str
 
+
+class ReleaseService(TypedDict):
+    name: str
+    port: int
+    targetPort: int
+    address: str  # cluster DNS name
+    selector: dict[str, str]  # exactly this release's scorer pods
+
+
+class ReleaseObjects(TypedDict):
+    job: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+
+
+class ReleaseRecord(TypedDict):
+    """One entry of the stack output `releases` (docs/CONTRACTS.md, section 5): everything needed to
+    declare the release again, verbatim. Field names are camelCase, as in the stack outputs."""
+
+    schema: int
     build: str
-    dns_build: str
-    sequence: int  # position in the ledger: 1 for the stack's first release, then +1
-    created_at: str  # UTC ISO-8601
-    git_sha: str
+    name: str  # DNS-safe build
+    sequence: int  # 1 for the stack's first release, then +1, in order of first deployment
+    createdAt: str  # UTC ISO-8601
+    gitSha: str
+    modelFolder: str
+    images: ReleaseImages  # a new build's references are Outputs until the ledger resolves them
+    service: ReleaseService
+    objects: ReleaseObjects
+    promotedFrom: NotRequired[str]  # promoted releases: the source stack
+
+
+@dataclass(frozen=True)
+class ReleaseTemplate:
+    """What the stack's config decides about a new release (the same for every build)."""
+
     namespace: str
-    images: Mapping[str, pulumi.Input[str]]  # trainer, waiter, scorer
     models_claim: str
     data_env: Sequence[Mapping[str, Any]]
     data_volumes: Sequence[Mapping[str, Any]]
@@ -73,15 +106,27 @@ class ReleaseInputs:
     gate_min_ndcg: float
     gate_min_lift: float
     wait_timeout_seconds: int
-    train_timeout_seconds: int
+    train_timeout_seconds: int  # the training Job's deadline; also the promotion Job's
     rollout_timeout_seconds: int
     replicas: int
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]
     pull_secret: str | None = None
-    # Champion/challenger gate: the model folder of the release holding most traffic, and how far
-    # below its nDCG the new model may be. None: no champion gate (nothing in the env).
-    champion_folder: str | None = None
+    # Champion/challenger gate: the build holding most traffic, and how far below its nDCG the new
+    # model may be. Either None: no champion gate (nothing in the env).
+    champion: str | None = None
     champion_tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What identifies one build's release: provenance, position in the ledger, images."""
+
+    build: str
+    dns_build: str
+    sequence: int  # position in the ledger: 1 for the stack's first release, then +1
+    created_at: str  # UTC ISO-8601
+    git_sha: str
+    images: Mapping[str, pulumi.Input[str]]  # trainer, waiter, scorer
 
 
 POD_SECURITY = {
@@ -105,12 +150,12 @@ def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
 
 
-def _champion_env(r: ReleaseInputs) -> dict[str, str]:
-    if r.champion_folder is None or r.champion_tolerance is None:
+def _champion_env(t: ReleaseTemplate) -> dict[str, str]:
+    if t.champion is None or t.champion_tolerance is None:
         return {}
     return {
-        "GATE_CHAMPION_MODELFOLDER": r.champion_folder,
-        "GATE_CHAMPION_TOLERANCE": repr(float(r.champion_tolerance)),
+        "GATE_CHAMPION_MODELFOLDER": model_folder(t.champion),
+        "GATE_CHAMPION_TOLERANCE": repr(float(t.champion_tolerance)),
     }
 
 
@@ -155,57 +200,94 @@ def container(name: str, image: pulumi.Input[str], module: str, env: list[dict],
     }
 
 
-def render(r: ReleaseInputs) -> dict[str, Any]:
-    """The release record: summary fields plus the three objects, camelCase as Kubernetes has them.
-
-    Image references may still be Outputs (a new build's digests); the ledger resolves them.
-    """
-    folder = model_folder(r.build)
-    common = {"MODELFOLDER": folder, "BUILD_NUMBER": r.build, "GIT_SHA": r.git_sha}
-    provenance = labels.provenance(
-        r.build, r.git_sha, **{labels.CREATED_AT: r.created_at, labels.MODEL_FOLDER: folder}
+def provenance(b: BuildInfo) -> dict[str, str]:
+    """The annotations every object and pod of the release carries."""
+    return labels.provenance(
+        b.build, b.git_sha, **{labels.CREATED_AT: b.created_at, labels.MODEL_FOLDER: model_folder(b.build)}
     )
-    train_labels = labels.recommended("trainer", job_name(r.dns_build), r.build, "training")
-    score_labels = labels.recommended("scorer", deployment_name(r.dns_build), r.build, "scoring")
-    score_selector = labels.selector("scorer", deployment_name(r.dns_build))
 
-    def app(name: str, env: list[dict], models_read_only: bool, extra_mounts=()) -> dict[str, Any]:
-        return container(name, r.images[name], name, env, r.resources[name], models_read_only, extra_mounts)
 
-    trainer = app(
-        "trainer",
-        _env(common) + [dict(e) for e in r.data_env] + _env(r.trainer_env),
-        models_read_only=False, extra_mounts=r.data_mounts,
-    )
-    job = {
+def job(
+    name: str,
+    namespace: str,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    deadline_seconds: int,
+    backoff_limit: int,
+    pod: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A release's Job (training, or promotion's copy): awaited by pulumi-kubernetes a little
+    longer than its own deadline, so that the Job's DeadlineExceeded is the error one sees."""
+    return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(r.dns_build),
-            "namespace": r.namespace,
-            "labels": train_labels,
-            "annotations": {**provenance, labels.TIMEOUT: str(r.train_timeout_seconds + AWAIT_MARGIN_SECONDS)},
+            "name": name,
+            "namespace": namespace,
+            "labels": job_labels,
+            "annotations": {**annotations, labels.TIMEOUT: str(deadline_seconds + AWAIT_MARGIN_SECONDS)},
         },
         "spec": {
-            "backoffLimit": TRAIN_BACKOFF_LIMIT,
-            "activeDeadlineSeconds": r.train_timeout_seconds,
-            "template": {
-                "metadata": {"labels": train_labels, "annotations": provenance},
-                # Never: each retry is a fresh pod whose logs stay for a post-mortem.
-                "spec": {**pod_spec(r.models_claim, r.pull_secret, "Never", r.data_volumes), "containers": [trainer]},
-            },
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": job_labels, "annotations": annotations}, "spec": dict(pod)},
         },
     }
 
+
+def _common_env(b: BuildInfo) -> dict[str, str]:
+    return {"MODELFOLDER": model_folder(b.build), "BUILD_NUMBER": b.build, "GIT_SHA": b.git_sha}
+
+
+def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
+    """Job train-<dns>: python -m trainer writes the model folder."""
+    trainer = container(
+        "trainer",
+        b.images["trainer"],
+        "trainer",
+        _env(_common_env(b)) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
+        t.resources["trainer"],
+        models_read_only=False,
+        extra_mounts=t.data_mounts,
+    )
+    # Never: each retry is a fresh pod whose logs stay for a post-mortem.
+    pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
+    train_labels = labels.recommended("trainer", job_name(b.dns_build), b.build, "training")
+    return job(
+        job_name(b.dns_build), t.namespace, train_labels, provenance(b), t.train_timeout_seconds,
+        TRAIN_BACKOFF_LIMIT, pod,
+    )
+
+
+def render(t: ReleaseTemplate, b: BuildInfo) -> ReleaseRecord:
+    """The record of a new release that trains its model."""
+    return record(t, b, training_job(t, b))
+
+
+def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> ReleaseRecord:
+    """The release record around `release_job` (training, or promotion's copy): summary fields, the
+    Deployment and the Service, camelCase as Kubernetes has them.
+
+    Image references may still be Outputs (a new build's digests); the ledger resolves them.
+    """
+    folder = model_folder(b.build)
+    common = _common_env(b)
+    annotations = provenance(b)
+    score_labels = labels.recommended("scorer", deployment_name(b.dns_build), b.build, "scoring")
+    score_selector = labels.selector("scorer", deployment_name(b.dns_build))
+
+    def app(name: str, env: list[dict]) -> dict[str, Any]:
+        return container(name, b.images[name], name, env, t.resources[name], models_read_only=True)
+
     waiter = app("waiter", _env({
         **common,
-        "GATE_MIN_NDCG": repr(float(r.gate_min_ndcg)),
-        "GATE_MIN_LIFT": repr(float(r.gate_min_lift)),
-        "WAIT_TIMEOUT_SECONDS": str(r.wait_timeout_seconds),
+        "GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)),
+        "GATE_MIN_LIFT": repr(float(t.gate_min_lift)),
+        "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
         "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
-        **_champion_env(r),
-    }), models_read_only=True)
-    scorer = app("scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
+        **_champion_env(t),
+    }))
+    scorer = app("scorer", _env({**common, "PORT": str(PORT)}))
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": PORT},
@@ -215,34 +297,36 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
         "httpGet": {"path": "/healthz", "port": PORT},
         "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
     }
+    pod = {
+        **pod_spec(t.models_claim, t.pull_secret, None, []),
+        "initContainers": [waiter],
+        "containers": [scorer],
+    }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": deployment_name(r.dns_build),
-            "namespace": r.namespace,
+            "name": deployment_name(b.dns_build),
+            "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": {**provenance, labels.TIMEOUT: str(r.rollout_timeout_seconds)},
+            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds)},
         },
         "spec": {
-            "replicas": r.replicas,
+            "replicas": t.replicas,
             "revisionHistoryLimit": 2,
-            "progressDeadlineSeconds": r.rollout_timeout_seconds,
+            "progressDeadlineSeconds": t.rollout_timeout_seconds,
             "selector": {"matchLabels": score_selector},
-            "template": {
-                "metadata": {"labels": score_labels, "annotations": provenance},
-                "spec": {**pod_spec(r.models_claim, r.pull_secret, None, []), "initContainers": [waiter], "containers": [scorer]},
-            },
+            "template": {"metadata": {"labels": score_labels, "annotations": annotations}, "spec": pod},
         },
     }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(r.dns_build),
-            "namespace": r.namespace,
+            "name": service_name(b.dns_build),
+            "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": provenance,
+            "annotations": annotations,
         },
         "spec": {
             "type": "ClusterIP",
@@ -252,19 +336,19 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
     }
     return {
         "schema": SCHEMA,
-        "build": r.build,
-        "name": r.dns_build,
-        "sequence": r.sequence,
-        "createdAt": r.created_at,
-        "gitSha": r.git_sha,
+        "build": b.build,
+        "name": b.dns_build,
+        "sequence": b.sequence,
+        "createdAt": b.created_at,
+        "gitSha": b.git_sha,
         "modelFolder": folder,
-        "images": dict(r.images),
+        "images": dict(b.images),  # type: ignore[typeddict-item]  # Outputs until resolved
         "service": {
-            "name": service_name(r.dns_build),
+            "name": service_name(b.dns_build),
             "port": SERVICE_PORT,
             "targetPort": PORT,
-            "address": f"{service_name(r.dns_build)}.{r.namespace}.svc.cluster.local",
+            "address": f"{service_name(b.dns_build)}.{t.namespace}.svc.cluster.local",
             "selector": score_selector,
         },
-        "objects": {"job": job, "deployment": deployment, "service": service},
+        "objects": {"job": release_job, "deployment": deployment, "service": service},
     }

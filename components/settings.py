@@ -23,6 +23,8 @@ from typing import Any
 import pulumi
 
 from components.router import ROUTER_KINDS, GatewayRef, RouterError
+from components.sdk_internals import configured_keys
+from components.training_data import DataSource
 
 NAMESPACE = "mlpipeline"
 CLOUDS = ("azure", "local")
@@ -131,20 +133,6 @@ STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
 def dns_name(build: str) -> str:
     """The DNS-safe form of a build for resource names: 20180523.5 -> 20180523-5."""
     return re.sub(r"[._]", "-", build.lower())
-
-
-@dataclass(frozen=True)
-class DataSource:
-    kind: str  # "blob" | "volume"
-    csv_folder: str  # "" = the claim's root (volume only)
-    container: str | None = None  # blob; None = the model store's CSV container (azure)
-    account: str | None = None  # blob; None = the model store's account (azure)
-    endpoint: str | None = None  # blob
-    claim: str | None = None  # volume
-
-    @property
-    def uses_store_account(self) -> bool:
-        return self.kind == "blob" and self.account is None
 
 
 @dataclass(frozen=True)
@@ -485,9 +473,7 @@ def _is_set(config: pulumi.Config, key: str) -> bool:
 
 def _configured_names() -> set[str]:
     """Names of the mlpipeline:* keys the stack sets (CLI run or mocks), to catch typos."""
-    from pulumi.runtime import config as runtime_config
-
-    names = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    names = configured_keys()
     prefix = f"{NAMESPACE}:"
     return {name[len(prefix):] for name in names if name.startswith(prefix)}
 

@@ -24,15 +24,27 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
 from components.model_store import ACCOUNT_KEY_KEY, ModelStore
-from components.settings import DataSource, Settings
 
 DATA_MOUNT = "/mnt/data"
 BLOB_KEY_MOUNT = "/var/run/secrets/blob-storage"
 BLOB_KEY_FILE = "key"
 BLOB_SECRET = "blob-credentials"
 BLOB_SECRET_KEY = "accountKey"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    kind: str  # "blob" | "volume"
+    csv_folder: str  # "" = the claim's root (volume only)
+    container: str | None = None  # blob; None = the model store's CSV container (azure)
+    account: str | None = None  # blob; None = the model store's account (azure)
+    endpoint: str | None = None  # blob
+    claim: str | None = None  # volume
+
+    @property
+    def uses_store_account(self) -> bool:
+        return self.kind == "blob" and self.account is None
 
 
 @dataclass(frozen=True)
@@ -43,17 +55,6 @@ class TrainingDataArgs:
     annotations: Mapping[str, str]
     store: ModelStore | None = None  # the stack's own account (azure blob without blobAccount)
     blob_key: pulumi.Output[str] | None = None  # secret, for source.account
-
-    @classmethod
-    def of(cls, settings: Settings, store: ModelStore) -> TrainingDataArgs:
-        return cls(
-            source=settings.data,
-            namespace=settings.namespace,
-            labels=labels.for_stack("training-data", "data", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-            store=store,
-            blob_key=settings.blob_key,
-        )
 
 
 class TrainingData(pulumi.ComponentResource):
