@@ -76,7 +76,10 @@ KEYS: tuple[Key, ...] = (
     Key("rolloutTimeoutMinutes", "How long a release's Deployment may take to become Available.", 10, "integer"),
     Key("waitTimeoutSeconds", "How long the waiter waits for a complete, verified model before it fails.",
         600, "integer"),
-    Key("replicas", "Scorer pods per release.", 1, "integer"),
+    Key("minReplicas", "Scorer pods per release at least (the autoscaler's minimum); a release without "
+        "traffic stays at this, warm for a rollback.", 1, "integer"),
+    Key("maxReplicas", "Scorer pods per release at most, while it receives requests (the autoscaler scales "
+        "on CPU between minReplicas and this).", 4, "integer"),
     Key("resources", "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
         "containers trainer, waiter, scorer.", {}, None),
     Key("modelShareGiB", "Size of the model share (Azure Files quota, or the local claim's request).", 100, "integer"),
@@ -96,6 +99,12 @@ KEYS: tuple[Key, ...] = (
         "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
     Key("championTolerance", "Champion/challenger gate: a new release must reach the nDCG of the release holding "
         "most traffic minus this (0 to 1). Empty: no champion gate.", "", None),
+    Key("scorerIngressFrom", "Who may reach the scorer pods besides metricsScrapers (NetworkPolicy peers), e.g. "
+        "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: gateway-system}}}]. Empty: router "
+        "gateway: the Gateway's namespace; istio: istio-system's ingressgateway; service: any pod of the "
+        "cluster.", "", None),
+    Key("metricsScrapers", "Who may scrape the scorer's /metrics (NetworkPolicy peers).",
+        [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}], None),
     Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.", ""),
 )
@@ -130,6 +139,22 @@ GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
 
 
+PEER_FIELDS = frozenset({"namespaceSelector", "podSelector", "ipBlock"})
+
+
+def router_peers(router: str, gateway: GatewayRef | None, namespace: str) -> tuple[dict[str, Any], ...]:
+    """Who sends the scorer its requests, by router kind (the default of scorerIngressFrom)."""
+    if router == "gateway":  # the Gateway's implementation runs in the Gateway's namespace
+        gateway_namespace = (gateway.namespace if gateway else None) or namespace
+        return ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}},)
+    if router == "istio":
+        return ({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+            "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
+        },)
+    return ({"namespaceSelector": {}},)  # service: the stable Service is an address for the cluster
+
+
 def dns_name(build: str) -> str:
     """The DNS-safe form of a build for resource names: 20180523.5 -> 20180523-5."""
     return re.sub(r"[._]", "-", build.lower())
@@ -152,7 +177,8 @@ class Settings:
     train_timeout_minutes: int
     rollout_timeout_minutes: int
     wait_timeout_seconds: int
-    replicas: int
+    min_replicas: int
+    max_replicas: int
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]  # container -> requests/limits -> name -> qty
     model_share_gib: int
     local_storage_class: str | None
@@ -166,6 +192,8 @@ class Settings:
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
     promote_from: str | None = None  # source stack; None: this stack trains
+    scorer_ingress_from: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers: router / gateway
+    metrics_scrapers: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -208,13 +236,17 @@ class Settings:
         build = values.build()
         cloud = values.choice("cloud", CLOUDS)
         data = values.data_source(cloud, has_blob_key)
+        min_replicas = values.integer("minReplicas", minimum=1, maximum=100)
+        router = values.choice("router", ROUTER_KINDS)
+        gateway = values.gateway()
+        namespace = values.pattern("namespace", DNS_LABEL, "a DNS label (lowercase letters, digits, '-')")
         return cls(
             project=project,
             stack=stack,
             build=build,
             dns_build=dns_name(build),
             cloud=cloud,
-            namespace=values.pattern("namespace", DNS_LABEL, "a DNS label (lowercase letters, digits, '-')"),
+            namespace=namespace,
             keep_releases=values.integer("keepReleases", minimum=1, maximum=100),
             git_sha=values.git_sha(git_sha_fallback or _git_sha_fallback),
             data=data,
@@ -224,7 +256,8 @@ class Settings:
             train_timeout_minutes=values.integer("trainTimeoutMinutes", minimum=1, maximum=7 * 24 * 60),
             rollout_timeout_minutes=values.integer("rolloutTimeoutMinutes", minimum=1, maximum=24 * 60),
             wait_timeout_seconds=values.integer("waitTimeoutSeconds", minimum=1, maximum=7 * 24 * 3600),
-            replicas=values.integer("replicas", minimum=1, maximum=100),
+            min_replicas=min_replicas,
+            max_replicas=values.at_least("maxReplicas", min_replicas, "minReplicas", maximum=100),
             resources=values.resources(),
             model_share_gib=values.integer("modelShareGiB", minimum=1, maximum=102400),
             local_storage_class=values.optional("localStorageClass", DNS_SUBDOMAIN, "a StorageClass name"),
@@ -233,14 +266,16 @@ class Settings:
             azure_resource_group=values.optional(
                 "azureResourceGroup", RESOURCE_GROUP, "a resource group name (letters, digits, -_.())"
             ) or f"{project}-{stack}",
-            router=values.choice("router", ROUTER_KINDS),
-            gateway=values.gateway(),
+            router=router,
+            gateway=gateway,
             hostnames=values.hostnames(),
             traffic=values.mapping("traffic"),
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             promote_from=values.promote_from(cloud, stack),
             blob_key=blob_key if has_blob_key else None,
+            scorer_ingress_from=values.peers("scorerIngressFrom") or router_peers(router, gateway, namespace),
+            metrics_scrapers=values.peers("metricsScrapers"),
         )
 
 
@@ -306,6 +341,42 @@ class _Reader:
         if not minimum <= number <= maximum:
             raise self.fail(key, f"a whole number from {minimum} to {maximum}", number)
         return number
+
+    def at_least(self, key: str, minimum: int, minimum_key: str, maximum: int) -> int:
+        number = self.integer(key, minimum=1, maximum=maximum)
+        if number < minimum:
+            raise self.fail(key, f"a whole number from {minimum_key} ({minimum}) to {maximum}", number)
+        return number
+
+    def peers(self, key: str) -> tuple[dict[str, Any], ...]:
+        """NetworkPolicy peers: each {namespaceSelector, podSelector} (either or both; {} selects
+        all) or {ipBlock: {cidr}}. Unset: the key's default."""
+        value = self._raw.get(key)
+        if value is None or str(value).strip() == "":
+            value = self._defaults[key]
+            if value == "":  # worked out in code
+                return ()
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        allowed = "a list of NetworkPolicy peers like [{namespaceSelector: {matchLabels: {name: x}}}]"
+        if not isinstance(value, list):
+            raise self.fail(key, allowed, value)
+        for peer in value:
+            if not isinstance(peer, Mapping) or not peer or set(peer) - PEER_FIELDS:
+                raise self.fail(key, allowed + f"; each peer has only {', '.join(sorted(PEER_FIELDS))}", peer)
+            for name in set(peer) & {"namespaceSelector", "podSelector"}:
+                selector = peer[name]
+                if not isinstance(selector, Mapping) or set(selector) - {"matchLabels", "matchExpressions"}:
+                    raise self.fail(key, f"{name} a label selector (matchLabels, matchExpressions)", selector)
+                labels = selector.get("matchLabels", {})
+                if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+                    raise self.fail(key, f"{name}.matchLabels a map of label values (text)", labels)
+            if "ipBlock" in peer and not (isinstance(peer["ipBlock"], Mapping) and peer["ipBlock"].get("cidr")):
+                raise self.fail(key, "ipBlock with a cidr", peer["ipBlock"])
+        return tuple(json.loads(json.dumps(value)))  # plain dicts and lists, whatever YAML gave
 
     def number(self, key: str, minimum: float) -> float:
         value = self.text(key)

@@ -63,7 +63,7 @@ def checkov_report(rendered, tmp_path_factory):
             name = f"{stack}-{i:03d}-{obj['kind']}-{obj['metadata']['name']}.yaml"
             (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
     run = subprocess.run(
-        [str(CHECKOV), "-d", str(folder), "--framework", "kubernetes", "--output", "json", "--quiet",
+        [str(CHECKOV), "-d", str(folder), "--framework", "kubernetes", "--output", "json",
          "--compact", "--skip-download"],
         capture_output=True, text=True, timeout=600,
     )

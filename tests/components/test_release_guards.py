@@ -1,6 +1,6 @@
 """Each live release's NetworkPolicies, PodDisruptionBudget and HorizontalPodAutoscaler: present for
 every release (kept ones too, whose records predate them), following the config and the traffic,
-and gone with the release when it retires. The namespace denies all traffic by default."""
+and gone with the release when it retires."""
 
 import pytest
 
@@ -66,11 +66,6 @@ def test_guards_select_exactly_their_releases_pods(three_updates):
         assert guards["job"]["spec"]["podSelector"]["matchLabels"] == job["spec"]["template"]["metadata"]["labels"]
         target = guards["autoscaler"]["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", f"score-{dns}")
-
-
-def test_namespace_denies_everything_by_default(three_updates):
-    deny = named(three_updates[0], "NetworkPolicy", "default-deny")
-    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_scorer_ingress_only_from_the_router_and_the_scraper_on_its_port():

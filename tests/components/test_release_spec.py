@@ -108,3 +108,29 @@ def test_trainer_gets_hyperparameters_and_data_location_as_env(dev):
     assert trainer["TUNE_BUDGET_SECONDS"] == "1800"  # trainerEnv of Pulumi.dev.yaml
     assert trainer["BLOB_STORAGE_CSV_FOLDER"] == "2018/05/08"
     assert trainer["GIT_SHA"] == dev.outputs["releases"]["20180523.5"]["gitSha"]
+
+
+def test_scorer_pods_spread_over_nodes_and_stop_after_the_endpoints(dotted):
+    _, deployment, _ = dotted
+    pod = deployment["spec"]["template"]["spec"]
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # a one-node cluster still schedules
+    [scorer] = pod["containers"]
+    pre_stop = scorer["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pre_stop < pod["terminationGracePeriodSeconds"]
+
+
+def test_only_never_pushed_local_images_skip_the_pull_and_digest_checks(dotted, local_first):
+    skips = {"CKV_K8S_15", "CKV_K8S_43"}
+
+    def skipped(obj):
+        annotations = obj["metadata"].get("annotations", {})
+        return {v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")}
+
+    job, deployment, _ = dotted
+    assert skipped(job) == skipped(deployment) == set()  # dev: pushed, by digest
+    [local_job] = local_first.k8s("Job")
+    [local_deployment] = local_first.k8s("Deployment")
+    assert skipped(local_job) == skipped(local_deployment) == skips
