@@ -54,75 +54,102 @@ if settings.promote_from is not None:  # the source's record, when the build is 
 # --- the stack's namespace, model share, registry and training data -------------------------------
 namespace = Namespace("namespace", NamespaceArgs(name=settings.namespace, **shared("namespace", "namespace")))
 in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
-azure = AzureGroup("azure", AzureGroupArgs(
-    name=settings.azure_resource_group,
-    location=settings.azure_location,
-    tags={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
-)) if settings.is_azure else None
-store = ModelStore("models", ModelStoreArgs(
-    namespace=settings.namespace,
-    size_gib=settings.model_share_gib,
-    azure=azure,
-    storage_class=settings.local_storage_class,
-    access_mode=settings.local_access_mode,
-    **shared("model-store", "storage"),
-), opts=in_namespace)
+azure = (
+    AzureGroup(
+        "azure",
+        AzureGroupArgs(
+            name=settings.azure_resource_group,
+            location=settings.azure_location,
+            tags={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
+        ),
+    )
+    if settings.is_azure
+    else None
+)
+store = ModelStore(
+    "models",
+    ModelStoreArgs(
+        namespace=settings.namespace,
+        size_gib=settings.model_share_gib,
+        azure=azure,
+        storage_class=settings.local_storage_class,
+        access_mode=settings.local_access_mode,
+        **shared("model-store", "storage"),
+    ),
+    opts=in_namespace,
+)
 # A training stack builds images (into its registry on azure) and reads data; a promoting stack
 # does neither: it pulls the source's images and copies the source's model.
 registry = data = access = None
 if source is None:
     if azure is not None:
-        registry = Registry("registry", RegistryArgs(
-            namespace=settings.namespace, azure=azure, **shared("registry", "registry")), opts=in_namespace)
-    data = TrainingData("data", TrainingDataArgs(
-        source=settings.data,
-        namespace=settings.namespace,
-        store=store,
-        blob_key=settings.blob_key,
-        **shared("training-data", "data"),
-    ), opts=in_namespace)
+        registry = Registry(
+            "registry",
+            RegistryArgs(namespace=settings.namespace, azure=azure, **shared("registry", "registry")),
+            opts=in_namespace,
+        )
+    data = TrainingData(
+        "data",
+        TrainingDataArgs(
+            source=settings.data,
+            namespace=settings.namespace,
+            store=store,
+            blob_key=settings.blob_key,
+            **shared("training-data", "data"),
+        ),
+        opts=in_namespace,
+    )
 else:
-    access = SourceAccess("promotion", SourceAccessArgs(
-        namespace=settings.namespace,
-        account_name=source.model_store["account"],
-        share_name=source.model_store["share"],
-        account_key=source.credentials["storageKey"],
-        registry_server=source.registry,
-        registry_username=source.credentials["registryUsername"],
-        registry_password=source.credentials["registryPassword"],
-        size_gib=settings.model_share_gib,
-        **shared("promotion-source", "promotion", **{PROMOTE_FROM: source.stack}),
-    ), opts=in_namespace)
+    access = SourceAccess(
+        "promotion",
+        SourceAccessArgs(
+            namespace=settings.namespace,
+            account_name=source.model_store["account"],
+            share_name=source.model_store["share"],
+            account_key=source.credentials["storageKey"],
+            registry_server=source.registry,
+            registry_username=source.credentials["registryUsername"],
+            registry_password=source.credentials["registryPassword"],
+            size_gib=settings.model_share_gib,
+            **shared("promotion-source", "promotion", **{PROMOTE_FROM: source.stack}),
+        ),
+        opts=in_namespace,
+    )
 
 # --- releases: kept ones from their records, the new one rendered (components/release_spec.py) ----
-ledger = Ledger("ledger", LedgerArgs(
-    plan=plan.releases,
-    build=settings.build,
-    dns_build=settings.dns_build,
-    git_sha=settings.git_sha,
-    template=release_spec.ReleaseTemplate(
-        namespace=settings.namespace,
-        models_claim=store.claim_name,
-        data_env=data.env if data else [],
-        data_volumes=data.volumes if data else [],
-        data_mounts=data.mounts if data else [],
-        trainer_env=settings.trainer_env,
-        gate_min_ndcg=settings.gate_min_ndcg,
-        gate_min_lift=settings.gate_min_lift,
-        wait_timeout_seconds=settings.wait_timeout_seconds,
-        train_timeout_seconds=settings.train_timeout_minutes * 60,
-        rollout_timeout_seconds=settings.rollout_timeout_minutes * 60,
-        replicas=settings.min_replicas,
-        resources=settings.resources,
-        pull_secret=source.pull_secret_name if source else (registry.pull_secret_name if registry else None),
-        champion=plan.gate_champion,
-        champion_tolerance=settings.champion_tolerance,
-        images_pushed=registry is not None or source is not None,
+ledger = Ledger(
+    "ledger",
+    LedgerArgs(
+        plan=plan.releases,
+        build=settings.build,
+        dns_build=settings.dns_build,
+        git_sha=settings.git_sha,
+        template=release_spec.ReleaseTemplate(
+            namespace=settings.namespace,
+            models_claim=store.claim_name,
+            data_env=data.env if data else [],
+            data_volumes=data.volumes if data else [],
+            data_mounts=data.mounts if data else [],
+            trainer_env=settings.trainer_env,
+            gate_min_ndcg=settings.gate_min_ndcg,
+            gate_min_lift=settings.gate_min_lift,
+            wait_timeout_seconds=settings.wait_timeout_seconds,
+            train_timeout_seconds=settings.train_timeout_minutes * 60,
+            rollout_timeout_seconds=settings.rollout_timeout_minutes * 60,
+            replicas=settings.min_replicas,
+            resources=settings.resources,
+            pull_secret=source.pull_secret_name
+            if source
+            else (registry.pull_secret_name if registry else None),
+            champion=plan.gate_champion,
+            champion_tolerance=settings.champion_tolerance,
+            images_pushed=registry is not None or source is not None,
+        ),
+        registry=registry,
+        source=source,
+        depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
     ),
-    registry=registry,
-    source=source,
-    depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
-))
+)
 
 # --- around each live release: network policies, disruption budget, autoscaler --------------------
 # Derived on every update from the record's names and the config, not kept in the record: they
@@ -130,64 +157,81 @@ ledger = Ledger("ledger", LedgerArgs(
 receiving = set(plan.traffic.serving) | ({plan.traffic.shadow.build} if plan.traffic.shadow else set())
 for release in ledger.releases.values():
     job = release.record["objects"]["job"]
-    ReleaseGuards(f"guards-{release.dns_name}", ReleaseGuardsArgs(
-        namespace=settings.namespace,
-        score_name=release_spec.deployment_name(release.dns_name),
-        score_selector=release.selector_labels,
-        port=release.target_port,
-        job_name=job["metadata"]["name"],
-        job_pod_labels=job["spec"]["template"]["metadata"]["labels"],
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas if release.build in receiving else settings.min_replicas,
-        ingress_from=[*settings.scorer_ingress_from, *settings.metrics_scrapers],
-        job_egress=data.egress if data else [],
-        labels=labels.recommended("release-guards", f"guards-{release.dns_name}", release.build, "policy"),
-        annotations=labels.provenance(release.build, release.record["gitSha"]),
-    ), opts=pulumi.ResourceOptions(parent=release, depends_on=[namespace]))
+    ReleaseGuards(
+        f"guards-{release.dns_name}",
+        ReleaseGuardsArgs(
+            namespace=settings.namespace,
+            score_name=release_spec.deployment_name(release.dns_name),
+            score_selector=release.selector_labels,
+            port=release.target_port,
+            job_name=job["metadata"]["name"],
+            job_pod_labels=job["spec"]["template"]["metadata"]["labels"],
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas if release.build in receiving else settings.min_replicas,
+            ingress_from=[*settings.scorer_ingress_from, *settings.metrics_scrapers],
+            job_egress=data.egress if data else [],
+            labels=labels.recommended(
+                "release-guards", f"guards-{release.dns_name}", release.build, "policy"
+            ),
+            annotations=labels.provenance(release.build, release.record["gitSha"]),
+        ),
+        opts=pulumi.ResourceOptions(parent=release, depends_on=[namespace]),
+    )
 
 # --- the stable address: weights decided by the plan (components/traffic.py) ----------------------
-router = Router("score", RouterArgs(
-    kind=settings.router,
-    releases=[
-        LiveRelease(
-            build=release.build,
-            dns_name=release.dns_name,
-            service_name=release.service_name,
-            port=release.service_port,
-            target_port=release.target_port,
-            selector_labels=release.selector_labels,
-            deployment=release.deployment,
-        )
-        for release in ledger.releases.values()
-    ],
-    plan=plan.traffic,
-    namespace=settings.namespace,
-    gateway=settings.gateway,
-    hostnames=settings.hostnames,
-    **shared("router", "router"),
-), opts=in_namespace)
+router = Router(
+    "score",
+    RouterArgs(
+        kind=settings.router,
+        releases=[
+            LiveRelease(
+                build=release.build,
+                dns_name=release.dns_name,
+                service_name=release.service_name,
+                port=release.service_port,
+                target_port=release.target_port,
+                selector_labels=release.selector_labels,
+                deployment=release.deployment,
+            )
+            for release in ledger.releases.values()
+        ],
+        plan=plan.traffic,
+        namespace=settings.namespace,
+        gateway=settings.gateway,
+        hostnames=settings.hostnames,
+        **shared("router", "router"),
+    ),
+    opts=in_namespace,
+)
 
 # --- outputs (docs/CONTRACTS.md, section 5) -------------------------------------------------------
 pulumi.export("releases", ledger.records)
 pulumi.export("liveBuilds", ledger.live_builds)
 pulumi.export("retiredBuilds", ledger.retired)
 pulumi.export(HISTORY_OUTPUT, ledger.history)
-pulumi.export(TRAFFIC_OUTPUT, {
-    "router": settings.router,
-    "weights": router.weights,
-    "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
-    "shadow": None if plan.traffic.shadow is None else {
-        "build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
-    "stableService": router.service_name,
-})
+pulumi.export(
+    TRAFFIC_OUTPUT,
+    {
+        "router": settings.router,
+        "weights": router.weights,
+        "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
+        "shadow": None
+        if plan.traffic.shadow is None
+        else {"build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
+        "stableService": router.service_name,
+    },
+)
 pulumi.export("addresses", {build: release.address for build, release in ledger.releases.items()})
 pulumi.export("namespace", settings.namespace)
-pulumi.export("modelStore", {
-    "claim": store.claim_name,
-    "account": store.account_name,
-    "share": store.share_name,
-    "csvContainer": store.csv_container,
-})
+pulumi.export(
+    "modelStore",
+    {
+        "claim": store.claim_name,
+        "account": store.account_name,
+        "share": store.share_name,
+        "csvContainer": store.csv_container,
+    },
+)
 pulumi.export("registry", registry.server if registry else (source.registry if source else None))
 pulumi.export("trainingData", data.location if data else None)
 pulumi.export("promotedFrom", source.stack if source else None)

@@ -32,7 +32,11 @@ class AzureGroup(pulumi.ComponentResource):
         super().__init__("mlpipeline:azure_group:AzureGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         group = resources.ResourceGroup(
-            f"{name}-group", resource_group_name=args.name, location=args.location, tags=dict(args.tags), opts=child
+            f"{name}-group",
+            resource_group_name=args.name,
+            location=args.location,
+            tags=dict(args.tags),
+            opts=child,
         )
         subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         self.name = group.name

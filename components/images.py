@@ -45,7 +45,7 @@ class Images(pulumi.ComponentResource):
         self.refs, self.images = {}, {}
         registry = args.registry
         for app in APPS:
-            repository = f"{REPOSITORY}/{app}"
+            repository: pulumi.Input[str] = f"{REPOSITORY}/{app}"
             if registry is not None:
                 repository = pulumi.Output.concat(registry.server, "/", repository)
             image = docker.Image(
@@ -56,7 +56,9 @@ class Images(pulumi.ComponentResource):
                     platform=args.platform,
                 ),
                 image_name=pulumi.Output.concat(repository, ":", args.build),
-                registry=None if registry is None else docker.RegistryArgs(
+                registry=None
+                if registry is None
+                else docker.RegistryArgs(
                     server=registry.server, username=registry.username, password=registry.password
                 ),
                 skip_push=registry is None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 
@@ -90,7 +90,12 @@ class Ledger(pulumi.ComponentResource):
             source = args.source.record
             assert source is not None, "a promoting stack reads the source's record of a new build"
             build = release_spec.BuildInfo(
-                args.build, args.dns_build, sequence, source["createdAt"], source["gitSha"], source["images"]
+                args.build,
+                args.dns_build,
+                sequence,
+                source["createdAt"],
+                source["gitSha"],
+                cast(Mapping[str, str], source["images"]),
             )
             return promotion.promoted_record(args.template, build, args.source.stack)
         images = Images(
@@ -98,7 +103,7 @@ class Ledger(pulumi.ComponentResource):
             ImagesArgs(build=args.build, registry=args.registry),
             opts=pulumi.ResourceOptions(parent=self),
         ).refs
-        created_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         build = release_spec.BuildInfo(args.build, args.dns_build, sequence, created_at, args.git_sha, images)
         return release_spec.render(args.template, build)
 

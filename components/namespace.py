@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-
 # Admission rejects any pod that is not "restricted" (non-root, no privilege escalation, seccomp,
 # capabilities dropped): a template regression fails loudly instead of running privileged.
 POD_SECURITY = {

@@ -40,7 +40,17 @@ OUTPUT = "releases"
 HISTORY_OUTPUT = "retiredReleases"
 TRAFFIC_OUTPUT = "traffic"
 HISTORY_SIZE = 20  # retired records kept for a verbatim re-deploy
-RECORD_FIELDS = ("build", "name", "sequence", "createdAt", "gitSha", "modelFolder", "images", "service", "objects")
+RECORD_FIELDS = (
+    "build",
+    "name",
+    "sequence",
+    "createdAt",
+    "gitSha",
+    "modelFolder",
+    "images",
+    "service",
+    "objects",
+)
 
 
 class LedgerError(ValueError):
@@ -85,8 +95,12 @@ def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
     """Everything this update will do, checked before any resource is declared."""
     protected = _protected(settings, previous)
     releases = plan_releases(
-        previous.releases, settings.build, settings.dns_build, settings.keep_releases,
-        protected=protected, history=previous.history,
+        previous.releases,
+        settings.build,
+        settings.dns_build,
+        settings.keep_releases,
+        protected=protected,
+        history=previous.history,
     )
     live = releases.live_builds(settings.build)
     traffic = plan_traffic(settings.traffic, live, settings.shadow)
@@ -131,12 +145,15 @@ def check_record(build: str, record: Any) -> ReleaseRecord:
         raise LedgerError(f"release {build}: record lacks {', '.join(missing)}")
     if record.get("schema") != release_spec.SCHEMA:
         raise LedgerError(
-            f"release {build}: record schema {record.get('schema')!r}, this program reads schema {release_spec.SCHEMA}"
+            f"release {build}: record schema {record.get('schema')!r}, "
+            f"this program reads schema {release_spec.SCHEMA}"
         )
     if record["build"] != build:
         raise LedgerError(f"release {build}: record is for build {record['build']!r}")
     if not isinstance(record["sequence"], int) or record["sequence"] < 1:
-        raise LedgerError(f"release {build}: sequence must be a positive whole number, got {record['sequence']!r}")
+        raise LedgerError(
+            f"release {build}: sequence must be a positive whole number, got {record['sequence']!r}"
+        )
     try:
         check_objects(record)
     except RecordError as exc:
@@ -171,7 +188,7 @@ def plan_releases(
     if current is None and build in retired_records:
         current = check_record(build, retired_records.pop(build))
     others = [r for r in records if r is not current]
-    newest = others[max(0, len(others) - (keep - 1)):] if keep > 1 else []
+    newest = others[max(0, len(others) - (keep - 1)) :] if keep > 1 else []
     stay = [r for r in others if r in newest or r["build"] in protected]
     kept = sorted(stay + ([current] if current else []), key=lambda r: r["sequence"])
     retired = [r for r in others if r not in stay]

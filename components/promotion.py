@@ -114,7 +114,8 @@ def source_record(
     unpinned = sorted(app for app, ref in images.items() if "@sha256:" not in str(ref))
     if unpinned:
         raise PromotionError(
-            f"stack {source_stack}'s images of build {build} are not pinned by digest ({', '.join(unpinned)}): "
+            f"stack {source_stack}'s images of build {build} are not pinned by digest "
+            f"({', '.join(unpinned)}): "
             "only a release pushed to a registry can be promoted"
         )
     if record.get("modelFolder") != release_spec.model_folder(build):
@@ -129,8 +130,9 @@ def _sequence(record: Any) -> float:
     return record.get("sequence", 0) if isinstance(record, Mapping) else 0
 
 
-def promoted_record(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo, source_stack: str
-                    ) -> release_spec.ReleaseRecord:
+def promoted_record(
+    t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo, source_stack: str
+) -> release_spec.ReleaseRecord:
     """The record of a promoted release: `b` holds the source's images, git sha and created time,
     `t` this stack's settings; the training Job's place is taken by the copy Job."""
     record = release_spec.record(t, b, promotion_job(t, b))
@@ -199,7 +201,9 @@ class SourceAccess(pulumi.ComponentResource):
             f"{name}-storage",
             metadata={**meta, "name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
             type="Opaque",
-            string_data=pulumi.Output.secret({ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: args.account_key}),
+            string_data=pulumi.Output.secret(
+                {ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: args.account_key}
+            ),
             opts=child,
         )
         claim = azure_files_claim(

@@ -87,7 +87,8 @@ class Release(pulumi.ComponentResource):
             # The release's HorizontalPodAutoscaler (components/release_guards.py) owns the replica
             # count once the Deployment exists; the record's is the starting count.
             opts=pulumi.ResourceOptions.merge(
-                base, pulumi.ResourceOptions(depends_on=[self.job], ignore_changes=["spec.replicas"])),
+                base, pulumi.ResourceOptions(depends_on=[self.job], ignore_changes=["spec.replicas"])
+            ),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

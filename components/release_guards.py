@@ -27,10 +27,12 @@ import pulumi_kubernetes as k8s
 
 CPU_UTILIZATION = 70  # percent of the scorer's CPU request the autoscaler aims at
 DNS = {  # the cluster DNS (CoreDNS / kube-dns in kube-system), UDP and TCP
-    "to": [{
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-    }],
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
 }
 
@@ -55,8 +57,12 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
     """The four objects, as Kubernetes has them (tests and checkov read these)."""
 
     def metadata(name: str) -> dict[str, Any]:
-        return {"name": name, "namespace": args.namespace, "labels": dict(args.labels),
-                "annotations": dict(args.annotations)}
+        return {
+            "name": name,
+            "namespace": args.namespace,
+            "labels": dict(args.labels),
+            "annotations": dict(args.annotations),
+        }
 
     selector = {"matchLabels": dict(args.score_selector)}
     return {
@@ -67,10 +73,12 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
             "spec": {
                 "podSelector": selector,
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{
-                    "from": [dict(peer) for peer in args.ingress_from],
-                    "ports": [{"port": args.port, "protocol": "TCP"}],
-                }],
+                "ingress": [
+                    {
+                        "from": [dict(peer) for peer in args.ingress_from],
+                        "ports": [{"port": args.port, "protocol": "TCP"}],
+                    }
+                ],
                 "egress": [],
             },
         },
@@ -104,10 +112,15 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": args.score_name},
                 "minReplicas": args.min_replicas,
                 "maxReplicas": args.max_replicas,
-                "metrics": [{
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": CPU_UTILIZATION}},
-                }],
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": CPU_UTILIZATION},
+                        },
+                    }
+                ],
             },
         },
     }
@@ -124,14 +137,27 @@ class ReleaseGuards(pulumi.ComponentResource):
         objects = manifests(args)
         child = pulumi.ResourceOptions(parent=self)
         self.scorer_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-scorer-policy", metadata=objects["scorer_policy"]["metadata"],
-            spec=objects["scorer_policy"]["spec"], opts=child)
+            f"{name}-scorer-policy",
+            metadata=objects["scorer_policy"]["metadata"],
+            spec=objects["scorer_policy"]["spec"],
+            opts=child,
+        )
         self.job_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-job-policy", metadata=objects["job_policy"]["metadata"],
-            spec=objects["job_policy"]["spec"], opts=child)
+            f"{name}-job-policy",
+            metadata=objects["job_policy"]["metadata"],
+            spec=objects["job_policy"]["spec"],
+            opts=child,
+        )
         self.budget = k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-budget", metadata=objects["budget"]["metadata"], spec=objects["budget"]["spec"], opts=child)
+            f"{name}-budget",
+            metadata=objects["budget"]["metadata"],
+            spec=objects["budget"]["spec"],
+            opts=child,
+        )
         self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler", metadata=objects["autoscaler"]["metadata"],
-            spec=objects["autoscaler"]["spec"], opts=child)
+            f"{name}-autoscaler",
+            metadata=objects["autoscaler"]["metadata"],
+            spec=objects["autoscaler"]["spec"],
+            opts=child,
+        )
         self.register_outputs({"minReplicas": args.min_replicas, "maxReplicas": args.max_replicas})

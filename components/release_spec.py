@@ -46,7 +46,7 @@ GRACE_PERIOD_SECONDS = 30
 # never pushed can be neither pulled Always nor referenced by digest.
 LOCAL_IMAGE_SKIPS = {
     "checkov.io/skip1": "CKV_K8S_15=local images are built into the node's Docker daemon and never pushed: "
-                        "pulling Always would fail",
+    "pulling Always would fail",
     "checkov.io/skip2": "CKV_K8S_43=local images are never pushed, so they have no registry digest",
 }
 
@@ -173,8 +173,12 @@ def _champion_env(t: ReleaseTemplate) -> dict[str, str]:
     }
 
 
-def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | None,
-             volumes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def pod_spec(
+    models_claim: str,
+    pull_secret: str | None,
+    restart_policy: str | None,
+    volumes: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     """The pod profile of every pod a release runs: the model share, a writable /tmp, restricted
     security, no API token; `volumes` adds to the first two."""
     spec: dict[str, Any] = {
@@ -194,9 +198,15 @@ def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | N
     return spec
 
 
-def container(name: str, image: pulumi.Input[str], module: str, env: list[dict],
-              resources: Mapping[str, Mapping[str, str]], models_read_only: bool,
-              extra_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def container(
+    name: str,
+    image: pulumi.Input[str],
+    module: str,
+    env: list[dict],
+    resources: Mapping[str, Mapping[str, str]],
+    models_read_only: bool,
+    extra_mounts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """A container running `python -m <module>` with the pod profile's mounts and restrictions."""
     return {
         "name": name,
@@ -268,8 +278,13 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
     train_labels = labels.recommended("trainer", job_name(b.dns_build), b.build, "training")
     return job(
-        job_name(b.dns_build), t.namespace, train_labels, {**provenance(b), **_skips(t)},
-        t.train_timeout_seconds, TRAIN_BACKOFF_LIMIT, pod,
+        job_name(b.dns_build),
+        t.namespace,
+        train_labels,
+        {**provenance(b), **_skips(t)},
+        t.train_timeout_seconds,
+        TRAIN_BACKOFF_LIMIT,
+        pod,
     )
 
 
@@ -297,36 +312,48 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     def app(name: str, env: list[dict]) -> dict[str, Any]:
         return container(name, b.images[name], name, env, t.resources[name], models_read_only=True)
 
-    waiter = app("waiter", _env({
-        **common,
-        "GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)),
-        "GATE_MIN_LIFT": repr(float(t.gate_min_lift)),
-        "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
-        "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
-        **_champion_env(t),
-    }))
+    waiter = app(
+        "waiter",
+        _env(
+            {
+                **common,
+                "GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)),
+                "GATE_MIN_LIFT": repr(float(t.gate_min_lift)),
+                "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
+                "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
+                **_champion_env(t),
+            }
+        ),
+    )
     scorer = app("scorer", _env({**common, "PORT": str(PORT)}))
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     scorer["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": PORT},
-        "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3,
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
     }
     scorer["livenessProbe"] = {
         "httpGet": {"path": "/healthz", "port": PORT},
-        "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
     }
     pod = {
         **pod_spec(t.models_claim, t.pull_secret, None, []),
         "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
         # One node's loss takes as few of the release's pods as the nodes allow; a one-node
         # cluster still schedules them all (ScheduleAnyway).
-        "topologySpreadConstraints": [{
-            "maxSkew": 1,
-            "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": score_selector},
-        }],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": score_selector},
+            }
+        ],
         "initContainers": [waiter],
         "containers": [scorer],
     }

@@ -135,7 +135,13 @@ class Router(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlpipeline:router:Router", name, None, opts)
-        kind, releases, plan, gateway, hostnames = args.kind, args.releases, args.plan, args.gateway, args.hostnames
+        kind, releases, plan, gateway, hostnames = (
+            args.kind,
+            args.releases,
+            args.plan,
+            args.gateway,
+            args.hostnames,
+        )
         check_router(kind, plan, gateway, hostnames)
         if [r.build for r in releases] != list(plan.weights):
             raise RouterError(
@@ -156,6 +162,7 @@ class Router(pulumi.ComponentResource):
         # plus `hostnames` for router gateway.
         self.service_name: pulumi.Output[str] | None = None
         if kind == "gateway":
+            assert gateway is not None  # check_router requires it
             self._http_route(gateway, hostnames)
         elif kind == "istio":
             self._virtual_service(gateway, hostnames)
@@ -311,7 +318,8 @@ class Router(pulumi.ComponentResource):
         builds = list(self._plan.serving)
         if self._plan.shadow:
             builds.append(self._plan.shadow.build)
-        return [self._releases[b].deployment for b in builds if self._releases[b].deployment is not None]
+        deployments = (self._releases[b].deployment for b in builds)
+        return [deployment for deployment in deployments if deployment is not None]
 
     def _champion_release(self) -> LiveRelease:
         return self._releases[self._plan.champion]

@@ -48,75 +48,193 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("build", "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
-        "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).", None),
-    Key("cloud", "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
-        "default StorageClass, images built locally, no push).", "local"),
+    Key(
+        "build",
+        "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
+        "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).",
+        None,
+    ),
+    Key(
+        "cloud",
+        "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
+        "default StorageClass, images built locally, no push).",
+        "local",
+    ),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
-    Key("keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"),
-    Key("gitSha", "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
-        "else unknown.", ""),
-    Key("dataSource", "Where the trainer reads the CSVs: blob (Azure Blob Storage or Azurite) or volume "
-        "(a PersistentVolumeClaim). Empty: blob on azure, volume on local.", ""),
-    Key("csvFolder", "Folder of the ETL's CSVs inside the blob container or the claim, e.g. 2018/05/08. "
-        "Required for blob; empty means the claim's root for volume.", ""),
-    Key("dataContainer", "Blob container with the CSVs. Empty on azure: the container the stack creates.", ""),
+    Key(
+        "keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"
+    ),
+    Key(
+        "gitSha",
+        "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
+        "else unknown.",
+        "",
+    ),
+    Key(
+        "dataSource",
+        "Where the trainer reads the CSVs: blob (Azure Blob Storage or Azurite) or volume "
+        "(a PersistentVolumeClaim). Empty: blob on azure, volume on local.",
+        "",
+    ),
+    Key(
+        "csvFolder",
+        "Folder of the ETL's CSVs inside the blob container or the claim, e.g. 2018/05/08. "
+        "Required for blob; empty means the claim's root for volume.",
+        "",
+    ),
+    Key(
+        "dataContainer", "Blob container with the CSVs. Empty on azure: the container the stack creates.", ""
+    ),
     Key("dataClaim", "PersistentVolumeClaim holding the CSVs (volume). Empty: csv-data.", ""),
-    Key("blobAccount", "Storage account to read the CSVs from instead of the stack's own (azure) - required "
-        "for blob on local (Azurite: devstoreaccount1). Needs the secret blobKey.", ""),
-    Key("blobEndpoint", "Blob endpoint override, e.g. http://azurite.default.svc:10000/devstoreaccount1.", ""),
-    Key("blobKey", "Account key for blobAccount. Set it with `pulumi config set --secret blobKey ...`.",
-        None, "string", secret=True),
-    Key("trainerEnv", "Trainer hyperparameters as a map of environment variables (names in apps/trainer), "
-        "e.g. {TRAIN_FAMILIES: als, TUNE_BUDGET_SECONDS: 600}.", {}, None),
-    Key("gateMinNdcg", "Quality gate: the waiter keeps the pod unready if the model's nDCG@k is below this.",
-        0.0, None),
-    Key("gateMinLift", "Quality gate: minimum nDCG lift of the model over the popularity baseline.", 1.0, None),
+    Key(
+        "blobAccount",
+        "Storage account to read the CSVs from instead of the stack's own (azure) - required "
+        "for blob on local (Azurite: devstoreaccount1). Needs the secret blobKey.",
+        "",
+    ),
+    Key(
+        "blobEndpoint", "Blob endpoint override, e.g. http://azurite.default.svc:10000/devstoreaccount1.", ""
+    ),
+    Key(
+        "blobKey",
+        "Account key for blobAccount. Set it with `pulumi config set --secret blobKey ...`.",
+        None,
+        "string",
+        secret=True,
+    ),
+    Key(
+        "trainerEnv",
+        "Trainer hyperparameters as a map of environment variables (names in apps/trainer), "
+        "e.g. {TRAIN_FAMILIES: als, TUNE_BUDGET_SECONDS: 600}.",
+        {},
+        None,
+    ),
+    Key(
+        "gateMinNdcg",
+        "Quality gate: the waiter keeps the pod unready if the model's nDCG@k is below this.",
+        0.0,
+        None,
+    ),
+    Key(
+        "gateMinLift", "Quality gate: minimum nDCG lift of the model over the popularity baseline.", 1.0, None
+    ),
     Key("trainTimeoutMinutes", "Deadline of the training Job, all retries included.", 60, "integer"),
-    Key("rolloutTimeoutMinutes", "How long a release's Deployment may take to become Available.", 10, "integer"),
-    Key("waitTimeoutSeconds", "How long the waiter waits for a complete, verified model before it fails.",
-        600, "integer"),
-    Key("minReplicas", "Scorer pods per release at least (the autoscaler's minimum); a release without "
-        "traffic stays at this, warm for a rollback.", 1, "integer"),
-    Key("maxReplicas", "Scorer pods per release at most, while it receives requests (the autoscaler scales "
-        "on CPU between minReplicas and this).", 4, "integer"),
-    Key("resources", "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
-        "containers trainer, waiter, scorer.", {}, None),
-    Key("modelShareGiB", "Size of the model share (Azure Files quota, or the local claim's request).", 100, "integer"),
+    Key(
+        "rolloutTimeoutMinutes",
+        "How long a release's Deployment may take to become Available.",
+        10,
+        "integer",
+    ),
+    Key(
+        "waitTimeoutSeconds",
+        "How long the waiter waits for a complete, verified model before it fails.",
+        600,
+        "integer",
+    ),
+    Key(
+        "minReplicas",
+        "Scorer pods per release at least (the autoscaler's minimum); a release without "
+        "traffic stays at this, warm for a rollback.",
+        1,
+        "integer",
+    ),
+    Key(
+        "maxReplicas",
+        "Scorer pods per release at most, while it receives requests (the autoscaler scales "
+        "on CPU between minReplicas and this).",
+        4,
+        "integer",
+    ),
+    Key(
+        "resources",
+        "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
+        "containers trainer, waiter, scorer.",
+        {},
+        None,
+    ),
+    Key(
+        "modelShareGiB",
+        "Size of the model share (Azure Files quota, or the local claim's request).",
+        100,
+        "integer",
+    ),
     Key("localStorageClass", "StorageClass of the local model claim. Empty: the cluster's default.", ""),
-    Key("localAccessMode", "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) "
-        "or ReadWriteMany.", "ReadWriteOnce"),
+    Key(
+        "localAccessMode",
+        "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) or ReadWriteMany.",
+        "ReadWriteOnce",
+    ),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
-    Key("router", "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
-        "(VirtualService + DestinationRule) or service (a Service switched to one build, blue/green).", "gateway"),
-    Key("gateway", "The Gateway the route attaches to (router gateway, required; istio, optional): "
-        "{name: web, namespace: infra, sectionName: https} or infra/web.", "", None),
-    Key("hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None),
-    Key("traffic", "Percent of requests per live build, summing to 100, e.g. {\"152\": 90, \"153\": 10}. "
-        "Empty: the newest release takes 100 once Ready, the others stay warm at 0.", {}, None),
-    Key("shadow", "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
-        "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
-    Key("championTolerance", "Champion/challenger gate: a new release must reach the nDCG of the release holding "
-        "most traffic minus this (0 to 1). Empty: no champion gate.", "", None),
-    Key("scorerIngressFrom", "Who may reach the scorer pods besides metricsScrapers (NetworkPolicy peers), e.g. "
+    Key(
+        "router",
+        "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
+        "(VirtualService + DestinationRule) or service (a Service switched to one build, blue/green).",
+        "gateway",
+    ),
+    Key(
+        "gateway",
+        "The Gateway the route attaches to (router gateway, required; istio, optional): "
+        "{name: web, namespace: infra, sectionName: https} or infra/web.",
+        "",
+        None,
+    ),
+    Key(
+        "hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None
+    ),
+    Key(
+        "traffic",
+        'Percent of requests per live build, summing to 100, e.g. {"152": 90, "153": 10}. '
+        "Empty: the newest release takes 100 once Ready, the others stay warm at 0.",
+        {},
+        None,
+    ),
+    Key(
+        "shadow",
+        "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
+        'e.g. {build: "154", percent: 10}; its answers are dropped.',
+        {},
+        None,
+    ),
+    Key(
+        "championTolerance",
+        "Champion/challenger gate: a new release must reach the nDCG of the release holding "
+        "most traffic minus this (0 to 1). Empty: no champion gate.",
+        "",
+        None,
+    ),
+    Key(
+        "scorerIngressFrom",
+        "Who may reach the scorer pods besides metricsScrapers (NetworkPolicy peers), e.g. "
         "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: gateway-system}}}]. Empty: router "
         "gateway: the Gateway's namespace; istio: istio-system's ingressgateway; service: any pod of the "
-        "cluster.", "", None),
-    Key("metricsScrapers", "Who may scrape the scorer's /metrics (NetworkPolicy peers).",
-        [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}], None),
-    Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
-        "digests, model copied and verified by sha256. Needs cloud azure.", ""),
+        "cluster.",
+        "",
+        None,
+    ),
+    Key(
+        "metricsScrapers",
+        "Who may scrape the scorer's /metrics (NetworkPolicy peers).",
+        [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+        None,
+    ),
+    Key(
+        "promoteFrom",
+        "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
+        "digests, model copied and verified by sha256. Needs cloud azure.",
+        "",
+    ),
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
 
 # The environment the release sets itself (docs/CONTRACTS.md, section 2); trainerEnv may not override them.
-RESERVED_ENV = frozenset({
-    "MODELFOLDER", "BUILD_NUMBER", "GIT_SHA", "DATA_DIR", "BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY",
-    "BLOB_STORAGE_KEY_FILE", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER", "BLOB_STORAGE_ENDPOINT",
-    "GATE_MIN_NDCG", "GATE_MIN_LIFT", "GATE_CHAMPION_MODELFOLDER", "GATE_CHAMPION_TOLERANCE", "WAIT_TIMEOUT_SECONDS",
-    "POLL_INTERVAL_SECONDS", "PORT",
-})
+RESERVED_ENV = frozenset(
+    """
+    MODELFOLDER BUILD_NUMBER GIT_SHA DATA_DIR BLOB_STORAGE_ACCOUNT BLOB_STORAGE_KEY BLOB_STORAGE_KEY_FILE
+    BLOB_STORAGE_CONTAINER BLOB_STORAGE_CSV_FOLDER BLOB_STORAGE_ENDPOINT GATE_MIN_NDCG GATE_MIN_LIFT
+    GATE_CHAMPION_MODELFOLDER GATE_CHAMPION_TOLERANCE WAIT_TIMEOUT_SECONDS POLL_INTERVAL_SECONDS PORT
+    """.split()
+)
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
     "trainer": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
@@ -148,10 +266,12 @@ def router_peers(router: str, gateway: GatewayRef | None, namespace: str) -> tup
         gateway_namespace = (gateway.namespace if gateway else None) or namespace
         return ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}},)
     if router == "istio":
-        return ({
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
-            "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
-        },)
+        return (
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+                "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
+            },
+        )
     return ({"namespaceSelector": {}},)  # service: the stable Service is an address for the cluster
 
 
@@ -262,10 +382,13 @@ class Settings:
             model_share_gib=values.integer("modelShareGiB", minimum=1, maximum=102400),
             local_storage_class=values.optional("localStorageClass", DNS_SUBDOMAIN, "a StorageClass name"),
             local_access_mode=values.choice("localAccessMode", ACCESS_MODES),
-            azure_location=values.pattern("azureLocation", AZURE_LOCATION, "an Azure region name like westeurope"),
+            azure_location=values.pattern(
+                "azureLocation", AZURE_LOCATION, "an Azure region name like westeurope"
+            ),
             azure_resource_group=values.optional(
                 "azureResourceGroup", RESOURCE_GROUP, "a resource group name (letters, digits, -_.())"
-            ) or f"{project}-{stack}",
+            )
+            or f"{project}-{stack}",
             router=router,
             gateway=gateway,
             hostnames=values.hostnames(),
@@ -308,8 +431,12 @@ class _Reader:
                 f"e.g. `pulumi up --config build=153`"
             )
         if not BUILD.match(value):
-            raise self.fail("build", "1-40 letters, digits, '.', '_' or '-', starting and ending with a "
-                            "letter or digit (e.g. 153 or 20180523.5)", value)
+            raise self.fail(
+                "build",
+                "1-40 letters, digits, '.', '_' or '-', starting and ending with a "
+                "letter or digit (e.g. 153 or 20180523.5)",
+                value,
+            )
         return value
 
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
@@ -374,7 +501,9 @@ class _Reader:
                 labels = selector.get("matchLabels", {})
                 if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
                     raise self.fail(key, f"{name}.matchLabels a map of label values (text)", labels)
-            if "ipBlock" in peer and not (isinstance(peer["ipBlock"], Mapping) and peer["ipBlock"].get("cidr")):
+            if "ipBlock" in peer and not (
+                isinstance(peer["ipBlock"], Mapping) and peer["ipBlock"].get("cidr")
+            ):
                 raise self.fail(key, "ipBlock with a cidr", peer["ipBlock"])
         return tuple(json.loads(json.dumps(value)))  # plain dicts and lists, whatever YAML gave
 
@@ -399,7 +528,9 @@ class _Reader:
         except json.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise self.fail(key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value)
+            raise self.fail(
+                key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value
+            )
         return parsed
 
     def git_sha(self, fallback: Callable[[], str]) -> str:
@@ -445,14 +576,13 @@ class _Reader:
         return merged
 
     def gateway(self) -> GatewayRef | None:
-        value = self.text("gateway")
-        if value.startswith("{"):
-            value = self.mapping("gateway")
+        text = self.text("gateway")
         try:
-            return GatewayRef.from_config(value)
+            return GatewayRef.from_config(self.mapping("gateway") if text.startswith("{") else text)
         except RouterError as exc:
-            raise self.fail("gateway", "a Gateway reference {name, namespace, sectionName} or namespace/name",
-                            str(exc)) from None
+            raise self.fail(
+                "gateway", "a Gateway reference {name, namespace, sectionName} or namespace/name", str(exc)
+            ) from None
 
     def hostnames(self) -> tuple[str, ...]:
         value = self._raw.get("hostnames")
@@ -484,8 +614,9 @@ class _Reader:
             raise self.fail("promoteFrom", "another stack than this one", value)
         if cloud != "azure":
             raise SettingsError(
-                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure file "
-                f"share mounted read-only (a local cluster's claim cannot be mounted from another namespace)"
+                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure "
+                f"file share mounted read-only (a local cluster's claim cannot be mounted from another "
+                f"namespace)"
             )
         return value
 
@@ -499,7 +630,9 @@ class _Reader:
         blob_only = [k for k in ("dataContainer", "blobAccount", "blobEndpoint") if self.is_set(k)]
         if kind == "volume":
             if blob_only or has_blob_key:
-                names = ", ".join(f"{NAMESPACE}:{k}" for k in blob_only + (["blobKey"] if has_blob_key else []))
+                names = ", ".join(
+                    f"{NAMESPACE}:{k}" for k in blob_only + (["blobKey"] if has_blob_key else [])
+                )
                 raise SettingsError(f"config {names} only apply to dataSource blob, but dataSource is volume")
             claim = self.optional("dataClaim", DNS_SUBDOMAIN, "a PersistentVolumeClaim name") or "csv-data"
             return DataSource(kind="volume", csv_folder=folder, claim=claim)
@@ -509,9 +642,12 @@ class _Reader:
             )
         if not folder:
             raise SettingsError(
-                f"config {NAMESPACE}:csvFolder is required with dataSource blob: the ETL's folder, e.g. 2018/05/08"
+                f"config {NAMESPACE}:csvFolder is required with dataSource blob: "
+                f"the ETL's folder, e.g. 2018/05/08"
             )
-        account = self.optional("blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters, digits)")
+        account = self.optional(
+            "blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters, digits)"
+        )
         container = self.optional(
             "dataContainer", CONTAINER_NAME, "a blob container name (3-63 lowercase letters, digits, '-')"
         )
@@ -530,11 +666,16 @@ class _Reader:
             )
         if account is None and has_blob_key:
             raise SettingsError(
-                f"config {NAMESPACE}:blobKey is only used with blobAccount; the stack's own account needs none"
+                f"config {NAMESPACE}:blobKey is only used with blobAccount; "
+                f"the stack's own account needs none"
             )
         if cloud == "local" and container is None:
-            raise SettingsError(f"config {NAMESPACE}:dataContainer is required with dataSource blob on cloud local")
-        return DataSource(kind="blob", csv_folder=folder, container=container, account=account, endpoint=endpoint)
+            raise SettingsError(
+                f"config {NAMESPACE}:dataContainer is required with dataSource blob on cloud local"
+            )
+        return DataSource(
+            kind="blob", csv_folder=folder, container=container, account=account, endpoint=endpoint
+        )
 
 
 def _is_set(config: pulumi.Config, key: str) -> bool:
@@ -546,13 +687,18 @@ def _configured_names() -> set[str]:
     """Names of the mlpipeline:* keys the stack sets (CLI run or mocks), to catch typos."""
     names = configured_keys()
     prefix = f"{NAMESPACE}:"
-    return {name[len(prefix):] for name in names if name.startswith(prefix)}
+    return {name[len(prefix) :] for name in names if name.startswith(prefix)}
 
 
 def _git_sha_fallback() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -563,8 +709,16 @@ def markdown_table() -> str:
     """The keys as a Markdown table, for components/README.md."""
     rows = ["| key | default | description |", "|---|---|---|"]
     for key in KEYS:
-        default = "required" if key.default is None and not key.secret else (
-            "secret, optional" if key.secret else json.dumps(key.default) if key.default != "" else "(derived)"
+        default = (
+            "required"
+            if key.default is None and not key.secret
+            else (
+                "secret, optional"
+                if key.secret
+                else json.dumps(key.default)
+                if key.default != ""
+                else "(derived)"
+            )
         )
         rows.append(f"| `{key.name}` | {default} | {key.description} |")
     return "\n".join(rows)

@@ -52,8 +52,8 @@ def _load_csr_parts(path: Path) -> _Csr:
             fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
             if fmt != "csr":
                 raise ModelError(f"{path} must hold a CSR matrix, found format {fmt!r}")
-            shape = tuple(int(n) for n in npz["shape"])
-            return _Csr(npz["indptr"], npz["indices"], shape)
+            rows, columns = (int(n) for n in npz["shape"])
+            return _Csr(npz["indptr"], npz["indices"], (rows, columns))
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{path} is not a scipy sparse .npz file: {exc}") from None
 
@@ -175,12 +175,12 @@ class Model:
             part = known[start : start + SCORE_SLICE]
             for (pos, _), (items, scores) in zip(part, self._top_k([row for _, row in part], k)):
                 answers[pos] = Recommendation(user_ids[pos], items, scores, None)
-        for pos, answer in enumerate(answers):
-            if answer is None:
-                answers[pos] = Recommendation(
-                    user_ids[pos], self._popular_ids[:k], self._popular_scores[:k], "popular"
-                )
-        return answers
+        return [
+            Recommendation(user_ids[pos], self._popular_ids[:k], self._popular_scores[:k], "popular")
+            if answer is None
+            else answer
+            for pos, answer in enumerate(answers)
+        ]
 
     def _scores(self, rows: list[int]) -> np.ndarray:
         users = self.user_vectors[rows]

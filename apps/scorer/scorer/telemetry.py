@@ -122,7 +122,8 @@ class Telemetry:
 
 
 def _write_lines(lines: list[bytes]) -> None:
-    chunk, size = [], 0
+    chunk: list[bytes] = []
+    size = 0
     for line in lines:
         if chunk and size + len(line) > _PIPE_BUF:
             _write(b"".join(chunk))

@@ -60,7 +60,9 @@ def protocol(seed: int, fraction: float, n_users: int) -> str:
 def _check_ours(folder: Path) -> None:
     if not folder.is_dir():
         return
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in OURS and not p.name.endswith(TMP_SUFFIX))
+    foreign = sorted(
+        p.name for p in folder.iterdir() if p.name not in OURS and not p.name.endswith(TMP_SUFFIX)
+    )
     if foreign:
         raise FolderError(
             f"MODELFOLDER {folder} holds {foreign[:5]}, which a release folder never has: refusing to "
@@ -119,7 +121,11 @@ def train(settings: config.Settings) -> dict:
         skipped = [n for n in names if n in ("ease", families.BLEND)]
         names = tuple(n for n in names if n not in skipped)
         for name in skipped:
-            log("skip-family", family=name, reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}")
+            log(
+                "skip-family",
+                family=name,
+                reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}",
+            )
     if not names:
         raise DataError(f"no model family applies: TRAIN_FAMILIES={','.join(settings.families)}")
     selection = tune(
@@ -134,8 +140,14 @@ def train(settings: config.Settings) -> dict:
         budget_seconds=settings.tune_budget_seconds,
         log=log,
     )
-    log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg,
-        best_over_plain_als=selection.record["best_over_plain_als"], seconds=lap())
+    log(
+        "tune",
+        family=selection.family,
+        params=selection.params,
+        validation_ndcg=selection.validation_ndcg,
+        best_over_plain_als=selection.record["best_over_plain_als"],
+        seconds=lap(),
+    )
 
     n_items = matrix.shape[1]
     card = {
@@ -156,12 +168,25 @@ def train(settings: config.Settings) -> dict:
     log("refit", family=selection.family, seconds=lap())
     folder = settings.folder
     with ThreadPoolExecutor(max_workers=1) as background:
-        written = background.submit(artifacts.write_served, folder, data.user_ids, data.item_ids, matrix,
-                                    Popularity(matrix).scores, final, card, log)
+        written = background.submit(
+            artifacts.write_served,
+            folder,
+            data.user_ids,
+            data.item_ids,
+            matrix,
+            Popularity(matrix).scores,
+            final,
+            card,
+            log,
+        )
         model_per_user = per_user(selection.models[selection.family], test_users, train_part, test)
         model_metrics = means(model_per_user)
         popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
-        lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
+        lift = (
+            model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"]
+            if popularity_metrics["ndcg_at_k"]
+            else None
+        )
         log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
         written.result()
     del final  # on disk now: free it (EASE: n_items^2) before the plain-ALS comparison
@@ -172,8 +197,11 @@ def train(settings: config.Settings) -> dict:
     plain = None
     if "als-plain" in selection.models:
         plain_model = selection.models["als-plain"]
-        plain_per_user = (model_per_user if selection.family == "als-plain"
-                          else per_user(plain_model, test_users, train_part, test))
+        plain_per_user = (
+            model_per_user
+            if selection.family == "als-plain"
+            else per_user(plain_model, test_users, train_part, test)
+        )
         plain = {
             "params": plain_model.params,
             "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
@@ -219,8 +247,13 @@ def train(settings: config.Settings) -> dict:
     )
     log("write", seconds=lap())
     modelshare.mark_complete(folder, settings.build)
-    log("complete", build=settings.build, family=selection.family, lift_ndcg=metrics["lift_ndcg"],
-        seconds=round(time.monotonic() - started, 3))
+    log(
+        "complete",
+        build=settings.build,
+        family=selection.family,
+        lift_ndcg=metrics["lift_ndcg"],
+        seconds=round(time.monotonic() - started, 3),
+    )
     return metrics
 
 

@@ -90,6 +90,7 @@ def evaluate(gate: Gate, metrics: object, own_folder: str | Path) -> Verdict:
 
 
 def _champion(gate: Gate, metrics: object, ndcg: float | None, own: Path, verdict: Verdict) -> None:
+    assert gate.champion_folder is not None  # the caller checks
     champion = Path(gate.champion_folder)
     if champion.resolve() == own.resolve():
         verdict.notes.append("champion check skipped: the champion is this release")
