@@ -41,8 +41,14 @@ def test_probes_answer_within_their_timeout_while_the_heaviest_batches_run(tmp_p
 def worker_pids(parent: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True)
     pids = [int(pid) for pid in out.stdout.split()]
-    # multiprocessing may add a resource tracker beside the workers it spawns
-    return [pid for pid in pids if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = []
+    for pid in pids:
+        try:  # multiprocessing may add a resource tracker beside the workers it spawns
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.append(pid)
+        except FileNotFoundError:  # a killed worker gone since ps listed it
+            pass
+    return workers
 
 
 def test_a_restarted_worker_waits_for_its_model_instead_of_answering_503(tmp_path, start_scorer):
