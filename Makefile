@@ -1,7 +1,7 @@
 # The two commands of the README, from a fresh clone with only python3, pip and npm.
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
 #   make test   set up, then run every test
-#   make e2e    set up, then the release against a real Docker engine and Kubernetes API server
+#   make e2e    set up, then the release against real parts: Docker engine, images, the Pulumi engine
 #   make bench  set up, then run the benchmarks (figures go to docs/BENCHMARKS.md)
 
 PYTHON ?= python3
