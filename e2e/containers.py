@@ -8,7 +8,8 @@ waiter, the scorer published on 127.0.0.1 only) on the demo's sample data genera
     serve           build N trains, the waiter passes, the scorer is Ready by its probe, a request
                     answers with X-Model-Build: N, /metrics answers
     beside          build N+1 beside it; N still serves the same model and answers
-    gate            GATE_MIN_NDCG 0.99: the waiter refuses, its log says why, no scorer container
+    gate            GATE_MIN_NDCG 0.99: the Job fails with the reason, the waiter refuses the
+                    folder and its log says why, no scorer container
     corrupted       a model file changed after training: the waiter refuses it (integrity)
     killed-trainer  `docker kill` of the trainer mid-run: the waiter does not accept the folder;
                     a rerun of the Job completes and the waiter passes
@@ -134,14 +135,22 @@ def _scenarios(report: Report, builds: list[str], serving: list) -> None:
         details.update(builds=[n, n1], first_url=first.url, second_url=second.url)
 
     with report.scenario(SUITE, "gate") as details:
+        # The Job decides the gate (it fails at once with the reason); the waiter, run anyway as a
+        # pod would be, refuses the failed folder and says why; no scorer container is created.
         release = demo.render_release(gated, {**FAST, "gateMinNdcg": 0.99}, ROOT, ROWS, containers)
-        demo.train(release, containers)
+        try:
+            demo.train(release, containers)
+        except PlayError as failed:
+            job_error = str(failed)
+        else:
+            raise AssertionError("the training Job passed a gate of GATE_MIN_NDCG 0.99")
+        assert "quality gate" in job_error and "0.99" in job_error, job_error
         error, log = hold_refused(release, "gate-waiter.log")
         said = outcome(log)
-        assert said.get("event") == "gate-failed", said
-        assert "0.99" in log, "the waiter's log does not name the gate it applied"
+        assert said.get("event") == "training-failed", said
+        assert "0.99" in log, "the waiter's log does not name the gate that failed"
         assert not scorer_containers(release), "a scorer container was created for a refused model"
-        details.update(error=error, waiter=said)
+        details.update(job_error=job_error, error=error, waiter=said)
 
     with report.scenario(SUITE, "corrupted") as details:
         release = demo.render_release(corrupted, FAST, ROOT, ROWS, containers)
