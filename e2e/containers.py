@@ -8,8 +8,8 @@ waiter, the scorer published on 127.0.0.1 only) on the demo's sample data genera
     serve           build N trains, the waiter passes, the scorer is Ready by its probe, a request
                     answers with X-Model-Build: N, /metrics answers
     beside          build N+1 beside it; N still serves the same model and answers
-    gate            GATE_MIN_NDCG 0.99: the Job fails with the reason, the waiter refuses the
-                    folder and its log says why, no scorer container
+    gate            GATE_MIN_NDCG 0.99: the Job fails with the reason, the waiter re-checks the
+                    gate and refuses, its log says why, no scorer container
     corrupted       a model file changed after training: the waiter refuses it (integrity)
     killed-trainer  `docker kill` of the trainer mid-run: the waiter does not accept the folder;
                     a rerun of the Job completes and the waiter passes
@@ -136,7 +136,7 @@ def _scenarios(report: Report, builds: list[str], serving: list) -> None:
 
     with report.scenario(SUITE, "gate") as details:
         # The Job decides the gate (it fails at once with the reason); the waiter, run anyway as a
-        # pod would be, refuses the failed folder and says why; no scorer container is created.
+        # pod would be, re-checks the gate on the folder and refuses it; no scorer container.
         release = demo.render_release(gated, {**FAST, "gateMinNdcg": 0.99}, ROOT, ROWS, containers)
         try:
             demo.train(release, containers)
@@ -147,7 +147,7 @@ def _scenarios(report: Report, builds: list[str], serving: list) -> None:
         assert "quality gate" in job_error and "0.99" in job_error, job_error
         error, log = hold_refused(release, "gate-waiter.log")
         said = outcome(log)
-        assert said.get("event") == "training-failed", said
+        assert said.get("event") == "gate-failed", said
         assert "0.99" in log, "the waiter's log does not name the gate that failed"
         assert not scorer_containers(release), "a scorer container was created for a refused model"
         details.update(job_error=job_error, error=error, waiter=said)
