@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
@@ -79,6 +79,9 @@ def _problem(errors: list[dict]) -> Response:
     body = json.dumps({"message": message, "detail": errors})
     return Response(body, status_code=422, media_type="application/json")
 
+
+CARD_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                "X-Content-Type-Options": "nosniff"}
 
 # ---- the application ------------------------------------------------------------------------
 
@@ -177,6 +180,22 @@ def build(scorer: Scorer) -> FastAPI:
             return unavailable()
         body = await scorer.batch_body(request.user_ids, request.k, time.perf_counter())
         return Response(body, media_type="application/json")
+
+    @api.get(
+        "/model-card",
+        summary="The release's model card: verdict, metrics, data and drift, as one HTML page",
+        response_class=HTMLResponse,
+        responses={**not_ready, 404: {"model": Problem, "description": "This release has no model card"}},
+    )
+    async def model_card():
+        model = slot.model
+        if model is None:
+            return unavailable()
+        if model.card is None:
+            detail = f"build {settings.build} has no model card (model/card.html): trained before cards were written"
+            return JSONResponse({"detail": detail}, status_code=404)
+        # The page is self-contained (inline CSS and SVG): nothing else may load in its context.
+        return HTMLResponse(model.card, headers=CARD_HEADERS)
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics():

@@ -12,7 +12,7 @@ from scipy import sparse
 import modelshare
 from modelshare import MODEL_DIR
 from modelshare import layout
-from trainer import drift, modelcard, novelty
+from trainer import drift, novelty
 from trainer.families import Servable
 
 
@@ -79,7 +79,7 @@ def write_report(folder: Path, profile: dict, drift_report: dict | None, card_ht
     """What a person reads about the release, beside the model: the data profile (which the next
     build's drift report compares with), the drift report against the champion, the model card."""
     target = folder / MODEL_DIR
-    files = [(drift.PROFILE, _json(profile)), (modelcard.CARD, lambda handle: handle.write(card_html.encode("utf-8")))]
+    files = [(drift.PROFILE, _json(profile)), (layout.CARD, lambda handle: handle.write(card_html.encode("utf-8")))]
     if drift_report is not None:
         files.append((drift.REPORT, _json(drift_report)))
     for name, writer in files:

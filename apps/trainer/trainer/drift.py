@@ -36,7 +36,7 @@ from modelshare import MODEL_DIR, ConfigError, env_float, layout
 PROFILE = "data_profile.json"  # under model/
 REPORT = "drift.json"  # under model/
 SCHEMA = 1
-TOP_ITEMS = 1000
+TOP_ITEMS = 1000  # the card names it: "the 1,000 most popular items"
 # Histogram edges: counts 1, 2-3, 4-7, ... (activity, popularity) and weights (0, 1/16], ..., > 2^20.
 COUNT_EDGES = [2.0**n for n in range(0, 25)] + [math.inf]
 WEIGHT_EDGES = [0.0] + [2.0**n for n in range(-4, 21)] + [math.inf]
@@ -64,7 +64,7 @@ class Thresholds:
     fail: dict[str, float]  # figure -> threshold; empty: drift never fails the gate
 
     @classmethod
-    def from_env(cls) -> "Thresholds":
+    def from_env(cls) -> Thresholds:
         # One call per name, so that tests/test_docs.py finds each in docs/CONTRACTS.md.
         warn = {
             "item_popularity_psi": _limit("DRIFT_WARN_ITEM_POPULARITY", FIGURES["item_popularity_psi"][0]),
@@ -82,7 +82,9 @@ class Thresholds:
             "new_item_share": _limit("DRIFT_FAIL_NEW_ITEMS", None),
             "volume_change": _limit("DRIFT_FAIL_VOLUME", None),
         }
-        return cls({k: v for k, v in warn.items() if v is not None}, {k: v for k, v in fail.items() if v is not None})
+        return cls(
+            {k: v for k, v in warn.items() if v is not None}, {k: v for k, v in fail.items() if v is not None}
+        )
 
 
 def _limit(name: str, default: float | None) -> float | None:
@@ -94,8 +96,14 @@ def _limit(name: str, default: float | None) -> float | None:
 
 def variable(kind: str, figure: str) -> str:
     """DRIFT_WARN_ITEM_POPULARITY for ("warn", "item_popularity_psi"): the name a message cites."""
-    stem = {"item_popularity_psi": "ITEM_POPULARITY", "user_activity_psi": "USER_ACTIVITY", "weight_psi": "WEIGHTS",
-            "new_user_share": "NEW_USERS", "new_item_share": "NEW_ITEMS", "volume_change": "VOLUME"}[figure]
+    stem = {
+        "item_popularity_psi": "ITEM_POPULARITY",
+        "user_activity_psi": "USER_ACTIVITY",
+        "weight_psi": "WEIGHTS",
+        "new_user_share": "NEW_USERS",
+        "new_item_share": "NEW_ITEMS",
+        "volume_change": "VOLUME",
+    }[figure]
     return f"DRIFT_{kind.upper()}_{stem}"
 
 
@@ -187,18 +195,31 @@ def champion_profile(folder: str | Path) -> tuple[dict, set[str], set[str]]:
         users = modelshare.read_json(model_dir / layout.USER_IDS)
         items = modelshare.read_json(model_dir / layout.ITEM_IDS)
     except FileNotFoundError as exc:
-        raise DriftError(f"the champion has no {Path(exc.filename).name} (a release made before data profiles "
-                         "were written has none)") from None
+        raise DriftError(
+            f"the champion has no {Path(exc.filename).name} (a release made before data profiles "
+            "were written has none)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise DriftError(f"the champion's profile cannot be read: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(users, list) or not isinstance(
-            items, list):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("schema") != SCHEMA
+        or not isinstance(users, list)
+        or not isinstance(items, list)
+    ):
         raise DriftError(f"the champion's {PROFILE} is not a schema {SCHEMA} profile")
     return doc, {str(u) for u in users}, {str(i) for i in items}
 
 
-def compare(ours: dict, theirs: dict, matrix: sparse.csr_matrix, user_ids: list[str], item_ids: list[str],
-            known_users: set[str], known_items: set[str]) -> dict:
+def compare(
+    ours: dict,
+    theirs: dict,
+    matrix: sparse.csr_matrix,
+    user_ids: list[str],
+    item_ids: list[str],
+    known_users: set[str],
+    known_items: set[str],
+) -> dict:
     """The figures of this build's data against the champion's (its profile and id lists)."""
     matrix = matrix.tocsr()
     per_user = np.diff(matrix.indptr)
@@ -217,9 +238,14 @@ def compare(ours: dict, theirs: dict, matrix: sparse.csr_matrix, user_ids: list[
     return {
         "figures": {name: round(value, 6) for name, value in figures.items()},
         "counts": {
-            "users": len(user_ids), "new_users": int(new_users.sum()), "champion_users": len(known_users),
-            "items": len(item_ids), "new_items": int(new_items.sum()), "champion_items": len(known_items),
-            "interactions": int(matrix.nnz), "champion_interactions": int(theirs["n_interactions"]),
+            "users": len(user_ids),
+            "new_users": int(new_users.sum()),
+            "champion_users": len(known_users),
+            "items": len(item_ids),
+            "new_items": int(new_items.sum()),
+            "champion_items": len(known_items),
+            "interactions": int(matrix.nnz),
+            "champion_interactions": int(theirs["n_interactions"]),
         },
     }
 
@@ -231,12 +257,15 @@ def judge(figures: dict[str, float], thresholds: Thresholds) -> tuple[list[str],
     for kind, limits in (("fail", thresholds.fail), ("warn", thresholds.warn)):
         for name, limit in limits.items():
             value = figures.get(name)
-            if value is None or (kind == "warn" and name in thresholds.fail and magnitude(name, value) >= thresholds.fail[name]):
+            if value is None or (
+                kind == "warn" and name in thresholds.fail and magnitude(name, value) >= thresholds.fail[name]
+            ):
                 continue
             if magnitude(name, value) >= limit:
                 shown = f"{value:+.4f}" if name == "volume_change" else f"{value:.4f}"
                 found[kind].append(
-                    f"data drift: {name} {shown} ({FIGURES[name][1]}) >= {variable(kind, name)} {limit:g}")
+                    f"data drift: {name} {shown} ({FIGURES[name][1]}) >= {variable(kind, name)} {limit:g}"
+                )
     return found["warn"], found["fail"]
 
 
@@ -245,11 +274,20 @@ def magnitude(name: str, value: float) -> float:
     return abs(value) if name == "volume_change" else value
 
 
-def report(ours: dict, matrix: sparse.csr_matrix, user_ids: list[str], item_ids: list[str], champion_folder,
-           champion_build: str | None, thresholds: Thresholds) -> dict:
+def report(
+    ours: dict,
+    matrix: sparse.csr_matrix,
+    user_ids: list[str],
+    item_ids: list[str],
+    champion_folder,
+    champion_build: str | None,
+    thresholds: Thresholds,
+) -> dict:
     """model/drift.json: the comparison with the champion's data, or why it could not be made."""
-    section = {"champion": {"build": champion_build, "folder": str(champion_folder)},
-               "thresholds": {"warn": thresholds.warn, "fail": thresholds.fail}}
+    section = {
+        "champion": {"build": champion_build, "folder": str(champion_folder)},
+        "thresholds": {"warn": thresholds.warn, "fail": thresholds.fail},
+    }
     try:
         theirs, known_users, known_items = champion_profile(champion_folder)
     except DriftError as exc:
@@ -257,14 +295,36 @@ def report(ours: dict, matrix: sparse.csr_matrix, user_ids: list[str], item_ids:
     figures = compare(ours, theirs, matrix, user_ids, item_ids, known_users, known_items)
     warnings, failures = judge(figures["figures"], thresholds)
     if sorted(ours["weight_columns"]) != sorted(theirs.get("weight_columns", [])):
-        warnings.append(f"data drift: the weight column changed from {theirs.get('weight_columns')} to "
-                        f"{ours['weight_columns']}")
-    return {**section, **figures, "champion_profile": {key: theirs.get(key) for key in (
-        "n_users", "n_items", "n_interactions", "rows_used", "weight_columns", "user_activity", "item_popularity", "weights", "count_edges",
-        "weight_edges", "top_items_share")},
-        "warnings": warnings, "failures": failures}
+        warnings.append(
+            f"data drift: the weight column changed from {theirs.get('weight_columns')} to "
+            f"{ours['weight_columns']}"
+        )
+    return {
+        **section,
+        **figures,
+        "champion_profile": {
+            key: theirs.get(key)
+            for key in (
+                "n_users",
+                "n_items",
+                "n_interactions",
+                "rows_used",
+                "weight_columns",
+                "user_activity",
+                "item_popularity",
+                "weights",
+                "count_edges",
+                "weight_edges",
+                "top_items_share",
+            )
+        },
+        "warnings": warnings,
+        "failures": failures,
+    }
 
 
 def summary(drift: dict) -> dict:
     """What metrics.json carries of the report (the gate reads ``failures``)."""
-    return {key: drift[key] for key in ("champion", "figures", "error", "warnings", "failures") if key in drift}
+    return {
+        key: drift[key] for key in ("champion", "figures", "error", "warnings", "failures") if key in drift
+    }

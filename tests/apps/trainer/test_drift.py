@@ -76,7 +76,9 @@ def figures(champion: Path, challenger: Path) -> dict:
     old, new = read(champion), read(challenger)
     theirs = drift.profile(old.matrix, old.user_ids, old.item_ids, old.report)
     ours = drift.profile(new.matrix, new.user_ids, new.item_ids, new.report)
-    return drift.compare(ours, theirs, new.matrix, new.user_ids, new.item_ids, set(old.user_ids), set(old.item_ids))
+    return drift.compare(
+        ours, theirs, new.matrix, new.user_ids, new.item_ids, set(old.user_ids), set(old.item_ids)
+    )
 
 
 def test_two_halves_of_one_sample_do_not_drift(halves):
@@ -84,7 +86,11 @@ def test_two_halves_of_one_sample_do_not_drift(halves):
     warnings, failures = drift.judge(found, default_thresholds())
     assert not warnings and not failures, found
     # far below the defaults, not just under them
-    assert found["item_popularity_psi"] < 0.05 and found["user_activity_psi"] < 0.02 and found["weight_psi"] < 0.01
+    assert (
+        found["item_popularity_psi"] < 0.05
+        and found["user_activity_psi"] < 0.02
+        and found["weight_psi"] < 0.01
+    )
     assert found["new_user_share"] < 0.1 and found["new_item_share"] < 0.01 and found["volume_change"] == 0
 
 
@@ -92,13 +98,17 @@ def default_thresholds() -> drift.Thresholds:
     return drift.Thresholds({name: default for name, (default, _) in drift.FIGURES.items()}, {})
 
 
-@pytest.mark.parametrize("change, figure, at_least", [
-    (reversed_popularity, "item_popularity_psi", 1.0),
-    (halved, "volume_change", 0.5),
-    (halved, "user_activity_psi", 0.1),
-    (new_users, "new_user_share", 0.5),
-    (heavier_weights, "weight_psi", 1.0),
-], ids=["reversed popularity", "volume halved", "activity halved", "60 % new users", "weights x100"])
+@pytest.mark.parametrize(
+    "change, figure, at_least",
+    [
+        (reversed_popularity, "item_popularity_psi", 1.0),
+        (halved, "volume_change", 0.5),
+        (halved, "user_activity_psi", 0.1),
+        (new_users, "new_user_share", 0.5),
+        (heavier_weights, "weight_psi", 1.0),
+    ],
+    ids=["reversed popularity", "volume halved", "activity halved", "60 % new users", "weights x100"],
+)
 def test_a_shift_shows_in_its_own_figure(tmp_path, halves, change, figure, at_least):
     shifted = rewrite(halves[1], tmp_path / "shifted", change)
     found = figures(halves[0], shifted)["figures"]
@@ -106,9 +116,13 @@ def test_a_shift_shows_in_its_own_figure(tmp_path, halves, change, figure, at_le
     warnings, _ = drift.judge(found, default_thresholds())
     assert any(w.startswith(f"data drift: {figure} ") for w in warnings), warnings
     # an unrelated figure stays calm: the figures tell what moved
-    calm = {"item_popularity_psi": "new_user_share", "volume_change": "item_popularity_psi",
-            "user_activity_psi": "new_item_share", "new_user_share": "item_popularity_psi",
-            "weight_psi": "user_activity_psi"}[figure]
+    calm = {
+        "item_popularity_psi": "new_user_share",
+        "volume_change": "item_popularity_psi",
+        "user_activity_psi": "new_item_share",
+        "new_user_share": "item_popularity_psi",
+        "weight_psi": "user_activity_psi",
+    }[figure]
     assert drift.magnitude(calm, found[calm]) < default_thresholds().warn[calm], found
 
 
@@ -118,8 +132,10 @@ def test_thresholds_come_from_the_environment(monkeypatch):
     thresholds = drift.Thresholds.from_env()
     assert thresholds.warn["new_user_share"] == 0.3 and thresholds.fail == {"item_popularity_psi": 0.25}
     warnings, failures = drift.judge({"item_popularity_psi": 0.3, "new_user_share": 0.1}, thresholds)
-    assert failures == ["data drift: item_popularity_psi 0.3000 (item popularity (PSI over the champion's "
-                        "popularity groups)) >= DRIFT_FAIL_ITEM_POPULARITY 0.25"]
+    assert failures == [
+        "data drift: item_popularity_psi 0.3000 (item popularity (PSI over the champion's "
+        "popularity groups)) >= DRIFT_FAIL_ITEM_POPULARITY 0.25"
+    ]
     assert warnings == []  # failing, so not warned about twice
     monkeypatch.setenv("DRIFT_FAIL_VOLUME", "half")
     with pytest.raises(ConfigError, match="DRIFT_FAIL_VOLUME must be a number"):
@@ -136,13 +152,22 @@ def champion_folder(tmp_path_factory, halves):
 
 def challenge(tmp_path: Path, champion: Path, data: Path, **settings):
     folder = tmp_path / "2"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="2", DATA_DIR=data, GATE_CHAMPION_MODELFOLDER=champion,
-                      GATE_CHAMPION_TOLERANCE="1", TERMINATION_LOG=tmp_path / "termination", **QUICK, **settings)
+    run = run_trainer(
+        MODELFOLDER=folder,
+        BUILD_NUMBER="2",
+        DATA_DIR=data,
+        GATE_CHAMPION_MODELFOLDER=champion,
+        GATE_CHAMPION_TOLERANCE="1",
+        TERMINATION_LOG=tmp_path / "termination",
+        **QUICK,
+        **settings,
+    )
     return run, folder
 
 
-def test_the_trainer_profiles_its_data_and_reports_no_drift_on_the_same_distribution(tmp_path, champion_folder,
-                                                                                     halves):
+def test_the_trainer_profiles_its_data_and_reports_no_drift_on_the_same_distribution(
+    tmp_path, champion_folder, halves
+):
     run, folder = challenge(tmp_path, champion_folder, halves[1], DRIFT_FAIL_ITEM_POPULARITY="0.25")
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = modelshare.verify(folder, build="2")
@@ -157,7 +182,9 @@ def test_the_trainer_profiles_its_data_and_reports_no_drift_on_the_same_distribu
     assert run.event("drift")["failures"] == []
 
 
-def test_drift_over_the_fail_threshold_fails_the_gate_for_trainer_and_waiter(tmp_path, champion_folder, halves):
+def test_drift_over_the_fail_threshold_fails_the_gate_for_trainer_and_waiter(
+    tmp_path, champion_folder, halves
+):
     shifted = rewrite(halves[1], tmp_path / "shifted", reversed_popularity)
     run, folder = challenge(tmp_path, champion_folder, shifted, DRIFT_FAIL_ITEM_POPULARITY="0.25")
     assert run.returncode == 3, run.stdout + run.stderr

@@ -24,10 +24,18 @@ def released(tmp_path_factory):
     for n, day in enumerate(("day1", "day2")):
         (root / day).mkdir()
         (root / "all" / f"part-{n:05d}.csv").rename(root / day / "part-00000.csv")
-    for build, day, champion in (("1", "day1", {}), ("2", "day2", {"GATE_CHAMPION_MODELFOLDER": root / "share" / "1",
-                                                                     "GATE_CHAMPION_TOLERANCE": "0.5"})):
-        run = run_trainer(MODELFOLDER=root / "share" / build, BUILD_NUMBER=build, DATA_DIR=root / day,
-                          GIT_SHA="c0ffee", **QUICK, **champion)
+    for build, day, champion in (
+        ("1", "day1", {}),
+        ("2", "day2", {"GATE_CHAMPION_MODELFOLDER": root / "share" / "1", "GATE_CHAMPION_TOLERANCE": "0.5"}),
+    ):
+        run = run_trainer(
+            MODELFOLDER=root / "share" / build,
+            BUILD_NUMBER=build,
+            DATA_DIR=root / day,
+            GIT_SHA="c0ffee",
+            **QUICK,
+            **champion,
+        )
         assert run.returncode == 0, run.stdout + run.stderr
     return root / "share"
 
@@ -53,17 +61,21 @@ def test_the_card_is_in_the_manifest_and_self_contained(released):
 def test_the_verdict_comes_first_and_says_what_metrics_json_says(released):
     metrics = modelshare.read_json(released / "2" / "metrics.json")
     page = (released / "2" / "model" / "card.html").read_text(encoding="utf-8")
-    first = text(page[page.index("<h1"):page.index("</h1>")])
+    first = text(page[page.index("<h1") : page.index("</h1>")])
     gain = metrics["champion"]["ndcg_gain"]
-    expected = "Better than the champion (build 1)" if gain["interval"][0] > 0 else "Not worse than the champion"
+    expected = (
+        "Better than the champion (build 1)" if gain["interval"][0] > 0 else "Not worse than the champion"
+    )
     assert first.startswith("Build 2: " + expected), first
-    verdict = text(page[:page.index("<h2")])  # what is read before anything else
+    verdict = text(page[: page.index("<h2")])  # what is read before anything else
     lo, hi = gain["interval"]
     assert f"paired gain {gain['gain']:+.4f}, 90% interval [{lo:+.4f}, {hi:+.4f}]" in verdict
     popularity = metrics["popularity_ndcg_gain"]
     assert popularity["interval"][0] > 0  # the planted data rewards a model over popularity
-    assert (f"NDCG@10 {metrics['model']['ndcg_at_k']:.4f} against popularity's "
-            f"{metrics['popularity']['ndcg_at_k']:.4f}") in verdict
+    assert (
+        f"NDCG@10 {metrics['model']['ndcg_at_k']:.4f} against popularity's "
+        f"{metrics['popularity']['ndcg_at_k']:.4f}"
+    ) in verdict
     assert "data drift against the champion's data: no figure above its warning threshold" in verdict
 
 
@@ -87,7 +99,7 @@ def test_a_release_below_the_gate_says_so_first_with_the_reasons(released):
     reason = "data drift: new_user_share 0.9000 (...) >= DRIFT_FAIL_NEW_USERS 0.5"
     metrics["gate"] = {"passed": False, "failures": [reason], "checks": [], "notes": []}
     page = modelcard.render("2", metrics, profile, drift, {"source": "/data"}, 12.0)
-    verdict = text(page[:page.index("<h2")])
+    verdict = text(page[: page.index("<h2")])
     assert "Build 2: Below the quality gate: not to be served" in verdict and reason in verdict
 
 
