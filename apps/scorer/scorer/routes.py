@@ -98,6 +98,7 @@ def build(scorer: Scorer) -> FastAPI:
     not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
     invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
     too_large = {413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}}
+    problem_json = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(strict=True)
@@ -185,7 +186,11 @@ def build(scorer: Scorer) -> FastAPI:
         "/model-card",
         summary="The release's model card: verdict, metrics, data and drift, as one HTML page",
         response_class=HTMLResponse,
-        responses={**not_ready, 404: {"model": Problem, "description": "This release has no model card"}},
+        # Its refusals are JSON like every other route's, not the page's text/html.
+        responses={
+            404: {"description": "This release has no model card", **problem_json},
+            503: {"description": not_ready[503]["description"], **problem_json},
+        },
     )
     async def model_card():
         model = slot.model

@@ -67,20 +67,20 @@ class Thresholds:
     def from_env(cls) -> Thresholds:
         # One call per name, so that tests/test_docs.py finds each in docs/CONTRACTS.md.
         warn = {
-            "item_popularity_psi": _limit("DRIFT_WARN_ITEM_POPULARITY", FIGURES["item_popularity_psi"][0]),
-            "user_activity_psi": _limit("DRIFT_WARN_USER_ACTIVITY", FIGURES["user_activity_psi"][0]),
-            "weight_psi": _limit("DRIFT_WARN_WEIGHTS", FIGURES["weight_psi"][0]),
-            "new_user_share": _limit("DRIFT_WARN_NEW_USERS", FIGURES["new_user_share"][0]),
-            "new_item_share": _limit("DRIFT_WARN_NEW_ITEMS", FIGURES["new_item_share"][0]),
-            "volume_change": _limit("DRIFT_WARN_VOLUME", FIGURES["volume_change"][0]),
+            "item_popularity_psi": _limit("DRIFT_WARN_ITEM_POPULARITY_PSI", FIGURES["item_popularity_psi"][0]),
+            "user_activity_psi": _limit("DRIFT_WARN_USER_ACTIVITY_PSI", FIGURES["user_activity_psi"][0]),
+            "weight_psi": _limit("DRIFT_WARN_WEIGHT_PSI", FIGURES["weight_psi"][0]),
+            "new_user_share": _limit("DRIFT_WARN_NEW_USER_SHARE", FIGURES["new_user_share"][0]),
+            "new_item_share": _limit("DRIFT_WARN_NEW_ITEM_SHARE", FIGURES["new_item_share"][0]),
+            "volume_change": _limit("DRIFT_WARN_VOLUME_CHANGE", FIGURES["volume_change"][0]),
         }
         fail = {
-            "item_popularity_psi": _limit("DRIFT_FAIL_ITEM_POPULARITY", None),
-            "user_activity_psi": _limit("DRIFT_FAIL_USER_ACTIVITY", None),
-            "weight_psi": _limit("DRIFT_FAIL_WEIGHTS", None),
-            "new_user_share": _limit("DRIFT_FAIL_NEW_USERS", None),
-            "new_item_share": _limit("DRIFT_FAIL_NEW_ITEMS", None),
-            "volume_change": _limit("DRIFT_FAIL_VOLUME", None),
+            "item_popularity_psi": _limit("DRIFT_FAIL_ITEM_POPULARITY_PSI", None),
+            "user_activity_psi": _limit("DRIFT_FAIL_USER_ACTIVITY_PSI", None),
+            "weight_psi": _limit("DRIFT_FAIL_WEIGHT_PSI", None),
+            "new_user_share": _limit("DRIFT_FAIL_NEW_USER_SHARE", None),
+            "new_item_share": _limit("DRIFT_FAIL_NEW_ITEM_SHARE", None),
+            "volume_change": _limit("DRIFT_FAIL_VOLUME_CHANGE", None),
         }
         return cls(
             {k: v for k, v in warn.items() if v is not None}, {k: v for k, v in fail.items() if v is not None}
@@ -95,16 +95,8 @@ def _limit(name: str, default: float | None) -> float | None:
 
 
 def variable(kind: str, figure: str) -> str:
-    """DRIFT_WARN_ITEM_POPULARITY for ("warn", "item_popularity_psi"): the name a message cites."""
-    stem = {
-        "item_popularity_psi": "ITEM_POPULARITY",
-        "user_activity_psi": "USER_ACTIVITY",
-        "weight_psi": "WEIGHTS",
-        "new_user_share": "NEW_USERS",
-        "new_item_share": "NEW_ITEMS",
-        "volume_change": "VOLUME",
-    }[figure]
-    return f"DRIFT_{kind.upper()}_{stem}"
+    """DRIFT_WARN_ITEM_POPULARITY_PSI for ("warn", "item_popularity_psi"): the name a message cites."""
+    return f"DRIFT_{kind.upper()}_{figure.upper()}"
 
 
 # ---- the profile of one build's data ------------------------------------------------------------
@@ -154,7 +146,7 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
 # ---- divergences ----------------------------------------------------------------------------------
 
 
-def psi(expected: list[int], actual: list[int]) -> float:
+def psi(expected: list[float], actual: list[float]) -> float:
     """Population stability index of two histograms on the same bins: sum (a - e) ln(a / e)."""
     e, a = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
     if e.sum() == 0 or a.sum() == 0:

@@ -49,17 +49,17 @@ def segment(x1: float, y1: float, x2: float, y2: float, colour: str, width: int 
     )
 
 
-def forest(rows: list[tuple[str, dict]], width: int = 640) -> str:
+def forest(rows: list[tuple[str, dict | None]], width: int = 640) -> str:
     """Paired gains as points with their intervals around a zero line: right of it is better."""
-    rows = [(label, gain) for label, gain in rows if gain and gain.get("interval")]
-    if not rows:
+    shown: list[tuple[str, dict]] = [(label, gain) for label, gain in rows if gain and gain.get("interval")]
+    if not shown:
         return ""
-    low = min(0.0, *(g["interval"][0] for _, g in rows))
-    high = max(0.0, *(g["interval"][1] for _, g in rows))
+    low = min(0.0, *(g["interval"][0] for _, g in shown))
+    high = max(0.0, *(g["interval"][1] for _, g in shown))
     pad = (high - low) * 0.08 or 0.01
     low, high = low - pad, high + pad
     left, right, line = 250, width - 20, 40
-    height = 30 + line * len(rows)
+    height = 30 + line * len(shown)
 
     def x(value: float) -> float:
         return left + (value - low) / (high - low) * (right - left)
@@ -71,7 +71,7 @@ def forest(rows: list[tuple[str, dict]], width: int = 640) -> str:
         f'<text x="{x(0):.1f}" y="{height - 4}" text-anchor="middle" fill="{MUTED}">0 (no gain)</text>',
         f'<text x="{right}" y="{height - 4}" text-anchor="end" fill="{MUTED}">better &#8594;</text>',
     ]
-    for n, (label, gain) in enumerate(rows):
+    for n, (label, gain) in enumerate(shown):
         y = 22 + n * line
         lo, hi, mean = gain["interval"][0], gain["interval"][1], gain["gain"]
         colour = GOOD if lo > 0 else BAD if hi < 0 else WARN

@@ -127,18 +127,18 @@ def test_a_shift_shows_in_its_own_figure(tmp_path, halves, change, figure, at_le
 
 
 def test_thresholds_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("DRIFT_WARN_NEW_USERS", "0.3")
-    monkeypatch.setenv("DRIFT_FAIL_ITEM_POPULARITY", "0.25")
+    monkeypatch.setenv("DRIFT_WARN_NEW_USER_SHARE", "0.3")
+    monkeypatch.setenv("DRIFT_FAIL_ITEM_POPULARITY_PSI", "0.25")
     thresholds = drift.Thresholds.from_env()
     assert thresholds.warn["new_user_share"] == 0.3 and thresholds.fail == {"item_popularity_psi": 0.25}
     warnings, failures = drift.judge({"item_popularity_psi": 0.3, "new_user_share": 0.1}, thresholds)
     assert failures == [
         "data drift: item_popularity_psi 0.3000 (item popularity (PSI over the champion's "
-        "popularity groups)) >= DRIFT_FAIL_ITEM_POPULARITY 0.25"
+        "popularity groups)) >= DRIFT_FAIL_ITEM_POPULARITY_PSI 0.25"
     ]
     assert warnings == []  # failing, so not warned about twice
-    monkeypatch.setenv("DRIFT_FAIL_VOLUME", "half")
-    with pytest.raises(ConfigError, match="DRIFT_FAIL_VOLUME must be a number"):
+    monkeypatch.setenv("DRIFT_FAIL_VOLUME_CHANGE", "half")
+    with pytest.raises(ConfigError, match="DRIFT_FAIL_VOLUME_CHANGE must be a number"):
         drift.Thresholds.from_env()
 
 
@@ -168,7 +168,7 @@ def challenge(tmp_path: Path, champion: Path, data: Path, **settings):
 def test_the_trainer_profiles_its_data_and_reports_no_drift_on_the_same_distribution(
     tmp_path, champion_folder, halves
 ):
-    run, folder = challenge(tmp_path, champion_folder, halves[1], DRIFT_FAIL_ITEM_POPULARITY="0.25")
+    run, folder = challenge(tmp_path, champion_folder, halves[1], DRIFT_FAIL_ITEM_POPULARITY_PSI="0.25")
     assert run.returncode == 0, run.stdout + run.stderr
     manifest = modelshare.verify(folder, build="2")
     assert {"model/data_profile.json", "model/drift.json"} <= set(manifest["files"])  # checksummed
@@ -186,11 +186,11 @@ def test_drift_over_the_fail_threshold_fails_the_gate_for_trainer_and_waiter(
     tmp_path, champion_folder, halves
 ):
     shifted = rewrite(halves[1], tmp_path / "shifted", reversed_popularity)
-    run, folder = challenge(tmp_path, champion_folder, shifted, DRIFT_FAIL_ITEM_POPULARITY="0.25")
+    run, folder = challenge(tmp_path, champion_folder, shifted, DRIFT_FAIL_ITEM_POPULARITY_PSI="0.25")
     assert run.returncode == 3, run.stdout + run.stderr
     message = (tmp_path / "termination").read_text()
     assert message.startswith("build 2 is below the quality gate: data drift: item_popularity_psi ")
-    assert "DRIFT_FAIL_ITEM_POPULARITY 0.25" in message.splitlines()[0]
+    assert "DRIFT_FAIL_ITEM_POPULARITY_PSI 0.25" in message.splitlines()[0]
     metrics = modelshare.read_json(folder / "metrics.json")
     assert not metrics["gate"]["passed"] and metrics["drift"]["failures"] == metrics["gate"]["failures"]
     # the waiter, without any DRIFT_* variable, refuses the folder for the same reason
@@ -205,7 +205,7 @@ def test_a_champion_without_a_profile_is_reported_not_failed(tmp_path, champion_
     shutil.copytree(champion_folder, old)
     (old / "model" / "data_profile.json").unlink()
     modelshare.make_manifest(old, build="1")
-    run, folder = challenge(tmp_path / "share", old, halves[1], DRIFT_FAIL_ITEM_POPULARITY="0")
+    run, folder = challenge(tmp_path / "share", old, halves[1], DRIFT_FAIL_ITEM_POPULARITY_PSI="0")
     assert run.returncode == 0, run.stdout + run.stderr
     report = modelshare.read_json(folder / "model" / "drift.json")
     assert "figures" not in report and "the champion has no data_profile.json" in report["error"]

@@ -96,7 +96,7 @@ def test_a_release_below_the_gate_says_so_first_with_the_reasons(released):
     metrics = modelshare.read_json(released / "2" / "metrics.json")
     profile = modelshare.read_json(released / "2" / "model" / "data_profile.json")
     drift = modelshare.read_json(released / "2" / "model" / "drift.json")
-    reason = "data drift: new_user_share 0.9000 (...) >= DRIFT_FAIL_NEW_USERS 0.5"
+    reason = "data drift: new_user_share 0.9000 (...) >= DRIFT_FAIL_NEW_USER_SHARE 0.5"
     metrics["gate"] = {"passed": False, "failures": [reason], "checks": [], "notes": []}
     page = modelcard.render("2", metrics, profile, drift, {"source": "/data"}, 12.0)
     verdict = text(page[: page.index("<h2")])
