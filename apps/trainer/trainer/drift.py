@@ -67,7 +67,9 @@ class Thresholds:
     def from_env(cls) -> Thresholds:
         # One call per name, so that tests/test_docs.py finds each in docs/CONTRACTS.md.
         warn = {
-            "item_popularity_psi": _limit("DRIFT_WARN_ITEM_POPULARITY_PSI", FIGURES["item_popularity_psi"][0]),
+            "item_popularity_psi": _limit(
+                "DRIFT_WARN_ITEM_POPULARITY_PSI", FIGURES["item_popularity_psi"][0]
+            ),
             "user_activity_psi": _limit("DRIFT_WARN_USER_ACTIVITY_PSI", FIGURES["user_activity_psi"][0]),
             "weight_psi": _limit("DRIFT_WARN_WEIGHT_PSI", FIGURES["weight_psi"][0]),
             "new_user_share": _limit("DRIFT_WARN_NEW_USER_SHARE", FIGURES["new_user_share"][0]),
