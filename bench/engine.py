@@ -11,12 +11,13 @@ same process. Needs root, like `make e2e`.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 from bench import pulumi_program
 from e2e import toolchain
 from e2e.cluster import Cluster
-from e2e.engine import STACK, STACK_CONFIG, Pulumi, Scenarios
+from e2e.engine import HOME, STACK, STACK_CONFIG, Pulumi, Scenarios
 from e2e.report import Report
 from local.render import render
 
@@ -38,6 +39,7 @@ def main() -> str:
     bin_dir = f"{facts['cache']}/bin"
     cluster = Cluster(bin_dir, crds=f"{facts['cache']}/crds/gateway-api", stages=f"{facts['cache']}/kwok-stages.yaml")
     timings: dict[int, dict[str, float]] = {}
+    shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend: no stack left by an e2e run
     with cluster:
         pulumi = Pulumi(cluster.bin, cluster.kubeconfig)
         pulumi.prepare()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from components import model_store
 from e2e import toolchain
 from e2e.cluster import Cluster
 from e2e.report import Report
@@ -29,12 +30,14 @@ HOME = ROOT / ".e2e" / "engine"
 SUITE = "engine"
 NAMESPACE = "mlpipeline-e2e"
 STACK = "e2e"
+PROMOTING_STACK = "e2e-prod"  # promoteFrom: e2e, as prod promotes dev
 PASSPHRASE = "e2e-only-passphrase"  # guards the throwaway state's secrets; nothing else
 # The e2e stack: the local stack's settings, the default router kind (Gateway API) for real.
 STACK_CONFIG = {
     "mlpipeline:cloud": "local",
     "mlpipeline:namespace": NAMESPACE,
     "mlpipeline:keepReleases": "3",
+    "mlpipeline:images": "prebuilt",  # no docker provider: the suite needs no image, kwok runs none
     "mlpipeline:dataSource": "volume",
     "mlpipeline:dataClaim": "csv-data",
     "mlpipeline:modelShareGiB": "5",
@@ -45,6 +48,11 @@ STACK_CONFIG = {
     "mlpipeline:trainTimeoutMinutes": "5",
     "mlpipeline:rolloutTimeoutMinutes": "3",
 }
+
+
+MODEL_CLAIM = model_store.CLAIM
+# A re-declared retired record keeps everything but its place in the ledger's order.
+RENUMBERED = ("sequence",)
 
 
 class EngineError(AssertionError):
@@ -242,18 +250,15 @@ def self_reference(report: Report, bin_dir: Path) -> None:
 
 def run(report: Report) -> None:
     with report.scenario(SUITE, "toolchain"):
-        # Only what the scenarios below run; `python -m e2e.toolchain` builds the whole toolchain.
-        facts = toolchain.ensure(("pulumi", "pulumi-language-python"))
-        report.facts["toolchain"] = facts
+        report.facts["toolchain"] = toolchain.ensure()
     if "toolchain" not in report.facts:
         return
     self_reference(report, Path(report.facts["toolchain"]["cache"]) / "bin")
-    # Not run yet: the program's scenarios against the cluster (run_on_cluster) wait for the whole
-    # toolchain to have been built and run once on this machine (see the report of issue 14).
+    run_on_cluster(report)
 
 
 def run_on_cluster(report: Report) -> None:
-    """Scenarios 1, 2, 3, 6 and 8 on a 127.0.0.1 cluster with a kwok node (not yet in `run`)."""
+    """Scenarios 1 to 6 and 8 on a 127.0.0.1 cluster with a kwok node."""
     folder = Path(report.facts["toolchain"]["cache"])
     cluster = Cluster(folder / "bin", crds=folder / "crds" / "gateway-api", stages=folder / "kwok-stages.yaml")
     try:
@@ -285,6 +290,8 @@ class Scenarios:
             passed = self.second_release()
         if passed:
             self.traffic_and_rollback()
+            self.retire_and_redeploy()
+            self.promoting_stack()
         self.bad_config()
         self.destroy()
         self.figures["pulumi_runs"] = self.pulumi.runs
@@ -367,10 +374,75 @@ class Scenarios:
                 raise EngineError(f"traffic changes touched more than the router: {changed}")
             del after_split
 
+    def retire_and_redeploy(self) -> None:
+        with self.scenario("4 keepReleases=2 and build 3 retire build 1; build=1 re-declares it verbatim") as details:
+            original = self.pulumi.outputs()["releases"]["1"]
+            build1 = objects_of(original)
+            # Retention never drops the release serving the traffic: move it to build 2 first.
+            self.pulumi.up('mlpipeline:traffic={"2": 100}')
+            self.pulumi("config", "set", "mlpipeline:keepReleases", "2")
+            self.pulumi.up("mlpipeline:build=3", "mlpipeline:traffic=auto")
+            outputs = self.pulumi.outputs()
+            details["after_build3"] = {"live": sorted(outputs["releases"]), "retired": outputs["retiredBuilds"]}
+            if sorted(outputs["releases"]) != ["2", "3"] or "1" not in outputs["retiredReleases"]:
+                raise EngineError(f"after build 3 with keepReleases=2: live {sorted(outputs['releases'])}, "
+                                  f"retired records {sorted(outputs['retiredReleases'])}")
+            left = {kind: name for kind, (path, name) in build1.items() if self.cluster.get(path) is not None}
+            if left:
+                raise EngineError(f"build 1's objects are still in the API server: {left}")
+            # The model folders live on the share, which no retirement touches: its claim stays bound.
+            claims = {name.split("/", 1)[1] for name in namespace_snapshot(self.cluster)
+                      if name.startswith("persistentvolumeclaims/")}
+            details["claims"] = sorted(claims)
+            if MODEL_CLAIM not in claims:
+                raise EngineError(f"the model share's claim {MODEL_CLAIM} is gone after retiring build 1: {claims}")
+            self.pulumi.up("mlpipeline:build=1")
+            again = self.pulumi.outputs()["releases"]
+            details["after_redeploy"] = sorted(again)
+            if "1" not in again:
+                raise EngineError(f"build=1 did not re-declare build 1: live {sorted(again)}")
+            differ = sorted(k for k in set(original) | set(again["1"])
+                            if k not in RENUMBERED and original.get(k) != again["1"].get(k))
+            if differ:
+                raise EngineError(f"build 1 re-declared with other {differ} than its retired record")
+            details["objects"] = assert_release_live(self.cluster, again["1"])
+
+    def promoting_stack(self) -> None:
+        """A prod-like stack promoting from the e2e stack, as far as it runs without Azure: the program
+        reads the source's ledger through a real StackReference on the file backend and checks the
+        record before declaring anything (the Azure share, registry and copy Job are only under mocks)."""
+        with self.scenario("5 a promoting stack reads the source stack's releases (file backend)") as details:
+            live = sorted(self.pulumi.outputs()["releases"], key=int)
+            # prod's own config, promoting from this suite's stack instead of dev
+            prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+            self.pulumi.new_stack(PROMOTING_STACK, {**prod, "mlpipeline:promoteFrom": STACK,
+                                                    "mlpipeline:namespace": f"{NAMESPACE}-prod",
+                                                    "mlpipeline:gitSha": "e2e"})
+            before = namespace_snapshot(self.cluster)
+            expected = {
+                "99": f"build 99 is not a live release of stack {STACK} (its releases: {', '.join(live)})",
+                live[-1]: f"stack {STACK}'s images of build {live[-1]} are not pinned by digest",
+            }
+            for build, message in expected.items():
+                done = self.pulumi("preview", "--config", f"mlpipeline:build={build}", stack=PROMOTING_STACK,
+                                   check=False)
+                output = done.stdout + done.stderr
+                details[f"build {build}"] = next((line.strip() for line in output.splitlines() if message in line),
+                                                 None)
+                if done.returncode == 0 or details[f"build {build}"] is None:
+                    raise EngineError(f"promoting build {build}: exit {done.returncode}, expected {message!r}:\n"
+                                      f"{output[-3000:]}")
+            if namespace_snapshot(self.cluster) != before:
+                raise EngineError("a refused promotion changed objects in the source's namespace")
+            self.pulumi("stack", "rm", "--yes", "--force", stack=PROMOTING_STACK)
+
     def bad_config(self) -> None:
+        live = sorted(self.pulumi.outputs().get("releases", {}), key=int)[:2]
+        weights = json.dumps(dict(zip(live, (50, 10))))
         for name, config, expected in (
-            ("6 weights not summing to 100 fail before any change", 'mlpipeline:traffic={"1": 50, "2": 10}', "100"),
-            ("6 unknown key fails before any change", "mlpipeline:trafic=1", "trafic"),
+            ("6 weights not summing to 100 fail before any change", f"mlpipeline:traffic={weights}",
+             f"traffic {weights} rejected: weights sum to 60, not 100"),
+            ("6 unknown key fails before any change", "mlpipeline:trafic=1", "unknown config key(s) mlpipeline:trafic"),
         ):
             with self.scenario(name) as details:
                 before = namespace_snapshot(self.cluster)
