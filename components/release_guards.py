@@ -18,9 +18,9 @@ release deletes them with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -126,6 +126,9 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
     }
 
 
+_Resource = TypeVar("_Resource", bound=pulumi.CustomResource)
+
+
 class ReleaseGuards(pulumi.ComponentResource):
     scorer_policy: k8s.networking.v1.NetworkPolicy
     job_policy: k8s.networking.v1.NetworkPolicy
@@ -135,29 +138,18 @@ class ReleaseGuards(pulumi.ComponentResource):
     def __init__(self, name: str, args: ReleaseGuardsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:release_guards:ReleaseGuards", name, None, opts)
         objects = manifests(args)
-        child = pulumi.ResourceOptions(parent=self)
-        self.scorer_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-scorer-policy",
-            metadata=objects["scorer_policy"]["metadata"],
-            spec=objects["scorer_policy"]["spec"],
-            opts=child,
-        )
-        self.job_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-job-policy",
-            metadata=objects["job_policy"]["metadata"],
-            spec=objects["job_policy"]["spec"],
-            opts=child,
-        )
-        self.budget = k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-budget",
-            metadata=objects["budget"]["metadata"],
-            spec=objects["budget"]["spec"],
-            opts=child,
-        )
-        self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=objects["autoscaler"]["metadata"],
-            spec=objects["autoscaler"]["spec"],
-            opts=child,
-        )
+
+        def declare(kind: Callable[..., _Resource], suffix: str, key: str) -> _Resource:
+            obj = objects[key]
+            return kind(
+                f"{name}-{suffix}",
+                metadata=obj["metadata"],
+                spec=obj["spec"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.scorer_policy = declare(k8s.networking.v1.NetworkPolicy, "scorer-policy", "scorer_policy")
+        self.job_policy = declare(k8s.networking.v1.NetworkPolicy, "job-policy", "job_policy")
+        self.budget = declare(k8s.policy.v1.PodDisruptionBudget, "budget", "budget")
+        self.autoscaler = declare(k8s.autoscaling.v2.HorizontalPodAutoscaler, "autoscaler", "autoscaler")
         self.register_outputs({"minReplicas": args.min_replicas, "maxReplicas": args.max_replicas})
