@@ -10,6 +10,7 @@ the API server did, from `pulumi`'s JSON and the objects' own generation/resourc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -183,7 +184,22 @@ def route_weights(cluster: Cluster) -> dict[str, int]:
     raise EngineError("the HTTPRoute has no split rule")
 
 
+def guards_of(record: dict) -> dict[str, str]:
+    """API path of each guard object of a release (components/release_guards.py) -> its kind."""
+    scorer, job = f"score-{record['name']}", f"train-{record['name']}"
+    base = f"namespaces/{NAMESPACE}"
+    return {
+        f"/apis/networking.k8s.io/v1/{base}/networkpolicies/{scorer}": "NetworkPolicy (scorer ingress)",
+        f"/apis/networking.k8s.io/v1/{base}/networkpolicies/{job}": "NetworkPolicy (Job egress)",
+        f"/apis/policy/v1/{base}/poddisruptionbudgets/{scorer}": "PodDisruptionBudget",
+        f"/apis/autoscaling/v2/{base}/horizontalpodautoscalers/{scorer}": "HorizontalPodAutoscaler",
+    }
+
+
 def assert_release_live(cluster: Cluster, record: dict) -> dict:
+    missing = [kind for path, kind in guards_of(record).items() if cluster.get(path) is None]
+    if missing:
+        raise EngineError(f"release {record['build']} lacks its {missing} in the API server")
     objects = objects_of(record)
     job = cluster.get(objects["job"][0])
     deployment = cluster.get(objects["deployment"][0])
@@ -199,14 +215,22 @@ def assert_release_live(cluster: Cluster, record: dict) -> dict:
 
 
 def namespace_snapshot(cluster: Cluster) -> dict[str, str]:
-    """kind/name -> resourceVersion of everything the program manages in the namespace."""
+    """kind/name -> fingerprint of what the program declares (labels, annotations, spec or data) of
+    everything it manages in the namespace; status, which controllers keep writing, is left out."""
     snapshot = {}
     for base, plural in (("/apis/batch/v1", "jobs"), ("/apis/apps/v1", "deployments"), ("/api/v1", "services"),
                          ("/api/v1", "configmaps"), ("/api/v1", "secrets"), ("/api/v1", "persistentvolumeclaims"),
-                         ("/apis/gateway.networking.k8s.io/v1", "httproutes")):
+                         ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+                         ("/apis/networking.k8s.io/v1", "networkpolicies"),
+                         ("/apis/policy/v1", "poddisruptionbudgets"),
+                         ("/apis/autoscaling/v2", "horizontalpodautoscalers")):
         listing = cluster.get(f"{base}/namespaces/{NAMESPACE}/{plural}") or {"items": []}
         for item in listing["items"]:
-            snapshot[f"{plural}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+            metadata = item["metadata"]
+            declared = {"labels": metadata.get("labels"), "annotations": metadata.get("annotations"),
+                        "spec": item.get("spec"), "data": item.get("data")}
+            snapshot[f"{plural}/{metadata['name']}"] = hashlib.sha256(
+                json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
     return snapshot
 
 
@@ -220,9 +244,11 @@ def urn_name(urn: str) -> str:
 
 
 def of_release(name: str, dns_build: str) -> bool:
-    """Whether a resource name belongs to one release's component (ledger-release-<build>[-...])."""
+    """Whether a resource name belongs to one release: its component (ledger-release-<build>[-...]) or
+    its guards (guards-<build>[-...]: network policies, disruption budget, autoscaler)."""
     prefix = f"-release-{dns_build}"
-    return name.endswith(prefix) or f"{prefix}-" in name
+    return (name.endswith(prefix) or f"{prefix}-" in name
+            or name == f"guards-{dns_build}" or name.startswith(f"guards-{dns_build}-"))
 
 
 # --- the suite --------------------------------------------------------------------------------
@@ -310,7 +336,11 @@ class Scenarios:
             changes = [(step["op"], urn_name(step["urn"])) for step in
                        preview_steps(self.pulumi.preview_json("mlpipeline:build=2"))]
             details["preview_steps"] = changes
-            build1 = [(op, name) for op, name in changes if of_release(name, before["name"])]
+            # Build 1's autoscaler follows the traffic like the router does: at 0 % it is pinned at its
+            # minimum (kept warm for a rollback). Everything else of build 1 stays as it was.
+            follows_traffic = ("update", f"guards-{before['name']}-autoscaler")
+            build1 = [(op, name) for op, name in changes
+                      if of_release(name, before["name"]) and (op, name) != follows_traffic]
             if build1:
                 raise EngineError(f"the preview of build 2 changes build 1's resources: {build1}")
             creates = [name for op, name in changes if op == "create"]
@@ -331,7 +361,7 @@ class Scenarios:
         return False
 
     def traffic_and_rollback(self) -> None:
-        with self.scenario("3 traffic 90/10 reaches the route; rollback 100/0 changes the router only") as details:
+        with self.scenario("3 traffic 90/10 reaches the route; rollback 100/0 changes the router (and autoscalers) only") as details:
             releases = self.pulumi.outputs()["releases"]
             services = {build: releases[build]["service"]["name"] for build in ("1", "2")}
             before = namespace_snapshot(self.cluster)
@@ -349,8 +379,9 @@ class Scenarios:
             after_rollback = namespace_snapshot(self.cluster)
             changed = sorted(k for k in set(before) | set(after_rollback) if before.get(k) != after_rollback.get(k))
             details["changed_objects"] = changed
-            if any(not key.startswith("httproutes/") for key in changed):
-                raise EngineError(f"traffic changes touched more than the router: {changed}")
+            # The router, and the autoscalers that follow the traffic (pinned at minimum at 0 %).
+            if any(not key.startswith(("httproutes/", "horizontalpodautoscalers/")) for key in changed):
+                raise EngineError(f"traffic changes touched more than the router and autoscalers: {changed}")
             del after_split
 
     def retire_and_redeploy(self) -> None:
@@ -367,6 +398,7 @@ class Scenarios:
                 raise EngineError(f"after build 3 with keepReleases=2: live {sorted(outputs['releases'])}, "
                                   f"retired records {sorted(outputs['retiredReleases'])}")
             left = {kind: name for kind, (path, name) in build1.items() if self.cluster.get(path) is not None}
+            left.update({kind: path for path, kind in guards_of(original).items() if self.cluster.get(path) is not None})
             if left:
                 raise EngineError(f"build 1's objects are still in the API server: {left}")
             # The model folders live on the share, which no retirement touches: its claim stays bound.
