@@ -1,6 +1,6 @@
 # The two commands of the README, from a fresh clone with only python3, pip and npm.
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
-#   make test   set up, then run every test
+#   make test   set up, then lint (ruff), check formatting and types (mypy), and run every test
 #   make e2e    set up, then the release against real parts: Docker engine, images, the Pulumi engine
 #   make bench  set up, then run the benchmarks (figures go to docs/BENCHMARKS.md)
 
@@ -38,7 +38,11 @@ $(AZURITE): package.json package-lock.json
 demo: $(STAMP)
 	$(PY) -m local.demo
 
+# ruff and mypy read pyproject.toml: components/, __main__.py and apps/.
 test: setup
+	$(PY) -m ruff check
+	$(PY) -m ruff format --check
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # The real parts: Docker engine, images, the Pulumi engine and a Kubernetes API server (needs root).

@@ -6,145 +6,235 @@ A stack with `promoteFrom` (prod) builds and trains nothing: release N comes fro
 stack's ledger (same image digests) and a Job copies its model, verified, into this stack's share.
 
 Everything the update will do (releases kept and retired, traffic split, router settings, the
-source's record) is planned and checked first: a bad config fails before any object changes.
+source's record) is planned and checked first (components/plan.py): a bad config fails before any
+object changes. Every component's arguments are built here, from the settings; no component
+reads the config itself.
 """
 
 import dataclasses
 
 import pulumi
 
-from components import labels, promotion, training_results
+from components import labels, release_spec, training_results
 from components.azure_group import AzureGroup, AzureGroupArgs
-from components.ledger import (
-    DEPLOYED_OUTPUT,
-    HISTORY_OUTPUT,
-    TRAFFIC_OUTPUT,
-    Ledger,
-    LedgerArgs,
-    plan_update,
-    read_previous,
-)
+from components.ledger import Ledger, LedgerArgs
 from components.model_store import ModelStore, ModelStoreArgs
-from components.monitoring import Monitoring
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import Namespace, NamespaceArgs
+from components.plan import DEPLOYED_OUTPUT, HISTORY_OUTPUT, TRAFFIC_OUTPUT, plan_update, read_previous
+from components.promotion import (
+    CREDENTIALS_OUTPUT,
+    SourceAccess,
+    SourceAccessArgs,
+    credentials_output,
+    read_source,
+)
 from components.registry import Registry, RegistryArgs
-from components.router import LiveRelease, Router
+from components.router import LiveRelease, Router, RouterArgs
 from components.settings import Settings
 from components.training_data import TrainingData, TrainingDataArgs
 
 PROMOTE_FROM = "mlpipeline/promote-from"  # annotation: the stack a promoting stack reads
 
 settings = Settings.load()
+
+
+def shared(name: str, component: str, **annotations: str) -> dict:
+    """Labels and annotations of an object the whole stack shares (not one release's)."""
+    return {
+        "labels": labels.for_stack(name, component, settings.stack, settings.build),
+        "annotations": labels.provenance(settings.build, settings.git_sha, **annotations),
+    }
+
+
+# --- plan: previous outputs -> what this update does ----------------------------------------------
 previous = read_previous()
 # What the releases' training Jobs produced since (their trainers' termination messages) joins their records.
-previous = dataclasses.replace(previous, releases=training_results.attach(previous.releases, settings.namespace))
-plan = plan_update(settings, previous)
-promoting = settings.promote_from is not None
-source = (
-    promotion.read_source(settings.promote_from, settings.build if plan.releases.new_build else None)
-    if promoting else None
+previous = dataclasses.replace(
+    previous, releases=training_results.attach(previous.releases, settings.namespace)
 )
+plan = plan_update(settings, previous)
+source = None
+if settings.promote_from is not None:  # the source's record, when the build is new here
+    source = read_source(settings.promote_from, settings.build if plan.releases.new_build else None)
 
-namespace = Namespace("namespace", NamespaceArgs.of(settings))
+# --- the stack's namespace, model share, registry and training data -------------------------------
+namespace = Namespace("namespace", NamespaceArgs(name=settings.namespace, **shared("namespace", "namespace")))
 in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
-azure = AzureGroup("azure", AzureGroupArgs.of(settings)) if settings.is_azure else None
-store = ModelStore("models", ModelStoreArgs.of(settings, azure), opts=in_namespace)
+azure = (
+    AzureGroup(
+        "azure",
+        AzureGroupArgs(
+            name=settings.azure_resource_group,
+            location=settings.azure_location,
+            tags={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
+        ),
+    )
+    if settings.is_azure
+    else None
+)
+store = ModelStore(
+    "models",
+    ModelStoreArgs(
+        namespace=settings.namespace,
+        size_gib=settings.model_share_gib,
+        azure=azure,
+        storage_class=settings.local_storage_class,
+        access_mode=settings.local_access_mode,
+        **shared("model-store", "storage"),
+    ),
+    opts=in_namespace,
+)
 # A training stack builds images (into its registry on azure) and reads data; a promoting stack
 # does neither: it pulls the source's images and copies the source's model.
-registry = None
-data = None
-access = None
-if not promoting:
-    registry = Registry("registry", RegistryArgs.of(settings, azure), opts=in_namespace) if azure else None
-    data = TrainingData("data", TrainingDataArgs.of(settings, store), opts=in_namespace)
+registry = data = access = None
+if source is None:
+    if azure is not None:
+        registry = Registry(
+            "registry",
+            RegistryArgs(namespace=settings.namespace, azure=azure, **shared("registry", "registry")),
+            opts=in_namespace,
+        )
+    data = TrainingData(
+        "data",
+        TrainingDataArgs(
+            source=settings.data,
+            namespace=settings.namespace,
+            store=store,
+            blob_key=settings.blob_key,
+            **shared("training-data", "data"),
+        ),
+        opts=in_namespace,
+    )
 else:
-    access = promotion.SourceAccess(
+    access = SourceAccess(
         "promotion",
-        namespace=settings.namespace,
-        account_name=source.model_store["account"],
-        share_name=source.model_store["share"],
-        account_key=source.credentials["storageKey"],
-        registry_server=source.registry,
-        registry_username=source.credentials["registryUsername"],
-        registry_password=source.credentials["registryPassword"],
-        labels=labels.for_stack("promotion-source", "promotion", settings.stack, settings.build),
-        annotations=labels.provenance(settings.build, settings.git_sha, **{PROMOTE_FROM: source.stack}),
-        size_gib=settings.model_share_gib,
+        SourceAccessArgs(
+            namespace=settings.namespace,
+            account_name=source.model_store["account"],
+            share_name=source.model_store["share"],
+            account_key=source.credentials["storageKey"],
+            registry_server=source.registry,
+            registry_username=source.credentials["registryUsername"],
+            registry_password=source.credentials["registryPassword"],
+            size_gib=settings.model_share_gib,
+            **shared("promotion-source", "promotion", **{PROMOTE_FROM: source.stack}),
+        ),
         opts=in_namespace,
     )
 
-ledger = Ledger("ledger", LedgerArgs(
-    settings=settings,
-    plan=plan,
-    store=store,
-    data=data,
-    registry=registry,
-    source=source,
-    depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
-))
+# --- releases: kept ones from their records, the new one rendered (components/release_spec.py) ----
+ledger = Ledger(
+    "ledger",
+    LedgerArgs(
+        plan=plan.releases,
+        build=settings.build,
+        dns_build=settings.dns_build,
+        git_sha=settings.git_sha,
+        template=release_spec.ReleaseTemplate(
+            namespace=settings.namespace,
+            models_claim=store.claim_name,
+            data_env=data.env if data else [],
+            data_volumes=data.volumes if data else [],
+            data_mounts=data.mounts if data else [],
+            trainer_env=settings.trainer_env,
+            gate_min_ndcg=settings.gate_min_ndcg,
+            gate_min_lift=settings.gate_min_lift,
+            wait_timeout_seconds=settings.wait_timeout_seconds,
+            train_timeout_seconds=settings.train_timeout_minutes * 60,
+            rollout_timeout_seconds=settings.rollout_timeout_minutes * 60,
+            replicas=settings.replicas,
+            resources=settings.resources,
+            pull_secret=source.pull_secret_name
+            if source
+            else (registry.pull_secret_name if registry else None),
+            champion=plan.gate_champion,
+            champion_tolerance=settings.champion_tolerance,
+            data_location=data.location if data else (source.data_location if source else None),
+        ),
+        registry=registry,
+        push_to=settings.local_registry,
+        prebuilt_images=settings.images == "prebuilt",
+        source=source,
+        depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
+    ),
+)
 
+# --- the stable address: weights decided by the plan (components/traffic.py) ----------------------
 router = Router(
     "score",
-    kind=settings.router,
-    releases=[
-        LiveRelease(
-            build=release.build,
-            dns_name=release.dns_name,
-            service_name=release.service_name,
-            port=release.service_port,
-            target_port=release.target_port,
-            selector_labels=release.selector_labels,
-            deployment=release.deployment,
-        )
-        for release in ledger.releases.values()
-    ],
-    plan=plan.traffic,
-    namespace=settings.namespace,
-    labels=labels.for_stack("router", "router", settings.stack, settings.build),
-    annotations=labels.provenance(settings.build, settings.git_sha),
-    gateway=settings.gateway,
-    hostnames=settings.hostnames,
+    RouterArgs(
+        kind=settings.router,
+        releases=[
+            LiveRelease(
+                build=release.build,
+                dns_name=release.dns_name,
+                service_name=release.service_name,
+                port=release.service_port,
+                target_port=release.target_port,
+                selector_labels=release.selector_labels,
+                deployment=release.deployment,
+            )
+            for release in ledger.releases.values()
+        ],
+        plan=plan.traffic,
+        namespace=settings.namespace,
+        gateway=settings.gateway,
+        hostnames=settings.hostnames,
+        **shared("router", "router"),
+    ),
     opts=in_namespace,
 )
 
+# --- how Prometheus watches the releases ----------------------------------------------------------
 Monitoring(
     "monitoring",
-    kind=settings.monitoring,
-    namespace=settings.namespace,
-    weights=router.weights,
-    champion=router.champion,
-    object_labels={**labels.for_stack("monitoring", "monitoring", settings.stack, settings.build),
-                   **settings.monitoring_labels},
+    MonitoringArgs(
+        kind=settings.monitoring,
+        namespace=settings.namespace,
+        weights=router.weights,
+        champion=router.champion,
+        labels={**shared("monitoring", "monitoring")["labels"], **settings.monitoring_labels},
+    ),
     opts=in_namespace,
 )
 
+# --- outputs (docs/CONTRACTS.md, section 5) -------------------------------------------------------
 pulumi.export("releases", ledger.records)
 pulumi.export("liveBuilds", ledger.live_builds)
 pulumi.export("retiredBuilds", ledger.retired)
 pulumi.export(HISTORY_OUTPUT, ledger.history)
 pulumi.export(DEPLOYED_OUTPUT, list(plan.releases.deployed))
-pulumi.export(TRAFFIC_OUTPUT, {
-    "router": settings.router,
-    "mode": plan.traffic.mode,  # explicit: the split stays until traffic is set again; auto: newest takes 100
-    "canaryPercent": settings.canary_percent,
-    "weights": router.weights,
-    "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
-    "shadow": None if plan.traffic.shadow is None else {
-        "build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
-    "stableService": router.service_name,
-})
+pulumi.export(
+    TRAFFIC_OUTPUT,
+    {
+        "router": settings.router,
+        # explicit: the split stays until traffic is set again; auto: the newest takes 100
+        "mode": plan.traffic.mode,
+        "canaryPercent": settings.canary_percent,
+        "weights": router.weights,
+        "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
+        "shadow": None
+        if plan.traffic.shadow is None
+        else {"build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
+        "stableService": router.service_name,
+    },
+)
 pulumi.export("addresses", {build: release.address for build, release in ledger.releases.items()})
 pulumi.export("namespace", settings.namespace)
-pulumi.export("modelStore", {
-    "claim": store.claim_name,
-    "account": store.account_name,
-    "share": store.share_name,
-    "csvContainer": store.csv_container,
-})
+pulumi.export(
+    "modelStore",
+    {
+        "claim": store.claim_name,
+        "account": store.account_name,
+        "share": store.share_name,
+        "csvContainer": store.csv_container,
+    },
+)
 pulumi.export("registry", registry.server if registry else (source.registry if source else None))
 pulumi.export("trainingData", data.location if data else None)
 pulumi.export("promotedFrom", source.stack if source else None)
 if store.account_key is not None and registry is not None:
     # For the stacks that promote from this one (read through a StackReference); a secret.
-    pulumi.export(promotion.CREDENTIALS_OUTPUT, promotion.credentials_output(
-        store.account_key, registry.username, registry.password))
+    credentials = credentials_output(store.account_key, registry.username, registry.password)
+    pulumi.export(CREDENTIALS_OUTPUT, credentials)

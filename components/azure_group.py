@@ -14,22 +14,12 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.settings import Settings
-
 
 @dataclass(frozen=True)
 class AzureGroupArgs:
     name: str
     location: str
     tags: Mapping[str, str]
-
-    @classmethod
-    def of(cls, settings: Settings) -> AzureGroupArgs:
-        return cls(
-            name=settings.azure_resource_group,
-            location=settings.azure_location,
-            tags={"project": settings.project, "stack": settings.stack, "managed-by": "pulumi"},
-        )
 
 
 class AzureGroup(pulumi.ComponentResource):
@@ -42,7 +32,11 @@ class AzureGroup(pulumi.ComponentResource):
         super().__init__("mlpipeline:azure_group:AzureGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         group = resources.ResourceGroup(
-            f"{name}-group", resource_group_name=args.name, location=args.location, tags=dict(args.tags), opts=child
+            f"{name}-group",
+            resource_group_name=args.name,
+            location=args.location,
+            tags=dict(args.tags),
+            opts=child,
         )
         subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
         self.name = group.name

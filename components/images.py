@@ -4,11 +4,11 @@ Each image is tagged with the build. Pushed (cloud azure to its ACR; cloud local
 without credentials, e.g. kind's local registry), a pod references it by `repo_digest`
 (repo@sha256:...), so a re-pushed tag can never change what a release runs, and the image is in
 the registry before the Job that uses it is created. Not pushed (cloud local without a registry:
-`skip_push`, the cluster shares the local daemon), there is no digest and the tag is the reference;
-with config images=prebuilt nothing is built and the pods reference the tags
-mlpipeline/<app>:<build> that were built beforehand. Only the new build's images are declared: a release already in the ledger
-reuses the references its record holds (dropping its docker.Image from the state deletes nothing
-in the registry).
+`skip_push`, the cluster shares the local daemon), there is no digest and the tag is the
+reference; with config images=prebuilt nothing is built and the pods reference the tags
+mlpipeline/<app>:<build> that were built beforehand. Only the new build's images are declared: a
+release already in the ledger reuses the references its record holds (dropping its docker.Image
+from the state deletes nothing in the registry).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Images(pulumi.ComponentResource):
         self.refs, self.images = {}, {}
         registry = args.registry
         for app in APPS:
-            repository = f"{REPOSITORY}/{app}"
+            repository: pulumi.Input[str] = f"{REPOSITORY}/{app}"
             if registry is not None:
                 repository = pulumi.Output.concat(registry.server, "/", repository)
             elif args.push_to:
@@ -67,7 +67,9 @@ class Images(pulumi.ComponentResource):
                     platform=args.platform,
                 ),
                 image_name=pulumi.Output.concat(repository, ":", args.build),
-                registry=None if registry is None else docker.RegistryArgs(
+                registry=None
+                if registry is None
+                else docker.RegistryArgs(
                     server=registry.server, username=registry.username, password=registry.password
                 ),
                 skip_push=registry is None and not args.push_to,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 PART_OF = "mlpipeline"
 MANAGED_BY = "pulumi"
 
@@ -17,6 +19,7 @@ CONFIG = "mlpipeline/config"  # the release's own settings (gate, trainer env), 
 def image(app: str) -> str:
     """Annotation of an app's image reference (by digest when pushed): mlpipeline/trainer-image."""
     return f"mlpipeline/{app}-image"
+
 
 # pulumi-kubernetes reads this annotation as the await timeout of the object; keeping it in the
 # object (rather than in a resource option) means a release's record carries its timeouts too.
@@ -40,7 +43,7 @@ def selector(name: str, instance: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance}
 
 
-def provenance(build: str, git_sha: str, **more: str) -> dict[str, str]:
+def provenance(build: str, git_sha: str, **more: Any) -> dict[str, Any]:
     return {BUILD: build, GIT_SHA: git_sha, **more}
 
 

@@ -20,10 +20,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import storage
 
-from components import labels
-from components.release_spec import RUN_AS  # the apps' user: owner of the files on the SMB share
 from components.azure_group import AzureGroup, global_name
-from components.settings import Settings
+from components.release_spec import RUN_AS  # the apps' user: owner of the files on the SMB share
 
 CLAIM = "models"  # the claim every release mounts; its name is part of every release record
 SHARE = "models"
@@ -43,18 +41,6 @@ class ModelStoreArgs:
     azure: AzureGroup | None = None  # cloud azure
     storage_class: str | None = None  # cloud local; None = the cluster's default
     access_mode: str = "ReadWriteOnce"  # cloud local
-
-    @classmethod
-    def of(cls, settings: Settings, azure: AzureGroup | None) -> ModelStoreArgs:
-        return cls(
-            namespace=settings.namespace,
-            size_gib=settings.model_share_gib,
-            labels=labels.for_stack("model-store", "storage", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-            azure=azure,
-            storage_class=settings.local_storage_class,
-            access_mode=settings.local_access_mode,
-        )
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -80,22 +66,22 @@ class ModelStore(pulumi.ComponentResource):
             self._azure_files(args.azure)
         else:
             self._local_claim()
-        self.register_outputs({
-            "claimName": self.claim_name,
-            "accountName": self.account_name,
-            "shareName": self.share_name,
-            "csvContainer": self.csv_container,
-        })
+        self.register_outputs(
+            {
+                "claimName": self.claim_name,
+                "accountName": self.account_name,
+                "shareName": self.share_name,
+                "csvContainer": self.csv_container,
+            }
+        )
 
-    def _metadata(self, name: str, namespaced: bool = True, **annotations: str) -> dict:
-        meta = {
+    def _metadata(self, name: str, **annotations: str) -> dict:
+        return {
             "name": name,
             "labels": dict(self._args.labels),
             "annotations": {**self._args.annotations, **annotations},
+            "namespace": self._args.namespace,
         }
-        if namespaced:
-            meta["namespace"] = self._args.namespace
-        return meta
 
     def _azure_files(self, azure: AzureGroup) -> None:
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -130,7 +116,9 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
         keys = storage.list_storage_account_keys_output(
-            resource_group_name=azure.name, account_name=account.name, opts=pulumi.InvokeOutputOptions(parent=self)
+            resource_group_name=azure.name,
+            account_name=account.name,
+            opts=pulumi.InvokeOutputOptions(parent=self),
         )
         account_key = pulumi.Output.secret(keys.keys[0].value)
         self.account_key = account_key
@@ -161,7 +149,10 @@ class ModelStore(pulumi.ComponentResource):
 
     def _local_claim(self) -> None:
         args = self._args
-        spec: dict = {"accessModes": [args.access_mode], "resources": {"requests": {"storage": f"{args.size_gib}Gi"}}}
+        spec: dict = {
+            "accessModes": [args.access_mode],
+            "resources": {"requests": {"storage": f"{args.size_gib}Gi"}},
+        }
         if args.storage_class:
             spec["storageClassName"] = args.storage_class
         self.claim = k8s.core.v1.PersistentVolumeClaim(

@@ -9,6 +9,7 @@ are all a Prometheus needs, and nothing is declared here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ def traffic_group(namespace: str, weights: Mapping[str, int], champion: str) -> 
             {
                 "record": "mlpipeline:traffic_weight_percent",
                 "expr": f"vector({int(weight)})",
-                "labels": {"namespace": namespace, "build": build, "role": "champion" if build == champion else "canary"},
+                "labels": {
+                    "namespace": namespace,
+                    "build": build,
+                    "role": "champion" if build == champion else "canary",
+                },
             }
             for build, weight in weights.items()
             if weight > 0
@@ -54,23 +59,23 @@ def rule_groups(namespace: str, weights: Mapping[str, int], champion: str) -> li
     return groups + ([traffic] if traffic["rules"] else [])
 
 
+@dataclass(frozen=True)
+class MonitoringArgs:
+    kind: str  # one of MONITORING_KINDS
+    namespace: str
+    weights: Mapping[str, int]  # the router's split: build -> percent
+    champion: str  # the build holding most traffic
+    labels: Mapping[str, str]  # the stack's labels plus the operator's selector (monitoringLabels)
+
+
 class Monitoring(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        *,
-        kind: str,
-        namespace: str,
-        weights: Mapping[str, int],
-        champion: str,
-        object_labels: Mapping[str, str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlpipeline:monitoring:Monitoring", name, None, opts)
+        kind, namespace, weights, champion = args.kind, args.namespace, args.weights, args.champion
         self.kind = kind
         child = pulumi.ResourceOptions(parent=self)
         if kind == "prometheus-operator":
-            metadata = {"namespace": namespace, "labels": dict(object_labels)}
+            metadata = {"namespace": namespace, "labels": dict(args.labels)}
             k8s.apiextensions.CustomResource(
                 f"{name}-servicemonitor",
                 api_version="monitoring.coreos.com/v1",

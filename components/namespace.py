@@ -8,9 +8,6 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
-from components.settings import Settings
-
 # Admission rejects any pod that is not "restricted" (non-root, no privilege escalation, seccomp,
 # capabilities dropped): a template regression fails loudly instead of running privileged.
 POD_SECURITY = {
@@ -24,14 +21,6 @@ class NamespaceArgs:
     name: str
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-
-    @classmethod
-    def of(cls, settings: Settings) -> NamespaceArgs:
-        return cls(
-            name=settings.namespace,
-            labels=labels.for_stack("namespace", "namespace", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-        )
 
 
 class Namespace(pulumi.ComponentResource):

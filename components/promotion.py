@@ -26,19 +26,18 @@ Pulumi secrets into the Kubernetes Secrets; they are never props of a component.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.runtime.sync_await import _sync_await
 
 from components import labels, release_spec
 from components.images import APPS
 from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY, azure_files_claim
 from components.registry import PULL_SECRET, pull_secret
+from components.sdk_internals import stack_output_now
 
 SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
 SOURCE_MOUNT = "/mnt/source"  # the source stack's share, read-only
@@ -61,11 +60,19 @@ class Source:
     """What a promoting stack reads from its source stack."""
 
     stack: str  # as configured in promoteFrom
-    record: dict | None  # the source's record of the build; None when this stack already has it
+    record: release_spec.ReleaseRecord | None  # the source's record of the build; None when this stack has it
     model_store: pulumi.Output[Any]  # the source's `modelStore` output: account, share
     registry: pulumi.Output[Any]  # the source's registry login server
     credentials: pulumi.Output[Any]  # secret: storageKey, registryUsername, registryPassword
     pull_secret_name: str = PULL_SECRET
+
+    @property
+    def data_location(self) -> str | None:
+        """Where the source trained the release: its record's training Job says."""
+        if self.record is None:
+            return None
+        job = self.record["objects"]["job"]
+        return job.get("metadata", {}).get("annotations", {}).get(labels.DATA)
 
 
 def read_source(stack: str, build: str | None) -> Source:
@@ -84,8 +91,7 @@ def read_source(stack: str, build: str | None) -> Source:
     record = None
     if build is not None:
         # Which objects to declare depends on the record: needed as a value, as the ledger's own.
-        details = _sync_await(ref.get_output_details("releases"))
-        releases = details.value if details.value is not None else details.secret_value
+        releases = stack_output_now(ref, "releases")
         record = source_record(build, stack, releases if isinstance(releases, Mapping) else None)
     return Source(
         stack=stack,
@@ -96,7 +102,9 @@ def read_source(stack: str, build: str | None) -> Source:
     )
 
 
-def source_record(build: str, source_stack: str, releases: Mapping[str, Any] | None) -> dict:
+def source_record(
+    build: str, source_stack: str, releases: Mapping[str, Any] | None
+) -> release_spec.ReleaseRecord:
     """The source stack's record of `build`, checked to be promotable."""
     releases = releases or {}
     if build not in releases:
@@ -114,7 +122,8 @@ def source_record(build: str, source_stack: str, releases: Mapping[str, Any] | N
     unpinned = sorted(app for app, ref in images.items() if "@sha256:" not in str(ref))
     if unpinned:
         raise PromotionError(
-            f"stack {source_stack}'s images of build {build} are not pinned by digest ({', '.join(unpinned)}): "
+            f"stack {source_stack}'s images of build {build} are not pinned by digest "
+            f"({', '.join(unpinned)}): "
             "only a release pushed to a registry can be promoted"
         )
     if record.get("modelFolder") != release_spec.model_folder(build):
@@ -122,73 +131,65 @@ def source_record(build: str, source_stack: str, releases: Mapping[str, Any] | N
             f"stack {source_stack}'s record of build {build} has model folder {record.get('modelFolder')!r}, "
             f"expected {release_spec.model_folder(build)}"
         )
-    return dict(record)
+    return cast(release_spec.ReleaseRecord, dict(record))
 
 
 def _sequence(record: Any) -> float:
     return record.get("sequence", 0) if isinstance(record, Mapping) else 0
 
 
-def promoted_record(rendered: Mapping[str, Any], source_stack: str, timeout_seconds: int) -> dict:
-    """`rendered` (release_spec.render of the source's build, images, git sha and created time under
-    this stack's settings) with the training Job swapped for the promotion Job."""
-    record = copy.deepcopy(dict(rendered))
-    record["objects"]["job"] = promotion_job(record, timeout_seconds)
+def promoted_record(
+    t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo, source_stack: str
+) -> release_spec.ReleaseRecord:
+    """The record of a promoted release: `b` holds the source's images, git sha and created time,
+    `t` this stack's settings; the training Job's place is taken by the copy Job."""
+    record = release_spec.record(t, b, promotion_job(t, b))
     record["promotedFrom"] = source_stack
     return record
 
 
-def promotion_job(record: Mapping[str, Any], timeout_seconds: int) -> dict[str, Any]:
+def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) -> dict[str, Any]:
     """Job promote-<build>: copy and verify the source's model folder, in the release's own pod
-    profile (same waiter image, pull secret, restricted security context, model share)."""
-    build, dns_build = record["build"], record["name"]
-    deployment = record["objects"]["deployment"]
-    pod = deployment["spec"]["template"]["spec"]
-    (waiter,) = pod["initContainers"]
-    (models,) = [v for v in pod["volumes"] if v["name"] == "models"]
-    pull_secret = next((s["name"] for s in pod.get("imagePullSecrets", [])), None)
-    provenance = {k: v for k, v in deployment["metadata"]["annotations"].items() if k != labels.TIMEOUT}
-    job_labels = labels.recommended("promoter", job_name(dns_build), build, "promotion")
+    profile (same waiter image and resources, pull secret, restricted security context, model
+    share), with the training Job's deadline."""
     copier = release_spec.container(
         "promote",
-        record["images"]["waiter"],
+        b.images["waiter"],
         "modelshare.promote",
         [
-            {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{build}"},
-            {"name": "MODELFOLDER", "value": record["modelFolder"]},
-            {"name": "BUILD_NUMBER", "value": build},
+            {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{b.build}"},
+            {"name": "MODELFOLDER", "value": release_spec.model_folder(b.build)},
+            {"name": "BUILD_NUMBER", "value": b.build},
         ],
-        waiter["resources"],
+        t.resources["waiter"],
         models_read_only=False,
         extra_mounts=[{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
     )
-    spec = release_spec.pod_spec(
-        models["persistentVolumeClaim"]["claimName"],
-        pull_secret,
-        "Never",
-        [{"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}}],
+    source = {"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}}
+    pod = {**release_spec.pod_spec(t.models_claim, t.pull_secret, "Never", [source]), "containers": [copier]}
+    return release_spec.job(
+        job_name(b.dns_build),
+        t.namespace,
+        labels.recommended("promoter", job_name(b.dns_build), b.build, "promotion"),
+        release_spec.provenance(t, b),
+        t.train_timeout_seconds,
+        BACKOFF_LIMIT,
+        pod,
     )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(dns_build),
-            "namespace": deployment["metadata"]["namespace"],
-            "labels": job_labels,
-            "annotations": {
-                **provenance,
-                labels.TIMEOUT: str(timeout_seconds + release_spec.AWAIT_MARGIN_SECONDS),
-            },
-        },
-        "spec": {
-            "backoffLimit": BACKOFF_LIMIT,
-            "activeDeadlineSeconds": timeout_seconds,
-            "template": {
-                "metadata": {"labels": job_labels, "annotations": provenance},
-                "spec": {**spec, "containers": [copier]},
-            },
-        },
-    }
+
+
+@dataclass(frozen=True)
+class SourceAccessArgs:
+    namespace: str
+    account_name: pulumi.Input[str]  # the source stack's storage account and model share
+    share_name: pulumi.Input[str]
+    account_key: pulumi.Input[str]  # secret
+    registry_server: pulumi.Input[str]
+    registry_username: pulumi.Input[str]
+    registry_password: pulumi.Input[str]  # secret
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    size_gib: int = 100
 
 
 class SourceAccess(pulumi.ComponentResource):
@@ -198,31 +199,19 @@ class SourceAccess(pulumi.ComponentResource):
     pull_secret_name: str
     resources: list[pulumi.Resource]  # what a promoted release needs before its Job starts
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        namespace: str,
-        account_name: pulumi.Input[str],
-        share_name: pulumi.Input[str],
-        account_key: pulumi.Input[str],
-        registry_server: pulumi.Input[str],
-        registry_username: pulumi.Input[str],
-        registry_password: pulumi.Input[str],
-        labels: Mapping[str, str],
-        annotations: Mapping[str, str],
-        size_gib: int = 100,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: SourceAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Credentials are never props of this component: props go to the state in plain text.
         super().__init__("mlpipeline:promotion:SourceAccess", name, None, opts)
+        namespace, account_name, share_name = args.namespace, args.account_name, args.share_name
         child = pulumi.ResourceOptions(parent=self)
-        meta = {"labels": dict(labels), "annotations": dict(annotations)}
+        meta = {"labels": dict(args.labels), "annotations": dict(args.annotations)}
         secret = k8s.core.v1.Secret(
             f"{name}-storage",
             metadata={**meta, "name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
             type="Opaque",
-            string_data=pulumi.Output.secret({ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: account_key}),
+            string_data=pulumi.Output.secret(
+                {ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: args.account_key}
+            ),
             opts=child,
         )
         claim = azure_files_claim(
@@ -230,7 +219,7 @@ class SourceAccess(pulumi.ComponentResource):
             namespace=namespace,
             claim=SOURCE_CLAIM,
             metadata=meta,
-            size_gib=size_gib,
+            size_gib=args.size_gib,
             share_name=share_name,
             secret_name=f"{SOURCE_CLAIM}-storage",
             volume_handle=pulumi.Output.concat(namespace, "-source-", account_name, "-", share_name),
@@ -243,9 +232,9 @@ class SourceAccess(pulumi.ComponentResource):
         pull = pull_secret(
             f"{name}-pull-secret",
             {**meta, "name": PULL_SECRET, "namespace": namespace},
-            registry_server,
-            registry_username,
-            registry_password,
+            args.registry_server,
+            args.registry_username,
+            args.registry_password,
             opts=child,
         )
         self.claim_name = SOURCE_CLAIM

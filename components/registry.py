@@ -18,9 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerregistry
 
-from components import labels
 from components.azure_group import AzureGroup, global_name
-from components.settings import Settings
 
 PULL_SECRET = "registry-pull"
 
@@ -31,15 +29,6 @@ class RegistryArgs:
     azure: AzureGroup
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-
-    @classmethod
-    def of(cls, settings: Settings, azure: AzureGroup) -> RegistryArgs:
-        return cls(
-            namespace=settings.namespace,
-            azure=azure,
-            labels=labels.for_stack("registry", "registry", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-        )
 
 
 def docker_config_json(server: str, username: str, password: str) -> str:
@@ -56,15 +45,14 @@ def pull_secret(
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.Secret:
     """The image pull Secret of one registry; its whole content stays a Pulumi secret."""
+    config: pulumi.Input[str] = pulumi.Output.all(server, username, password).apply(
+        lambda parts: docker_config_json(*parts)
+    )
     return k8s.core.v1.Secret(
         resource_name,
         metadata=metadata,
         type="kubernetes.io/dockerconfigjson",
-        string_data={
-            ".dockerconfigjson": pulumi.Output.secret(
-                pulumi.Output.all(server, username, password).apply(lambda parts: docker_config_json(*parts))
-            )
-        },
+        string_data={".dockerconfigjson": pulumi.Output.secret(config)},
         opts=opts,
     )
 
@@ -96,7 +84,9 @@ class Registry(pulumi.ComponentResource):
         )
         self.server = acr.login_server
         self.username = credentials.username.apply(lambda u: u or "")
-        self.password = pulumi.Output.secret(credentials.passwords.apply(lambda ps: ps[0].value if ps else ""))
+        self.password = pulumi.Output.secret(
+            credentials.passwords.apply(lambda ps: ps[0].value if ps else "")
+        )
         self.pull_secret_name = PULL_SECRET
         self.pull_secret = pull_secret(
             f"{name}-pull-secret",

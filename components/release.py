@@ -23,6 +23,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.release_spec import ReleaseRecord
+
 KINDS = {"job": ("batch/v1", "Job"), "deployment": ("apps/v1", "Deployment"), "service": ("v1", "Service")}
 
 
@@ -32,7 +34,7 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class ReleaseArgs:
-    record: Mapping[str, Any]  # see components/ledger.py; image refs may be Outputs for a new build
+    record: ReleaseRecord  # image refs may still be Outputs for a new build
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # namespace, claim, secrets
 
 
@@ -62,7 +64,7 @@ class Release(pulumi.ComponentResource):
     job: k8s.batch.v1.Job
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
-    record: Mapping[str, Any]  # as declared; a new build's image refs are still Outputs
+    record: ReleaseRecord  # as declared; a new build's image refs are still Outputs
 
     def __init__(self, name: str, args: ReleaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:release:Release", name, None, opts)

@@ -1,7 +1,9 @@
 """The release template: a new build's Job, Deployment and Service, rendered as plain objects.
 
 This is the only code that decides what a release looks like, and it only ever runs for a build
-that is not in the ledger yet. Its output becomes the release's record (components/ledger.py),
+that is not in the ledger yet. Its output becomes the release's record (`ReleaseRecord`, the
+stack output `releases`); promotion swaps the training Job for its copy Job, built by the same
+`job` (components/promotion.py),
 and every later `pulumi up` re-declares the release from that record, so a change here can never
 reach an existing release (above all, never re-train one by replacing its Job).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -39,7 +41,9 @@ POLL_INTERVAL_SECONDS = 5
 # message: the trainer's reason. Pods lost to node failure, drain or preemption (condition
 # DisruptionTarget) do not count and are replaced; their attempts cannot mix (modelshare.publish).
 TRAIN_BACKOFF_LIMIT = 0
-TRAIN_POD_FAILURE_POLICY = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
+TRAIN_POD_FAILURE_POLICY = {
+    "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+}
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
@@ -61,17 +65,48 @@ def model_folder(build: str) -> str:
     return f"{MODEL_MOUNT}/{build}"
 
 
-@dataclass(frozen=True)
-class ReleaseInputs:
-    """Everything a new release is rendered from."""
+class ReleaseImages(TypedDict):
+    trainer: str
+    waiter: str
+    scorer: str
 
+
+class ReleaseService(TypedDict):
+    name: str
+    port: int
+    targetPort: int
+    address: str  # cluster DNS name
+    selector: dict[str, str]  # exactly this release's scorer pods
+
+
+class ReleaseObjects(TypedDict):
+    job: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+
+
+class ReleaseRecord(TypedDict):
+    """One entry of the stack output `releases` (docs/CONTRACTS.md, section 5): everything needed to
+    declare the release again, verbatim. Field names are camelCase, as in the stack outputs."""
+
+    schema: int
     build: str
-    dns_build: str
-    sequence: int  # position in the ledger: 1 for the stack's first release, then +1
-    created_at: str  # UTC ISO-8601
-    git_sha: str
+    name: str  # DNS-safe build
+    sequence: int  # 1 for the stack's first release, then +1, in order of first deployment
+    createdAt: str  # UTC ISO-8601
+    gitSha: str
+    modelFolder: str
+    images: ReleaseImages  # a new build's references are Outputs until the ledger resolves them
+    service: ReleaseService
+    objects: ReleaseObjects
+    promotedFrom: NotRequired[str]  # promoted releases: the source stack
+
+
+@dataclass(frozen=True)
+class ReleaseTemplate:
+    """What the stack's config decides about a new release (the same for every build)."""
+
     namespace: str
-    images: Mapping[str, pulumi.Input[str]]  # trainer, waiter, scorer
     models_claim: str
     data_env: Sequence[Mapping[str, Any]]
     data_volumes: Sequence[Mapping[str, Any]]
@@ -80,16 +115,30 @@ class ReleaseInputs:
     gate_min_ndcg: float
     gate_min_lift: float
     wait_timeout_seconds: int
-    train_timeout_seconds: int
+    train_timeout_seconds: int  # the training Job's deadline; also the promotion Job's
     rollout_timeout_seconds: int
     replicas: int
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]
     pull_secret: str | None = None
-    # Champion/challenger gate: the model folder of the release holding most traffic, and how far
-    # below its nDCG the new model may be. None: no champion gate (nothing in the env).
-    champion_folder: str | None = None
+    # Champion/challenger gate: the build holding most traffic, and how far below its nDCG the new
+    # model may be. Either None: no champion gate (nothing in the env).
+    champion: str | None = None
     champion_tolerance: float | None = None
-    data_location: pulumi.Input[str] | None = None  # provenance: where the trainer reads (blob://..., pvc://...)
+    data_location: pulumi.Input[str] | None = (
+        None  # provenance: where the trainer reads (blob://..., pvc://...)
+    )
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What identifies one build's release: provenance, position in the ledger, images."""
+
+    build: str
+    dns_build: str
+    sequence: int  # position in the ledger: 1 for the stack's first release, then +1
+    created_at: str  # UTC ISO-8601
+    git_sha: str
+    images: Mapping[str, pulumi.Input[str]]  # trainer, waiter, scorer
 
 
 POD_SECURITY = {
@@ -113,18 +162,22 @@ def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
 
 
-def _gate_env(r: ReleaseInputs) -> dict[str, str]:
+def _gate_env(t: ReleaseTemplate) -> dict[str, str]:
     """The quality gate, the same for the trainer (which decides it, failing the Job) and the
     waiter (which checks it again before the scorer starts)."""
-    env = {"GATE_MIN_NDCG": repr(float(r.gate_min_ndcg)), "GATE_MIN_LIFT": repr(float(r.gate_min_lift))}
-    if r.champion_folder is not None and r.champion_tolerance is not None:
-        env["GATE_CHAMPION_MODELFOLDER"] = r.champion_folder
-        env["GATE_CHAMPION_TOLERANCE"] = repr(float(r.champion_tolerance))
+    env = {"GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)), "GATE_MIN_LIFT": repr(float(t.gate_min_lift))}
+    if t.champion is not None and t.champion_tolerance is not None:
+        env["GATE_CHAMPION_MODELFOLDER"] = model_folder(t.champion)
+        env["GATE_CHAMPION_TOLERANCE"] = repr(float(t.champion_tolerance))
     return env
 
 
-def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | None,
-             volumes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def pod_spec(
+    models_claim: str,
+    pull_secret: str | None,
+    restart_policy: str | None,
+    volumes: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     """The pod profile of every pod a release runs: the model share, a writable /tmp, restricted
     security, no API token; `volumes` adds to the first two."""
     spec: dict[str, Any] = {
@@ -144,9 +197,15 @@ def pod_spec(models_claim: str, pull_secret: str | None, restart_policy: str | N
     return spec
 
 
-def container(name: str, image: pulumi.Input[str], module: str, env: list[dict],
-              resources: Mapping[str, Mapping[str, str]], models_read_only: bool,
-              extra_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def container(
+    name: str,
+    image: pulumi.Input[str],
+    module: str,
+    env: list[dict],
+    resources: Mapping[str, Mapping[str, str]],
+    models_read_only: bool,
+    extra_mounts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """A container running `python -m <module>` with the pod profile's mounts and restrictions."""
     return {
         "name": name,
@@ -164,97 +223,160 @@ def container(name: str, image: pulumi.Input[str], module: str, env: list[dict],
     }
 
 
-def render(r: ReleaseInputs) -> dict[str, Any]:
-    """The release record: summary fields plus the three objects, camelCase as Kubernetes has them.
-
-    Image references may still be Outputs (a new build's digests); the ledger resolves them.
-    """
-    folder = model_folder(r.build)
+def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
+    """The annotations every object and pod of the release carries: the provenance known when the
+    release is declared (what training finds is in its record)."""
     config = {
-        "gate": _gate_env(r),
-        "trainerEnv": dict(r.trainer_env),
-        "trainTimeoutSeconds": r.train_timeout_seconds,
-        "replicas": r.replicas,
+        "gate": _gate_env(t),
+        "trainerEnv": dict(t.trainer_env),
+        "trainTimeoutSeconds": t.train_timeout_seconds,
+        "replicas": t.replicas,
     }
-    known = {  # provenance known when the release is declared; what training finds is in its record
-        labels.CREATED_AT: r.created_at,
-        labels.MODEL_FOLDER: folder,
-        **{labels.image(app): ref for app, ref in r.images.items()},
+    known = {
+        labels.CREATED_AT: b.created_at,
+        labels.MODEL_FOLDER: model_folder(b.build),
+        **{labels.image(app): ref for app, ref in b.images.items()},
         labels.CONFIG: json.dumps(config, sort_keys=True, separators=(",", ":")),
-        **({labels.DATA: r.data_location} if r.data_location is not None else {}),
+        **({labels.DATA: t.data_location} if t.data_location is not None else {}),
     }
-    # TRAINER_IMAGE: the trainer records its own image in the manifest, the waiter refuses a manifest
-    # that records another (a build id is one release: never new images over an old model).
-    common = {"MODELFOLDER": folder, "BUILD_NUMBER": r.build, "GIT_SHA": r.git_sha}
-    identity = {**common, "TRAINER_IMAGE": r.images["trainer"]}
-    provenance = labels.provenance(r.build, r.git_sha, **known)
-    train_labels = labels.recommended("trainer", job_name(r.dns_build), r.build, "training")
-    score_labels = labels.recommended("scorer", deployment_name(r.dns_build), r.build, "scoring")
-    score_selector = labels.selector("scorer", deployment_name(r.dns_build))
+    return labels.provenance(b.build, b.git_sha, **known)
 
-    def app(name: str, env: list[dict], models_read_only: bool, extra_mounts=()) -> dict[str, Any]:
-        return container(name, r.images[name], name, env, r.resources[name], models_read_only, extra_mounts)
 
-    trainer = app(
-        "trainer",
-        _env({**identity, **_gate_env(r)}) + [dict(e) for e in r.data_env] + _env(r.trainer_env),
-        models_read_only=False, extra_mounts=r.data_mounts,
-    )
-    trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
-    job = {
+def job(
+    name: str,
+    namespace: str,
+    job_labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    deadline_seconds: int,
+    backoff_limit: int,
+    pod: Mapping[str, Any],
+    pod_failure_policy: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A release's Job (training, or promotion's copy): awaited by pulumi-kubernetes a little
+    longer than its own deadline, so that the Job's DeadlineExceeded is the error one sees."""
+    return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(r.dns_build),
-            "namespace": r.namespace,
-            "labels": train_labels,
-            "annotations": {**provenance, labels.TIMEOUT: str(r.train_timeout_seconds + AWAIT_MARGIN_SECONDS)},
+            "name": name,
+            "namespace": namespace,
+            "labels": job_labels,
+            "annotations": {**annotations, labels.TIMEOUT: str(deadline_seconds + AWAIT_MARGIN_SECONDS)},
         },
         "spec": {
-            "backoffLimit": TRAIN_BACKOFF_LIMIT,
-            "podFailurePolicy": TRAIN_POD_FAILURE_POLICY,
-            "activeDeadlineSeconds": r.train_timeout_seconds,
-            "template": {
-                "metadata": {"labels": train_labels, "annotations": provenance},
-                # Never: each retry is a fresh pod whose logs stay for a post-mortem.
-                "spec": {**pod_spec(r.models_claim, r.pull_secret, "Never", r.data_volumes), "containers": [trainer]},
-            },
+            "backoffLimit": backoff_limit,
+            **({"podFailurePolicy": dict(pod_failure_policy)} if pod_failure_policy else {}),
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": job_labels, "annotations": annotations}, "spec": dict(pod)},
         },
     }
 
-    waiter = app("waiter", _env({
-        **identity,
-        **_gate_env(r),
-        "WAIT_TIMEOUT_SECONDS": str(r.wait_timeout_seconds),
-        "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
-    }), models_read_only=True)
-    scorer = app("scorer", _env({**common, "PORT": str(PORT)}), models_read_only=True)
+
+def _common_env(b: BuildInfo) -> dict[str, str]:
+    return {"MODELFOLDER": model_folder(b.build), "BUILD_NUMBER": b.build, "GIT_SHA": b.git_sha}
+
+
+def _identity_env(b: BuildInfo) -> dict[str, Any]:
+    # TRAINER_IMAGE: the trainer records its own image in the manifest, the waiter refuses a manifest
+    # that records another (a build id is one release: never new images over an old model).
+    return {**_common_env(b), "TRAINER_IMAGE": b.images["trainer"]}
+
+
+def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
+    """Job train-<dns>: python -m trainer writes the model folder."""
+    trainer = container(
+        "trainer",
+        b.images["trainer"],
+        "trainer",
+        _env({**_identity_env(b), **_gate_env(t)}) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
+        t.resources["trainer"],
+        models_read_only=False,
+        extra_mounts=t.data_mounts,
+    )
+    trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
+    # Never: each retry is a fresh pod whose logs stay for a post-mortem.
+    pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
+    train_labels = labels.recommended("trainer", job_name(b.dns_build), b.build, "training")
+    return job(
+        job_name(b.dns_build),
+        t.namespace,
+        train_labels,
+        provenance(t, b),
+        t.train_timeout_seconds,
+        TRAIN_BACKOFF_LIMIT,
+        pod,
+        TRAIN_POD_FAILURE_POLICY,
+    )
+
+
+def render(t: ReleaseTemplate, b: BuildInfo) -> ReleaseRecord:
+    """The record of a new release that trains its model."""
+    return record(t, b, training_job(t, b))
+
+
+def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> ReleaseRecord:
+    """The release record around `release_job` (training, or promotion's copy): summary fields, the
+    Deployment and the Service, camelCase as Kubernetes has them.
+
+    Image references may still be Outputs (a new build's digests); the ledger resolves them.
+    """
+    folder = model_folder(b.build)
+    common = _common_env(b)
+    annotations = provenance(t, b)
+    score_labels = labels.recommended("scorer", deployment_name(b.dns_build), b.build, "scoring")
+    score_selector = labels.selector("scorer", deployment_name(b.dns_build))
+
+    def app(name: str, env: list[dict]) -> dict[str, Any]:
+        return container(name, b.images[name], name, env, t.resources[name], models_read_only=True)
+
+    waiter = app(
+        "waiter",
+        _env(
+            {
+                **_identity_env(b),
+                **_gate_env(t),
+                "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
+                "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
+            }
+        ),
+    )
+    scorer = app("scorer", _env({**common, "PORT": str(PORT)}))
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": PORT},
-        "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3,
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
     }
     scorer["livenessProbe"] = {
         "httpGet": {"path": "/healthz", "port": PORT},
-        "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+        "initialDelaySeconds": 10,
+        "periodSeconds": 10,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+    pod = {
+        **pod_spec(t.models_claim, t.pull_secret, None, []),
+        "initContainers": [waiter],
+        "containers": [scorer],
     }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": deployment_name(r.dns_build),
-            "namespace": r.namespace,
+            "name": deployment_name(b.dns_build),
+            "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": {**provenance, labels.TIMEOUT: str(r.rollout_timeout_seconds)},
+            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds)},
         },
         "spec": {
-            "replicas": r.replicas,
+            "replicas": t.replicas,
             "revisionHistoryLimit": 2,
-            "progressDeadlineSeconds": r.rollout_timeout_seconds,
+            "progressDeadlineSeconds": t.rollout_timeout_seconds,
             "selector": {"matchLabels": score_selector},
             "template": {
-                "metadata": {"labels": score_labels, "annotations": {**provenance, **SCRAPE}},
-                "spec": {**pod_spec(r.models_claim, r.pull_secret, None, []), "initContainers": [waiter], "containers": [scorer]},
+                "metadata": {"labels": score_labels, "annotations": {**annotations, **SCRAPE}},
+                "spec": pod,
             },
         },
     }
@@ -262,10 +384,10 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(r.dns_build),
-            "namespace": r.namespace,
+            "name": service_name(b.dns_build),
+            "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": provenance,
+            "annotations": annotations,
         },
         "spec": {
             "type": "ClusterIP",
@@ -275,19 +397,19 @@ def render(r: ReleaseInputs) -> dict[str, Any]:
     }
     return {
         "schema": SCHEMA,
-        "build": r.build,
-        "name": r.dns_build,
-        "sequence": r.sequence,
-        "createdAt": r.created_at,
-        "gitSha": r.git_sha,
+        "build": b.build,
+        "name": b.dns_build,
+        "sequence": b.sequence,
+        "createdAt": b.created_at,
+        "gitSha": b.git_sha,
         "modelFolder": folder,
-        "images": dict(r.images),
+        "images": dict(b.images),  # type: ignore[typeddict-item]  # Outputs until resolved
         "service": {
-            "name": service_name(r.dns_build),
+            "name": service_name(b.dns_build),
             "port": SERVICE_PORT,
             "targetPort": PORT,
-            "address": f"{service_name(r.dns_build)}.{r.namespace}.svc.cluster.local",
+            "address": f"{service_name(b.dns_build)}.{t.namespace}.svc.cluster.local",
             "selector": score_selector,
         },
-        "objects": {"job": job, "deployment": deployment, "service": service},
+        "objects": {"job": release_job, "deployment": deployment, "service": service},
     }

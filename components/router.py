@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -118,24 +118,30 @@ def check_router(
             raise RouterError("router 'service' cannot mirror traffic: shadow needs router gateway or istio")
 
 
-class Router(pulumi.ComponentResource):
-    """Routes the stable address across `releases` as `plan` says."""
+@dataclass(frozen=True)
+class RouterArgs:
+    kind: str  # one of ROUTER_KINDS
+    releases: Sequence[LiveRelease]  # the live releases, oldest first, as the plan names them
+    plan: TrafficPlan
+    namespace: pulumi.Input[str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    gateway: GatewayRef | None = None
+    hostnames: Sequence[str] = ()
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        kind: str,
-        releases: Sequence[LiveRelease],
-        plan: TrafficPlan,
-        namespace: pulumi.Input[str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        gateway: GatewayRef | None = None,
-        hostnames: Sequence[str] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+
+class Router(pulumi.ComponentResource):
+    """Routes the stable address across `args.releases` as `args.plan` says."""
+
+    def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlpipeline:router:Router", name, None, opts)
+        kind, releases, plan, gateway, hostnames = (
+            args.kind,
+            args.releases,
+            args.plan,
+            args.gateway,
+            args.hostnames,
+        )
         check_router(kind, plan, gateway, hostnames)
         if [r.build for r in releases] != list(plan.weights):
             raise RouterError(
@@ -143,9 +149,9 @@ class Router(pulumi.ComponentResource):
                 f"live builds {list(plan.weights)}"
             )
         self._name = name
-        self._namespace = namespace
-        self._labels = {**(labels or {}), "app.kubernetes.io/component": "router"}
-        self._annotations = dict(annotations or {})
+        self._namespace = args.namespace
+        self._labels = {**args.labels, "app.kubernetes.io/component": "router"}
+        self._annotations = dict(args.annotations)
         self._releases = {release.build: release for release in releases}
         self._plan = plan
 
@@ -156,6 +162,7 @@ class Router(pulumi.ComponentResource):
         # plus `hostnames` for router gateway.
         self.service_name: pulumi.Output[str] | None = None
         if kind == "gateway":
+            assert gateway is not None  # check_router requires it
             self._http_route(gateway, hostnames)
         elif kind == "istio":
             self._virtual_service(gateway, hostnames)
@@ -311,7 +318,8 @@ class Router(pulumi.ComponentResource):
         builds = list(self._plan.serving)
         if self._plan.shadow:
             builds.append(self._plan.shadow.build)
-        return [self._releases[b].deployment for b in builds if self._releases[b].deployment is not None]
+        deployments = (self._releases[b].deployment for b in builds)
+        return [deployment for deployment in deployments if deployment is not None]
 
     def _champion_release(self) -> LiveRelease:
         return self._releases[self._plan.champion]

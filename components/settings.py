@@ -24,6 +24,8 @@ import pulumi
 
 from components.monitoring import MONITORING_KINDS
 from components.router import ROUTER_KINDS, GatewayRef, RouterError
+from components.sdk_internals import configured_keys
+from components.training_data import DataSource
 
 NAMESPACE = "mlpipeline"
 CLOUDS = ("azure", "local")
@@ -48,81 +50,209 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("build", "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
-        "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).", None),
-    Key("cloud", "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
-        "default StorageClass, images built locally and pushed only to localRegistry).", "local"),
+    Key(
+        "build",
+        "Build id of the release to deploy (required), e.g. 153 or 20180523.5: letters, digits, "
+        "'.', '_', '-', at most 40 characters. Resource names use a DNS-safe form (20180523-5).",
+        None,
+    ),
+    Key(
+        "cloud",
+        "Where the stack runs: azure (storage account, file share, ACR) or local (any cluster, "
+        "default StorageClass, images built locally and pushed only to localRegistry).",
+        "local",
+    ),
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
-    Key("images", "How the release's images are made: build (pulumi-docker builds apps/ - pushed to the "
+    Key(
+        "images",
+        "How the release's images are made: build (pulumi-docker builds apps/ - pushed to the "
         "stack's registry on azure, into the local Docker daemon on local) or prebuilt (local only: the pods "
         "run mlpipeline/<app>:<build>, already built into the nodes' image store by CI or `docker build`; "
-        "no docker.Image, so no docker provider).", "build"),
-    Key("keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"),
-    Key("gitSha", "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
-        "else unknown.", ""),
-    Key("dataSource", "Where the trainer reads the CSVs: blob (Azure Blob Storage or Azurite) or volume "
-        "(a PersistentVolumeClaim). Empty: blob on azure, volume on local.", ""),
-    Key("csvFolder", "Folder of the ETL's CSVs inside the blob container or the claim, e.g. 2018/05/08. "
-        "Required for blob; empty means the claim's root for volume.", ""),
-    Key("dataContainer", "Blob container with the CSVs. Empty on azure: the container the stack creates.", ""),
+        "no docker.Image, so no docker provider).",
+        "build",
+    ),
+    Key(
+        "keepReleases", "How many releases stay deployed, newest first; older ones are retired.", 3, "integer"
+    ),
+    Key(
+        "gitSha",
+        "Source revision recorded on the release. Empty: env GIT_SHA, else `git rev-parse HEAD`, "
+        "else unknown.",
+        "",
+    ),
+    Key(
+        "dataSource",
+        "Where the trainer reads the CSVs: blob (Azure Blob Storage or Azurite) or volume "
+        "(a PersistentVolumeClaim). Empty: blob on azure, volume on local.",
+        "",
+    ),
+    Key(
+        "csvFolder",
+        "Folder of the ETL's CSVs inside the blob container or the claim, e.g. 2018/05/08. "
+        "Required for blob; empty means the claim's root for volume.",
+        "",
+    ),
+    Key(
+        "dataContainer", "Blob container with the CSVs. Empty on azure: the container the stack creates.", ""
+    ),
     Key("dataClaim", "PersistentVolumeClaim holding the CSVs (volume). Empty: csv-data.", ""),
-    Key("blobAccount", "Storage account to read the CSVs from instead of the stack's own (azure) - required "
-        "for blob on local (Azurite: devstoreaccount1). Needs the secret blobKey.", ""),
-    Key("blobEndpoint", "Blob endpoint override, e.g. http://azurite.default.svc:10000/devstoreaccount1.", ""),
-    Key("blobKey", "Account key for blobAccount. Set it with `pulumi config set --secret blobKey ...`.",
-        None, "string", secret=True),
-    Key("trainerEnv", "Trainer hyperparameters as a map of environment variables (names in apps/trainer), "
-        "e.g. {TRAIN_FAMILIES: als, TUNE_BUDGET_SECONDS: 600}.", {}, None),
-    Key("gateMinNdcg", "Quality gate: the waiter keeps the pod unready if the model's nDCG@k is below this.",
-        0.0, None),
-    Key("gateMinLift", "Quality gate: minimum nDCG lift of the model over the popularity baseline.", 1.0, None),
+    Key(
+        "blobAccount",
+        "Storage account to read the CSVs from instead of the stack's own (azure) - required "
+        "for blob on local (Azurite: devstoreaccount1). Needs the secret blobKey.",
+        "",
+    ),
+    Key(
+        "blobEndpoint", "Blob endpoint override, e.g. http://azurite.default.svc:10000/devstoreaccount1.", ""
+    ),
+    Key(
+        "blobKey",
+        "Account key for blobAccount. Set it with `pulumi config set --secret blobKey ...`.",
+        None,
+        "string",
+        secret=True,
+    ),
+    Key(
+        "trainerEnv",
+        "Trainer hyperparameters as a map of environment variables (names in apps/trainer), "
+        "e.g. {TRAIN_FAMILIES: als, TUNE_BUDGET_SECONDS: 600}.",
+        {},
+        None,
+    ),
+    Key(
+        "gateMinNdcg",
+        "Quality gate: the waiter keeps the pod unready if the model's nDCG@k is below this.",
+        0.0,
+        None,
+    ),
+    Key(
+        "gateMinLift", "Quality gate: minimum nDCG lift of the model over the popularity baseline.", 1.0, None
+    ),
     Key("trainTimeoutMinutes", "Deadline of the training Job, all retries included.", 60, "integer"),
-    Key("rolloutTimeoutMinutes", "How long a release's Deployment may take to become Available.", 10, "integer"),
-    Key("waitTimeoutSeconds", "How long the waiter waits for a complete, verified model before it fails.",
-        600, "integer"),
+    Key(
+        "rolloutTimeoutMinutes",
+        "How long a release's Deployment may take to become Available.",
+        10,
+        "integer",
+    ),
+    Key(
+        "waitTimeoutSeconds",
+        "How long the waiter waits for a complete, verified model before it fails.",
+        600,
+        "integer",
+    ),
     Key("replicas", "Scorer pods per release.", 1, "integer"),
-    Key("resources", "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
-        "containers trainer, waiter, scorer.", {}, None),
-    Key("modelShareGiB", "Size of the model share (Azure Files quota, or the local claim's request).", 100, "integer"),
+    Key(
+        "resources",
+        "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
+        "containers trainer, waiter, scorer.",
+        {},
+        None,
+    ),
+    Key(
+        "modelShareGiB",
+        "Size of the model share (Azure Files quota, or the local claim's request).",
+        100,
+        "integer",
+    ),
     Key("localStorageClass", "StorageClass of the local model claim. Empty: the cluster's default.", ""),
-    Key("localAccessMode", "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) "
-        "or ReadWriteMany.", "ReadWriteOnce"),
-    Key("localRegistry", "Registry host[:port] the local cluster's nodes pull from (kind: its local registry, e.g. localhost:5001); the images are pushed there and pods pull them by digest, so they are there before the Job starts. Empty: images stay in the local Docker daemon, which the cluster must share (Docker Desktop; minikube after `eval $(minikube docker-env)`).", ""),
+    Key(
+        "localAccessMode",
+        "Access mode of the local model claim: ReadWriteOnce (kind/minikube, one node) or ReadWriteMany.",
+        "ReadWriteOnce",
+    ),
+    Key(
+        "localRegistry",
+        "Registry host[:port] the local cluster's nodes pull from (kind: its local registry, e.g. "
+        "localhost:5001); the images are pushed there and pods pull them by digest, so they are there "
+        "before the Job starts. Empty: images stay in the local Docker daemon, which the cluster must "
+        "share (Docker Desktop; minikube after `eval $(minikube docker-env)`).",
+        "",
+    ),
     Key("azureLocation", "Azure region of the resource group, storage account and registry.", "westeurope"),
     Key("azureResourceGroup", "Name of the resource group the stack creates. Empty: mlpipeline-<stack>.", ""),
-    Key("router", "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
-        "(VirtualService + DestinationRule) or service (a Service switched to one build, blue/green).", "gateway"),
-    Key("gateway", "The Gateway the route attaches to (router gateway, required; istio, optional): "
-        "{name: web, namespace: infra, sectionName: https} or infra/web.", "", None),
-    Key("hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None),
-    Key("traffic", "Percent of requests per live build, summing to 100, e.g. {\"152\": 90, \"153\": 10}: explicit, "
-        "and it stays in force over later updates that set no traffic (their new builds join at canaryPercent). "
-        "auto (or {}): the newest release takes 100 once Ready, the others stay warm at 0. Empty: the mode in "
-        "force stays (auto on a new stack); the stack output traffic.mode says which.", "", None),
-    Key("canaryPercent", "In explicit traffic mode, the percent of requests a new build joins with, taken from "
-        "the others in proportion; 0: it joins warm, without traffic, until traffic is set again.", 0, "integer"),
-    Key("shadow", "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
-        "e.g. {build: \"154\", percent: 10}; its answers are dropped.", {}, None),
-    Key("championTolerance", "Champion/challenger gate: the trainer scores the model of the release holding most "
-        "traffic on the new build's test holdout beside the new model; the one-sided 95% lower bound of the paired "
-        "per-user nDCG gain must be at least minus this (0 to 1). Empty: no champion gate.", "", None),
-    Key("monitoring", "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
-        "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a PrometheusRule "
-        "with monitoring/alerts.yml and the traffic split).", "annotations"),
-    Key("monitoringLabels", "Labels the Prometheus Operator selects ServiceMonitors and PrometheusRules by "
-        "(prometheus-operator), e.g. {release: kube-prometheus-stack}.", {}, None),
-    Key("promoteFrom", "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
-        "digests, model copied and verified by sha256. Needs cloud azure.", ""),
+    Key(
+        "router",
+        "How the stable address reaches the live releases: gateway (Gateway API HTTPRoute), istio "
+        "(VirtualService + DestinationRule) or service (a Service switched to one build, blue/green).",
+        "gateway",
+    ),
+    Key(
+        "gateway",
+        "The Gateway the route attaches to (router gateway, required; istio, optional): "
+        "{name: web, namespace: infra, sectionName: https} or infra/web.",
+        "",
+        None,
+    ),
+    Key(
+        "hostnames", "Host names the router answers for (gateway, istio), e.g. [reco.example.com].", [], None
+    ),
+    Key(
+        "traffic",
+        'Percent of requests per live build, summing to 100, e.g. {"152": 90, "153": 10}: explicit, '
+        "and it stays in force over later updates that set no traffic (their new builds join at "
+        "canaryPercent). "
+        "auto (or {}): the newest release takes 100 once Ready, the others stay warm at 0. Empty: the mode "
+        "in "
+        "force stays (auto on a new stack); the stack output traffic.mode says which.",
+        "",
+        None,
+    ),
+    Key(
+        "canaryPercent",
+        "In explicit traffic mode, the percent of requests a new build joins with, taken from "
+        "the others in proportion; 0: it joins warm, without traffic, until traffic is set again.",
+        0,
+        "integer",
+    ),
+    Key(
+        "shadow",
+        "Mirror a copy of a share of requests to a live build that serves none (gateway, istio), "
+        'e.g. {build: "154", percent: 10}; its answers are dropped.',
+        {},
+        None,
+    ),
+    Key(
+        "championTolerance",
+        "Champion/challenger gate: the trainer scores the model of the release holding most "
+        "traffic on the new build's test holdout beside the new model; the one-sided 95% lower bound of the "
+        "paired "
+        "per-user nDCG gain must be at least minus this (0 to 1). Empty: no champion gate.",
+        "",
+        None,
+    ),
+    Key(
+        "monitoring",
+        "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
+        "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a "
+        "PrometheusRule with monitoring/alerts.yml and the traffic split).",
+        "annotations",
+    ),
+    Key(
+        "monitoringLabels",
+        "Labels the Prometheus Operator selects ServiceMonitors and PrometheusRules by "
+        "(prometheus-operator), e.g. {release: kube-prometheus-stack}.",
+        {},
+        None,
+    ),
+    Key(
+        "promoteFrom",
+        "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
+        "digests, model copied and verified by sha256. Needs cloud azure.",
+        "",
+    ),
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
 
 # The environment the release sets itself (docs/CONTRACTS.md, section 2); trainerEnv may not override them.
-RESERVED_ENV = frozenset({
-    "MODELFOLDER", "BUILD_NUMBER", "GIT_SHA", "DATA_DIR", "BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY",
-    "BLOB_STORAGE_KEY_FILE", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER", "BLOB_STORAGE_ENDPOINT",
-    "GATE_MIN_NDCG", "GATE_MIN_LIFT", "GATE_CHAMPION_MODELFOLDER", "GATE_CHAMPION_TOLERANCE", "WAIT_TIMEOUT_SECONDS",
-    "POLL_INTERVAL_SECONDS", "PORT", "TRAINER_IMAGE", "TERMINATION_LOG",
-})
+RESERVED_ENV = frozenset(
+    """
+    MODELFOLDER BUILD_NUMBER GIT_SHA DATA_DIR BLOB_STORAGE_ACCOUNT BLOB_STORAGE_KEY
+    BLOB_STORAGE_KEY_FILE BLOB_STORAGE_CONTAINER BLOB_STORAGE_CSV_FOLDER BLOB_STORAGE_ENDPOINT
+    GATE_MIN_NDCG GATE_MIN_LIFT GATE_CHAMPION_MODELFOLDER GATE_CHAMPION_TOLERANCE WAIT_TIMEOUT_SECONDS
+    POLL_INTERVAL_SECONDS PORT TRAINER_IMAGE TERMINATION_LOG
+    """.split()
+)
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
     "trainer": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
@@ -134,7 +264,9 @@ RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 BUILD = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,38}[A-Za-z0-9])?$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
-LABEL_KEY = re.compile(r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_KEY = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 QUANTITY = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
@@ -151,20 +283,6 @@ STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
 def dns_name(build: str) -> str:
     """The DNS-safe form of a build for resource names: 20180523.5 -> 20180523-5."""
     return re.sub(r"[._]", "-", build.lower())
-
-
-@dataclass(frozen=True)
-class DataSource:
-    kind: str  # "blob" | "volume"
-    csv_folder: str  # "" = the claim's root (volume only)
-    container: str | None = None  # blob; None = the model store's CSV container (azure)
-    account: str | None = None  # blob; None = the model store's account (azure)
-    endpoint: str | None = None  # blob
-    claim: str | None = None  # volume
-
-    @property
-    def uses_store_account(self) -> bool:
-        return self.kind == "blob" and self.account is None
 
 
 @dataclass(frozen=True)
@@ -267,10 +385,13 @@ class Settings:
             model_share_gib=values.integer("modelShareGiB", minimum=1, maximum=102400),
             local_storage_class=values.optional("localStorageClass", DNS_SUBDOMAIN, "a StorageClass name"),
             local_access_mode=values.choice("localAccessMode", ACCESS_MODES),
-            azure_location=values.pattern("azureLocation", AZURE_LOCATION, "an Azure region name like westeurope"),
+            azure_location=values.pattern(
+                "azureLocation", AZURE_LOCATION, "an Azure region name like westeurope"
+            ),
             azure_resource_group=values.optional(
                 "azureResourceGroup", RESOURCE_GROUP, "a resource group name (letters, digits, -_.())"
-            ) or f"{project}-{stack}",
+            )
+            or f"{project}-{stack}",
             router=values.choice("router", ROUTER_KINDS),
             gateway=values.gateway(),
             hostnames=values.hostnames(),
@@ -311,7 +432,9 @@ class _Reader:
     def local_registry(self, cloud: str) -> str | None:
         value = self.optional("localRegistry", REGISTRY_HOST, "a registry host[:port] like localhost:5001")
         if value and cloud != "local":
-            raise SettingsError(f"config {NAMESPACE}:localRegistry only applies to cloud local (azure pushes to its ACR)")
+            raise SettingsError(
+                f"config {NAMESPACE}:localRegistry only applies to cloud local (azure pushes to its ACR)"
+            )
         return value
 
     def build(self) -> str:
@@ -322,8 +445,12 @@ class _Reader:
                 f"e.g. `pulumi up --config build=153`"
             )
         if not BUILD.match(value):
-            raise self.fail("build", "1-40 letters, digits, '.', '_' or '-', starting and ending with a "
-                            "letter or digit (e.g. 153 or 20180523.5)", value)
+            raise self.fail(
+                "build",
+                "1-40 letters, digits, '.', '_' or '-', starting and ending with a "
+                "letter or digit (e.g. 153 or 20180523.5)",
+                value,
+            )
         return value
 
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
@@ -377,13 +504,17 @@ class _Reader:
         except json.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise self.fail(key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value)
+            raise self.fail(
+                key, "a map (a YAML mapping in the stack file, or JSON on the command line)", value
+            )
         return parsed
 
     def labels(self, key: str) -> dict[str, str]:
         value = self.mapping(key)
-        if not all(isinstance(k, str) and isinstance(v, str) and LABEL_KEY.match(k) and LABEL_VALUE.match(v)
-                   for k, v in value.items()):
+        if not all(
+            isinstance(k, str) and isinstance(v, str) and LABEL_KEY.match(k) and LABEL_VALUE.match(v)
+            for k, v in value.items()
+        ):
             raise self.fail(key, "a map of Kubernetes label names to string values", value)
         return value
 
@@ -438,14 +569,13 @@ class _Reader:
         return merged
 
     def gateway(self) -> GatewayRef | None:
-        value = self.text("gateway")
-        if value.startswith("{"):
-            value = self.mapping("gateway")
+        text = self.text("gateway")
         try:
-            return GatewayRef.from_config(value)
+            return GatewayRef.from_config(self.mapping("gateway") if text.startswith("{") else text)
         except RouterError as exc:
-            raise self.fail("gateway", "a Gateway reference {name, namespace, sectionName} or namespace/name",
-                            str(exc)) from None
+            raise self.fail(
+                "gateway", "a Gateway reference {name, namespace, sectionName} or namespace/name", str(exc)
+            ) from None
 
     def hostnames(self) -> tuple[str, ...]:
         value = self._raw.get("hostnames")
@@ -471,8 +601,8 @@ class _Reader:
         value = self.choice("images", IMAGE_SOURCES)
         if value == "prebuilt" and cloud != "local":
             raise SettingsError(
-                f"config {NAMESPACE}:images prebuilt needs cloud local: on azure the images are pushed to the "
-                f"stack's registry and pinned by digest, which only the build gives"
+                f"config {NAMESPACE}:images prebuilt needs cloud local: on azure the images are pushed to "
+                f"the stack's registry and pinned by digest, which only the build gives"
             )
         return value
 
@@ -486,8 +616,9 @@ class _Reader:
             raise self.fail("promoteFrom", "another stack than this one", value)
         if cloud != "azure":
             raise SettingsError(
-                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure file "
-                f"share mounted read-only (a local cluster's claim cannot be mounted from another namespace)"
+                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure "
+                f"file share mounted read-only (a local cluster's claim cannot be mounted from another "
+                f"namespace)"
             )
         return value
 
@@ -501,7 +632,9 @@ class _Reader:
         blob_only = [k for k in ("dataContainer", "blobAccount", "blobEndpoint") if self.is_set(k)]
         if kind == "volume":
             if blob_only or has_blob_key:
-                names = ", ".join(f"{NAMESPACE}:{k}" for k in blob_only + (["blobKey"] if has_blob_key else []))
+                names = ", ".join(
+                    f"{NAMESPACE}:{k}" for k in blob_only + (["blobKey"] if has_blob_key else [])
+                )
                 raise SettingsError(f"config {names} only apply to dataSource blob, but dataSource is volume")
             claim = self.optional("dataClaim", DNS_SUBDOMAIN, "a PersistentVolumeClaim name") or "csv-data"
             return DataSource(kind="volume", csv_folder=folder, claim=claim)
@@ -511,9 +644,12 @@ class _Reader:
             )
         if not folder:
             raise SettingsError(
-                f"config {NAMESPACE}:csvFolder is required with dataSource blob: the ETL's folder, e.g. 2018/05/08"
+                f"config {NAMESPACE}:csvFolder is required with dataSource blob: "
+                f"the ETL's folder, e.g. 2018/05/08"
             )
-        account = self.optional("blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters, digits)")
+        account = self.optional(
+            "blobAccount", ACCOUNT_NAME, "a storage account name (3-24 lowercase letters, digits)"
+        )
         container = self.optional(
             "dataContainer", CONTAINER_NAME, "a blob container name (3-63 lowercase letters, digits, '-')"
         )
@@ -532,11 +668,16 @@ class _Reader:
             )
         if account is None and has_blob_key:
             raise SettingsError(
-                f"config {NAMESPACE}:blobKey is only used with blobAccount; the stack's own account needs none"
+                f"config {NAMESPACE}:blobKey is only used with blobAccount; "
+                f"the stack's own account needs none"
             )
         if cloud == "local" and container is None:
-            raise SettingsError(f"config {NAMESPACE}:dataContainer is required with dataSource blob on cloud local")
-        return DataSource(kind="blob", csv_folder=folder, container=container, account=account, endpoint=endpoint)
+            raise SettingsError(
+                f"config {NAMESPACE}:dataContainer is required with dataSource blob on cloud local"
+            )
+        return DataSource(
+            kind="blob", csv_folder=folder, container=container, account=account, endpoint=endpoint
+        )
 
 
 def _is_set(config: pulumi.Config, key: str) -> bool:
@@ -546,17 +687,20 @@ def _is_set(config: pulumi.Config, key: str) -> bool:
 
 def _configured_names() -> set[str]:
     """Names of the mlpipeline:* keys the stack sets (CLI run or mocks), to catch typos."""
-    from pulumi.runtime import config as runtime_config
-
-    names = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    names = configured_keys()
     prefix = f"{NAMESPACE}:"
-    return {name[len(prefix):] for name in names if name.startswith(prefix)}
+    return {name[len(prefix) :] for name in names if name.startswith(prefix)}
 
 
 def _git_sha_fallback() -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -567,8 +711,16 @@ def markdown_table() -> str:
     """The keys as a Markdown table, for components/README.md."""
     rows = ["| key | default | description |", "|---|---|---|"]
     for key in KEYS:
-        default = "required" if key.default is None and not key.secret else (
-            "secret, optional" if key.secret else json.dumps(key.default) if key.default != "" else "(derived)"
+        default = (
+            "required"
+            if key.default is None and not key.secret
+            else (
+                "secret, optional"
+                if key.secret
+                else json.dumps(key.default)
+                if key.default != ""
+                else "(derived)"
+            )
         )
         rows.append(f"| `{key.name}` | {default} | {key.description} |")
     return "\n".join(rows)

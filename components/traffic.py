@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
 AUTO, EXPLICIT = "auto", "explicit"
 
 

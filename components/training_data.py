@@ -20,15 +20,27 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
 from components.model_store import ACCOUNT_KEY_KEY, ModelStore
-from components.settings import DataSource, Settings
 
 DATA_MOUNT = "/mnt/data"
 BLOB_KEY_MOUNT = "/var/run/secrets/blob-storage"
 BLOB_KEY_FILE = "key"
 BLOB_SECRET = "blob-credentials"
 BLOB_SECRET_KEY = "accountKey"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    kind: str  # "blob" | "volume"
+    csv_folder: str  # "" = the claim's root (volume only)
+    container: str | None = None  # blob; None = the model store's CSV container (azure)
+    account: str | None = None  # blob; None = the model store's account (azure)
+    endpoint: str | None = None  # blob
+    claim: str | None = None  # volume
+
+    @property
+    def uses_store_account(self) -> bool:
+        return self.kind == "blob" and self.account is None
 
 
 @dataclass(frozen=True)
@@ -39,17 +51,6 @@ class TrainingDataArgs:
     annotations: Mapping[str, str]
     store: ModelStore | None = None  # the stack's own account (azure blob without blobAccount)
     blob_key: pulumi.Output[str] | None = None  # secret, for source.account
-
-    @classmethod
-    def of(cls, settings: Settings, store: ModelStore) -> TrainingDataArgs:
-        return cls(
-            source=settings.data,
-            namespace=settings.namespace,
-            labels=labels.for_stack("training-data", "data", settings.stack, settings.build),
-            annotations=labels.provenance(settings.build, settings.git_sha),
-            store=store,
-            blob_key=settings.blob_key,
-        )
 
 
 class TrainingData(pulumi.ComponentResource):
@@ -67,7 +68,9 @@ class TrainingData(pulumi.ComponentResource):
         if source.kind == "volume":
             data_dir = f"{DATA_MOUNT}/{source.csv_folder}" if source.csv_folder else DATA_MOUNT
             self.env = [{"name": "DATA_DIR", "value": data_dir}]
-            self.volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}}]
+            self.volumes = [
+                {"name": "data", "persistentVolumeClaim": {"claimName": source.claim, "readOnly": True}}
+            ]
             self.mounts = [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]
             self.location = pulumi.Output.from_input(f"pvc://{source.claim}/{source.csv_folder}")
         else:
@@ -75,7 +78,10 @@ class TrainingData(pulumi.ComponentResource):
             # Only the key's item, readable by the pod's group (fsGroup) and nobody else.
             items = [{"key": key_ref["key"], "path": BLOB_KEY_FILE}]
             self.volumes = [
-                {"name": "blob-key", "secret": {"secretName": key_ref["name"], "items": items, "defaultMode": 0o440}}
+                {
+                    "name": "blob-key",
+                    "secret": {"secretName": key_ref["name"], "items": items, "defaultMode": 0o440},
+                }
             ]
             self.mounts = [{"name": "blob-key", "mountPath": BLOB_KEY_MOUNT, "readOnly": True}]
             self.env = [
@@ -95,9 +101,19 @@ class TrainingData(pulumi.ComponentResource):
             if store is None or store.account_name is None or store.credentials_secret_name is None:
                 raise ValueError("dataSource blob without blobAccount needs the azure model store's account")
             container = source.container or store.csv_container
-            return store.account_name, container, {"name": store.credentials_secret_name, "key": ACCOUNT_KEY_KEY}
+            assert container is not None  # the azure model store has a CSV container
+            return (
+                store.account_name,
+                container,
+                {"name": store.credentials_secret_name, "key": ACCOUNT_KEY_KEY},
+            )
         if args.blob_key is None:
             raise ValueError(f"blobAccount {source.account} needs the secret config blobKey")
+        if source.account is None or source.container is None:
+            raise ValueError(
+                f"blobAccount {source.account} needs dataContainer: the container of the CSVs there"
+            )
+        key: pulumi.Input[str] = args.blob_key
         self.secret = k8s.core.v1.Secret(
             f"{name}-blob-key",
             metadata={
@@ -107,7 +123,7 @@ class TrainingData(pulumi.ComponentResource):
                 "annotations": dict(args.annotations),
             },
             type="Opaque",
-            string_data={BLOB_SECRET_KEY: pulumi.Output.secret(args.blob_key)},
+            string_data={BLOB_SECRET_KEY: pulumi.Output.secret(key)},
             opts=pulumi.ResourceOptions(parent=self),
         )
         return source.account, source.container, {"name": BLOB_SECRET, "key": BLOB_SECRET_KEY}

@@ -54,7 +54,9 @@ def from_cluster(namespace: str, job: str) -> list[str]:
         from kubernetes import client, config
 
         _load_kubeconfig(config)
-        pods = client.CoreV1Api().list_namespaced_pod(namespace, label_selector=f"job-name={job}", _request_timeout=10)
+        pods = client.CoreV1Api().list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _request_timeout=10
+        )
     except Exception as exc:  # noqa: BLE001 - no cluster (preview, CI without access): look again next time
         pulumi.log.debug(f"training results of {namespace}/{job} not read: {type(exc).__name__}: {exc}")
         return []
@@ -80,7 +82,9 @@ def _load_kubeconfig(config) -> None:
         config.load_kube_config(config_file=kubeconfig or None, context=context)
 
 
-READER: contextvars.ContextVar[PodMessages] = contextvars.ContextVar("training_results_reader", default=from_cluster)
+READER: contextvars.ContextVar[PodMessages] = contextvars.ContextVar(
+    "training_results_reader", default=from_cluster
+)
 
 
 def attach(records: Mapping[str, Any], namespace: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Evaluate the Pulumi program under mocks: every resource it declares, with its inputs, and its outputs.
 
-The one place that runs `__main__.py` without a Pulumi engine. Used by the tests, the benchmark
-and `make demo` (which plays the rendered Job and Deployment as local processes):
+The one mock harness: it runs `__main__.py` (or, for component tests, any function declaring
+resources: `render_components`) without a Pulumi engine. Used by the tests, the benchmark and
+`make demo` (which plays the rendered Job and Deployment as local processes):
 
     rendering = render("local", {"build": "153"})
     rendering = render("local", {"build": "154"}, previous_releases=rendering.outputs["releases"])
@@ -34,18 +35,15 @@ import json
 import runpy
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings as runtime_settings
-from pulumi.runtime.stack import run_pulumi_func
 
-from components import training_results
+from components import sdk_internals, training_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -93,6 +91,7 @@ class Rendering:
     outputs: dict[str, Any]  # stack outputs, secrets in clear
     secret_outputs: set[str] = field(default_factory=set)
     unknown_outputs: set[str] = field(default_factory=set)  # only known after an update (preview)
+    result: Any = None  # render_components: what `declare` returned
 
     def of_type(self, type_: str) -> list[RenderedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -100,11 +99,17 @@ class Rendering:
     def by_urn(self) -> dict[str, RenderedResource]:
         return {r.urn: r for r in self.resources}
 
+    def one(self, kind: str) -> RenderedResource:
+        """The only resource of `kind` (the last part of its type: Job, HTTPRoute, Router...)."""
+        return _only([r for r in self.resources if r.kind == kind], f"of kind {kind!r}")
+
+    def depends_on(self, resource: RenderedResource) -> set[str]:
+        """Names of the resources `resource` waits for (its explicit and implicit dependencies)."""
+        names = {r.urn: r.name for r in self.resources}
+        return {names.get(urn, urn) for urn in resource.options.get("dependencies", [])}
+
     def named(self, name: str) -> RenderedResource:
-        matches = [r for r in self.resources if r.name == name]
-        if len(matches) != 1:
-            raise KeyError(f"{len(matches)} resources named {name!r}")
-        return matches[0]
+        return _only([r for r in self.resources if r.name == name], f"named {name!r}")
 
     def descendants(self, urn: str) -> list[RenderedResource]:
         """Every resource below `urn` in the parent tree."""
@@ -126,13 +131,15 @@ class Rendering:
         return {k: (MASK if k in self.secret_outputs else v) for k, v in self.outputs.items()}
 
 
-def _is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+def _only(matches: list[RenderedResource], what: str) -> RenderedResource:
+    if len(matches) != 1:
+        raise KeyError(f"{len(matches)} resources {what}: {[r.name for r in matches]}")
+    return matches[0]
 
 
 def reveal_secrets(value: Any) -> Any:
     """The value with every Pulumi secret wrapper taken off (what Kubernetes would receive)."""
-    if _is_secret(value):
+    if sdk_internals.is_secret(value):
         return reveal_secrets(value["value"])
     if isinstance(value, dict):
         return {k: reveal_secrets(v) for k, v in value.items()}
@@ -142,7 +149,7 @@ def reveal_secrets(value: Any) -> Any:
 
 
 def _mask(value: Any) -> Any:
-    if _is_secret(value):
+    if sdk_internals.is_secret(value):
         return MASK
     if isinstance(value, dict):
         return {k: _mask(v) for k, v in value.items()}
@@ -164,7 +171,7 @@ class _Mocks(pulumi.runtime.Mocks):
         self.other_stacks = other_stacks
         self.seen = threading.local()  # the inputs of the registration this thread is handling
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.seen.inputs = args.inputs
         inputs = dict(args.inputs)
         typ, name = args.typ, args.name
@@ -203,7 +210,7 @@ class _Mocks(pulumi.runtime.Mocks):
             state["loginServer"] = f"{resource_name}.azurecr.io"
         return f"/subscriptions/{MOCK_SECRETS['subscription']}/{typ}/{resource_name}", state
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "azure-native:storage:listStorageAccountKeys":
             return {"keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]}
         if args.token == "azure-native:containerregistry:listRegistryCredentials":
@@ -221,7 +228,7 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}
 
 
-class _Monitor(pulumi_mocks.MockMonitor):
+class _Monitor(sdk_internals.MockMonitor):
     """The stock mock monitor, also keeping what it loses: parents, options, secret markers."""
 
     def __init__(self, mocks: _Mocks):
@@ -319,10 +326,25 @@ def render(
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
     previous = previous_outputs if previous_outputs is not None else (
         None if previous_releases is None else {"releases": previous_releases})
-    return context.run(_render, stack, strings, previous, dict(other_stacks or {}), preview, dict(pod_messages or {}))
+    return context.run(
+        _render, stack, strings, previous, dict(other_stacks or {}), preview, _run_program_file,
+        dict(pod_messages or {}),
+    )
 
 
-def _render(stack, strings, previous, other_stacks, preview, pod_messages) -> Rendering:
+def render_components(declare: Callable[[], Any], stack: str = "dev", config: Mapping[str, Any] | None = None,
+                      previous_outputs: Mapping[str, Any] | None = None) -> Rendering:
+    """Run `declare` as the whole program (component tests): what it declares, and in `result` what
+    it returns (an Output is awaited). Same mocks as `render`, no stack file."""
+    strings = _config_strings(config or {})
+    return contextvars.Context().run(_render, stack, strings, previous_outputs, {}, False, declare, {})
+
+
+def _run_program_file() -> None:
+    runpy.run_path(str(PROGRAM), run_name="__main__")
+
+
+def _render(stack, strings, previous, other_stacks, preview, declare, pod_messages) -> Rendering:
     # No cluster under mocks: the trainers' termination messages are the ones given.
     training_results.READER.set(lambda namespace, job: [pod_messages[job]] if job in pod_messages else [])
     mocks = _Mocks(stack, previous, other_stacks, preview)
@@ -335,35 +357,36 @@ def _render(stack, strings, previous, other_stacks, preview, pod_messages) -> Re
     loop = asyncio.new_event_loop()
     policy.set_event_loop(loop)  # Pulumi's runtime schedules its work on the thread's current loop
     try:
-        runtime_settings.ROOT.set(None)
+        sdk_internals.reset_root_resource()
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization=ORGANIZATION)
         pulumi.runtime.set_all_config(strings, [k for k in strings if k.split(":", 1)[1] in SECRET_KEYS])
-        outputs, secret, unknown = loop.run_until_complete(_evaluate())
+        outputs, secret, unknown, result = loop.run_until_complete(_evaluate(declare))
     finally:
         policy.set_event_loop(outer_loop)  # leave the caller's loop (e.g. other Pulumi tests') in place
         loop.close()
     return Rendering(stack=stack, config=strings, resources=monitor.registered, outputs=outputs,
-                     secret_outputs=secret, unknown_outputs=unknown)
+                     secret_outputs=secret, unknown_outputs=unknown, result=result)
 
 
-async def _evaluate() -> tuple[dict[str, Any], set[str], set[str]]:
+async def _evaluate(declare: Callable[[], Any]) -> tuple[dict[str, Any], set[str], set[str], Any]:
     failure: list[BaseException] = []
+    returned: list[Any] = []
 
     def program() -> None:
         try:
-            runpy.run_path(str(PROGRAM), run_name="__main__")
+            returned.append(declare())
         except BaseException as exc:  # noqa: BLE001 - reported after the runtime settles
             failure.append(exc)
             raise
 
     try:
-        await run_pulumi_func(program)
+        await sdk_internals.run_program(program)
     except BaseException as exc:  # noqa: BLE001
         raise (failure[0] if failure else RenderError(str(exc))) from None
-    stack = runtime_settings.get_root_resource()
+    stack = pulumi.runtime.get_root_resource()
     outputs, secret, unknown = {}, set(), set()
-    for key, value in stack.outputs.items():
+    for key, value in (stack.outputs if stack is not None else {}).items():
         # An Output's value is plain data already; deep-unwrapping it again costs O(size) Outputs.
         output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
         outputs[key] = await output.future(with_unknowns=True)
@@ -371,7 +394,10 @@ async def _evaluate() -> tuple[dict[str, Any], set[str], set[str]]:
             secret.add(key)
         if not await output.is_known():
             unknown.add(key)
-    return outputs, secret, unknown
+    result = returned[0] if returned else None
+    if isinstance(result, pulumi.Output):
+        result = await result.future()
+    return outputs, secret, unknown, result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from components import release_spec
-from components.ledger import normalize
+from components.plan import normalize
 from components.settings import SettingsError
 from local.render import MOCK_SECRETS, render
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from components.ledger import normalize
+from components.plan import normalize
 from components.promotion import PromotionError
 from components.router import RouterError
 from components.traffic import TrafficError

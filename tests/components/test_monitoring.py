@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import yaml
 
-from components.monitoring import ALERTS, Monitoring, traffic_group
-from tests.components.k8s_mocks import render
+from components.monitoring import ALERTS, Monitoring, MonitoringArgs, traffic_group
+from local.render import render_components
 from tests.monitoring.conftest import tool
 
 SCORER_SERVICE_LABELS = {  # what release_spec puts on a release's Service (labels.recommended)
@@ -27,19 +27,21 @@ def monitoring(kind, weights=None, champion="152", extra_labels=None):
     def declare():
         Monitoring(
             "monitoring",
-            kind=kind,
-            namespace="mlpipeline-dev",
-            weights=weights,
-            champion=champion,
-            object_labels={"app.kubernetes.io/part-of": "mlpipeline", **(extra_labels or {})},
+            MonitoringArgs(
+                kind=kind,
+                namespace="mlpipeline-dev",
+                weights=weights,
+                champion=champion,
+                labels={"app.kubernetes.io/part-of": "mlpipeline", **(extra_labels or {})},
+            ),
         )
 
-    return render(declare)
+    return render_components(declare)
 
 
 def test_operator_mode_scrapes_every_release_service_and_no_other():
     rendering = monitoring("prometheus-operator", extra_labels={"release": "kube-prometheus-stack"})
-    monitor = rendering.one("ServiceMonitor").object()
+    monitor = rendering.one("ServiceMonitor").inputs
     assert monitor["metadata"]["namespace"] == "mlpipeline-dev"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # the operator's selector
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -50,7 +52,7 @@ def test_operator_mode_scrapes_every_release_service_and_no_other():
 
 
 def test_the_rule_carries_the_alerts_and_the_split_and_promtool_accepts_it(tmp_path):
-    rule = monitoring("prometheus-operator").one("PrometheusRule").object()
+    rule = monitoring("prometheus-operator").one("PrometheusRule").inputs
     groups = rule["spec"]["groups"]
     assert groups[:-1] == yaml.safe_load(ALERTS.read_text())["groups"]
     assert groups[-1] == traffic_group("mlpipeline-dev", {"152": 90, "153": 10}, "152")
@@ -66,7 +68,7 @@ def test_the_rule_carries_the_alerts_and_the_split_and_promtool_accepts_it(tmp_p
 
 def test_the_rendered_split_makes_the_no_traffic_alert_fire(tmp_path):
     """promtool evaluates the rendered rule: 153 gets 10 % by the split yet answers nothing."""
-    rule = monitoring("prometheus-operator").one("PrometheusRule").object()
+    rule = monitoring("prometheus-operator").one("PrometheusRule").inputs
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     (tmp_path / "test.yml").write_text(yaml.safe_dump({
         "rule_files": ["rules.yml"],
@@ -100,7 +102,7 @@ def test_the_rendered_split_makes_the_no_traffic_alert_fire(tmp_path):
 
 def test_annotations_mode_declares_nothing():
     rendering = monitoring("annotations")
-    assert not rendering.of_kind("ServiceMonitor") and not rendering.of_kind("PrometheusRule")
+    assert not rendering.k8s("ServiceMonitor") and not rendering.k8s("PrometheusRule")
 
 
 def test_the_program_watches_its_releases_as_configured():

@@ -7,12 +7,13 @@ from components.settings import DEFAULT_RESOURCES
 from components.promotion import (
     PromotionError,
     SourceAccess,
+    SourceAccessArgs,
     promoted_record,
     promotion_job,
     source_record,
 )
 from tests.components.crd_schemas import validate
-from tests.components.k8s_mocks import contains_secret, render
+from local.render import MASK, render_components
 
 DIGEST = "@sha256:" + "a" * 64
 IMAGES = {app: f"mlpdev.azurecr.io/mlpipeline/{app}{DIGEST}" for app in ("trainer", "waiter", "scorer")}
@@ -20,40 +21,36 @@ KEY = "c291cmNlLWFjY291bnQta2V5LWJhc2U2NA=="
 PASSWORD = "registry-password-5d1e"
 
 
-def rendered(build="153", namespace="mlpipeline-prod"):
-    dns = build.replace(".", "-")
-    return release_spec.render(
-        release_spec.ReleaseInputs(
-            build=build,
-            dns_build=dns,
-            sequence=4,
-            created_at="2026-11-20T03:00:00Z",
-            git_sha="0123abc",
-            namespace=namespace,
-            images=IMAGES,
-            models_claim="models",
-            data_env=[],
-            data_volumes=[],
-            data_mounts=[],
-            trainer_env={},
-            gate_min_ndcg=0.01,
-            gate_min_lift=1.1,
-            wait_timeout_seconds=600,
-            train_timeout_seconds=3600,
-            rollout_timeout_seconds=900,
-            replicas=2,
-            resources=DEFAULT_RESOURCES,
-            pull_secret="registry-pull",
-        )
+def template(namespace="mlpipeline-prod", train_timeout_seconds=1800):
+    return release_spec.ReleaseTemplate(
+        namespace=namespace,
+        models_claim="models",
+        data_env=[],
+        data_volumes=[],
+        data_mounts=[],
+        trainer_env={},
+        gate_min_ndcg=0.01,
+        gate_min_lift=1.1,
+        wait_timeout_seconds=600,
+        train_timeout_seconds=train_timeout_seconds,
+        rollout_timeout_seconds=900,
+        replicas=2,
+        resources=DEFAULT_RESOURCES,
+        pull_secret="registry-pull",
     )
 
 
+def source_build(build="153"):
+    """The source's release of `build`: its images, git sha and created time."""
+    return release_spec.BuildInfo(build, build.replace(".", "-"), 4, "2026-11-20T03:00:00Z", "0123abc", IMAGES)
+
+
 def test_promoted_record_swaps_training_for_the_copy_job_and_keeps_the_rest():
-    base = rendered()
-    record = promoted_record(base, "dev", timeout_seconds=1800)
+    trained = release_spec.render(template(), source_build())
+    record = promoted_record(template(), source_build(), "dev")
     assert record["promotedFrom"] == "dev"
-    assert record["objects"]["deployment"] == base["objects"]["deployment"]
-    assert record["objects"]["service"] == base["objects"]["service"]
+    assert record["objects"]["deployment"] == trained["objects"]["deployment"]
+    assert record["objects"]["service"] == trained["objects"]["service"]
     assert record["images"] == IMAGES
     job = record["objects"]["job"]
     validate(job)
@@ -67,7 +64,7 @@ def test_promoted_record_swaps_training_for_the_copy_job_and_keeps_the_rest():
 
 
 def test_copy_job_runs_the_waiter_image_as_modelshare_promote():
-    job = promotion_job(rendered(), timeout_seconds=1800)
+    job = promotion_job(template(), source_build())
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == IMAGES["waiter"]
@@ -83,7 +80,7 @@ def test_copy_job_runs_the_waiter_image_as_modelshare_promote():
 
 
 def test_source_share_is_mounted_read_only_and_this_stacks_share_writable():
-    pod = promotion_job(rendered(), timeout_seconds=60)["spec"]["template"]["spec"]
+    pod = promotion_job(template(), source_build())["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["source"]["persistentVolumeClaim"] == {"claimName": "promotion-source", "readOnly": True}
     assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "models"}
@@ -93,17 +90,18 @@ def test_source_share_is_mounted_read_only_and_this_stacks_share_writable():
 
 
 def test_copy_job_runs_under_the_releases_restricted_profile():
-    base = rendered()
-    pod = promotion_job(base, timeout_seconds=60)["spec"]["template"]["spec"]
-    release_pod = base["objects"]["deployment"]["spec"]["template"]["spec"]
+    record = promoted_record(template(), source_build(), "dev")
+    pod = record["objects"]["job"]["spec"]["template"]["spec"]
+    release_pod = record["objects"]["deployment"]["spec"]["template"]["spec"]
     assert pod["securityContext"] == release_pod["securityContext"]
     assert pod["containers"][0]["securityContext"] == release_pod["initContainers"][0]["securityContext"]
+    assert pod["containers"][0]["resources"] == release_pod["initContainers"][0]["resources"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_build_with_dots_keeps_its_folder_and_gets_a_dns_job_name():
-    job = promotion_job(rendered("20180523.5"), timeout_seconds=60)
+    job = promotion_job(template(), source_build("20180523.5"))
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert job["metadata"]["name"] == "promote-20180523-5"
     assert env == {
@@ -126,10 +124,9 @@ def test_only_a_live_source_release_pinned_by_digest_can_be_promoted():
 
 
 def source_access(account_key=KEY, password=PASSWORD):
-    rendering = render(
+    rendering = render_components(
         lambda: (
-            SourceAccess(
-                "source",
+            SourceAccess("source", SourceAccessArgs(
                 namespace="mlpipeline-prod",
                 account_name="mlpdevaccount",
                 share_name="models",
@@ -139,18 +136,18 @@ def source_access(account_key=KEY, password=PASSWORD):
                 registry_password=password,
                 labels={"app.kubernetes.io/part-of": "mlpipeline"},
                 annotations={"mlpipeline/build": "153"},
-            ).claim_name
+            )).claim_name
         )
     )
-    for child in rendering.children_of("mlpipeline:promotion:SourceAccess"):
-        validate(child.object())
+    for child in rendering.descendants(rendering.one("SourceAccess").urn):
+        validate(child.inputs)
     return rendering
 
 
 def test_source_volume_is_read_only_azure_files_reserved_for_its_claim():
     rendering = source_access()
-    volume = rendering.one("PersistentVolume").object()
-    claim = rendering.one("PersistentVolumeClaim").object()
+    volume = rendering.one("PersistentVolume").inputs
+    claim = rendering.one("PersistentVolumeClaim").inputs
     spec = volume["spec"]
     assert spec["accessModes"] == ["ReadOnlyMany"] and claim["spec"]["accessModes"] == ["ReadOnlyMany"]
     assert spec["csi"]["driver"] == "file.csi.azure.com"
@@ -172,11 +169,12 @@ def test_source_volume_is_read_only_azure_files_reserved_for_its_claim():
 def test_source_credentials_reach_the_engine_only_as_secrets():
     rendering = source_access()
     storage, pull = rendering.named("source-storage"), rendering.named("source-pull-secret")
-    assert contains_secret(storage.inputs["stringData"]) and contains_secret(pull.inputs["stringData"])
-    assert storage.object()["stringData"]["azurestorageaccountkey"] == KEY
-    assert PASSWORD in pull.object()["stringData"][".dockerconfigjson"]
-    assert pull.object()["metadata"]["name"] == "registry-pull"
+    assert storage.public_inputs["stringData"] == pull.public_inputs["stringData"] == MASK
+    assert storage.inputs["stringData"]["azurestorageaccountkey"] == KEY
+    assert PASSWORD in pull.inputs["stringData"][".dockerconfigjson"]
+    assert pull.inputs["metadata"]["name"] == "registry-pull"
     # Nowhere in plain text: not in the component's own state, the volume or the claim.
     for resource in rendering.resources:
         if resource not in (storage, pull):
+            assert KEY not in repr(resource.public_inputs) and PASSWORD not in repr(resource.public_inputs)
             assert KEY not in repr(resource.inputs) and PASSWORD not in repr(resource.inputs), resource.name

@@ -6,13 +6,12 @@ import re
 import pulumi
 import pytest
 
-from components.router import GatewayRef, LiveRelease, Router, RouterError, check_router
+from components.router import GatewayRef, LiveRelease, Router, RouterArgs, RouterError, check_router
 from components.traffic import plan_traffic
 from tests.components.crd_schemas import InvalidObject, validate
-from tests.components.k8s_mocks import Rendering, render
+from local.render import Rendering, render_components
 
 LIVE = ["151", "152", "153"]
-ROUTER = "mlpipeline:router:Router"
 
 
 def pod_labels(build):
@@ -49,8 +48,7 @@ def route(kind, traffic=None, shadow=None, live=LIVE, gateway="default", hostnam
             )
             for build in live
         ]
-        router = Router(
-            "score",
+        router = Router("score", RouterArgs(
             kind=kind,
             releases=releases,
             plan=plan,
@@ -59,17 +57,22 @@ def route(kind, traffic=None, shadow=None, live=LIVE, gateway="default", hostnam
             annotations={"mlpipeline/git-sha": "abc123"},
             gateway=gateway,
             hostnames=hostnames,
-        )
+        ))
         return router.service_name
 
-    rendering = render(declare)
-    for child in rendering.children_of(ROUTER):
-        validate(child.object())
+    rendering = render_components(declare)
+    for child in children(rendering):
+        validate(child.inputs)
     return rendering
 
 
+def children(rendering: Rendering):
+    """What the Router declared, in order."""
+    return rendering.descendants(rendering.one("Router").urn)
+
+
 def spec(rendering: Rendering, kind: str) -> dict:
-    return rendering.one(kind).object()["spec"]
+    return rendering.one(kind).inputs["spec"]
 
 
 def gates(rendering: Rendering, kind: str) -> set[str]:
@@ -98,7 +101,7 @@ def test_gateway_route_splits_by_weight_and_pins_each_build_by_header():
         "score-153": 10,
     }
     assert "filters" not in split
-    meta = rendering.one("HTTPRoute").object()["metadata"]
+    meta = rendering.one("HTTPRoute").inputs["metadata"]
     assert meta["name"] == "score" and meta["namespace"] == "ml-dev"
     assert meta["labels"]["app.kubernetes.io/component"] == "router"
     assert meta["annotations"] == {"mlpipeline/git-sha": "abc123"}
@@ -123,7 +126,7 @@ def test_gateway_route_mirrors_a_share_to_the_shadow_and_waits_for_it():
 
 def test_gateway_router_declares_nothing_but_the_route():
     rendering = route("gateway", None)
-    assert [c.kind for c in rendering.children_of(ROUTER)] == ["HTTPRoute"]
+    assert [c.kind for c in children(rendering)] == ["HTTPRoute"]
     assert rendering.result is None
 
 
@@ -193,7 +196,7 @@ def test_service_router_points_the_stable_service_at_the_one_serving_release():
     assert spec(green, "Service")["selector"] == pod_labels("153")
     assert gates(blue, "Service") == {"deploy-152"}
     assert gates(green, "Service") == {"deploy-153"}
-    assert [c.kind for c in green.children_of(ROUTER)] == ["Service"]
+    assert [c.kind for c in children(green)] == ["Service"]
 
 
 # --- rollback ---------------------------------------------------------------------------------
@@ -203,8 +206,8 @@ def test_service_router_points_the_stable_service_at_the_one_serving_release():
 def test_rolling_back_changes_only_weights(kind):
     """traffic={"152": 100} after {"153": 100}: same objects, same fields, other numbers."""
     forward, back = route(kind, {"153": 100}), route(kind, {"152": 100})
-    before = {c.name: c.object() for c in forward.children_of(ROUTER)}
-    after = {c.name: c.object() for c in back.children_of(ROUTER)}
+    before = {c.name: c.inputs for c in children(forward)}
+    after = {c.name: c.inputs for c in children(back)}
     assert before.keys() == after.keys()
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {
@@ -268,13 +271,12 @@ def test_gateway_route_holds_at_most_fifteen_releases():
 
 def test_router_refuses_releases_that_differ_from_the_plan():
     with pytest.raises(RouterError, match="differ from the traffic plan"):
-        render(
-            lambda: Router(
-                "score",
+        render_components(
+            lambda: Router("score", RouterArgs(
                 kind="service",
                 releases=[LiveRelease("152", "152", "score-152", 80, 8080, pod_labels("152"))],
                 plan=plan_traffic(None, LIVE),
-            )
+            ))
         )
 
 
@@ -303,10 +305,10 @@ def test_validators_reject_broken_routes():
     httproute = (
         route("gateway", {"152": 90, "153": 10}, shadow={"build": "151", "percent": 5})
         .one("HTTPRoute")
-        .object()
+        .inputs
     )
-    vs = route("istio", {"152": 100}).one("VirtualService").object()
-    rule = route("istio", {"152": 100}).one("DestinationRule").object()
+    vs = route("istio", {"152": 100}).one("VirtualService").inputs
+    rule = route("istio", {"152": 100}).one("DestinationRule").inputs
 
     cases = [
         (httproute, lambda s: s["rules"][0]["backendRefs"][0].pop("port"), "'port' is a required property"),

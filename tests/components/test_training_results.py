@@ -3,7 +3,7 @@ read with the deployer's credentials, join their releases' records; the objects 
 
 import json
 
-from components.ledger import normalize
+from components.plan import normalize
 from local.render import render
 
 from tests.components.conftest import GIT_SHA

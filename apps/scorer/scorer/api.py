@@ -37,20 +37,17 @@ import orjson
 import modelshare
 from modelshare import FolderState, IntegrityError
 from scorer import settings as settings_module
+from scorer.contract import ALIVE, DEFAULT_K, MAX_K, ROUTE_BATCH, ROUTE_ONE
 from scorer.model import Model, ModelError, Recommendation
 from scorer.predictionlog import REQUEST_ID, request_id
-from scorer.settings import MAX_K, Settings
+from scorer.settings import Settings
 from scorer.telemetry import UNMATCHED, Telemetry
 
 APP = "scorer"
-DEFAULT_K = 10
 RETRY_SECONDS = 1.0  # how often an incomplete folder is looked at again
-ROUTE_ONE = "/recommendations/{user_id}"
-ROUTE_BATCH = "/recommendations"
 _PREFIX = "/recommendations/"
 _JSON = b"application/json"
 _PROBES = ("/healthz", "/readyz")
-ALIVE = {"status": "alive"}
 INLINE_ITEMS = 10_000  # users x k of a batch scored on the event loop (~5 ms); more go to the thread
 LOAD_WAIT_SECONDS = 10.0  # how long a request waits for a model that is being loaded
 
@@ -64,7 +61,7 @@ class ModelSlot:
     def __init__(self, settings: Settings, telemetry: Telemetry):
         self._settings, self._telemetry = settings, telemetry
         self.model: Model | None = None
-        self.reason = "starting: the model is not loaded yet"
+        self.reason: str | None = "starting: the model is not loaded yet"
         # Set once the model is loaded, refused, or the folder is not complete yet: until then the
         # model is being loaded and requests wait for it (wait_settled).
         self.settled = threading.Event()
@@ -164,7 +161,9 @@ class Scorer:
         return 200, {"status": "ready", "build": self.settings.build}
 
     def answer(self, user_ids: list[str], k: int, started: float) -> list[Recommendation]:
-        recommendations = self.slot.model.recommend(user_ids, k)
+        model = self.slot.model
+        assert model is not None  # every caller answers 503 before, while no model is loaded
+        recommendations = model.recommend(user_ids, k)
         self.telemetry.predictions_made(recommendations, k, time.perf_counter() - started)
         return recommendations
 
@@ -247,7 +246,10 @@ class Scorer:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", REQUEST_ID.get())]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"x-request-id", REQUEST_ID.get())],
+                }
             await send(message)
 
         try:

@@ -53,8 +53,8 @@ def _load_csr_parts(path: Path) -> _Csr:
             fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
             if fmt != "csr":
                 raise ModelError(f"{path} must hold a CSR matrix, found format {fmt!r}")
-            shape = tuple(int(n) for n in npz["shape"])
-            return _Csr(npz["indptr"], npz["indices"], shape)
+            rows, columns = (int(n) for n in npz["shape"])
+            return _Csr(npz["indptr"], npz["indices"], (rows, columns))
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{path} is not a scipy sparse .npz file: {exc}") from None
 
@@ -131,7 +131,9 @@ class Model:
         self.popular = _load_dense(model_dir / layout.POPULAR)
         self.popular_scores = _load_dense(model_dir / layout.POPULAR_SCORES)
         # Per user (trainer.novelty); releases written before it have none.
-        self.novelty = _load_dense(model_dir / layout.NOVELTY) if (model_dir / layout.NOVELTY).is_file() else None
+        self.novelty = (
+            _load_dense(model_dir / layout.NOVELTY) if (model_dir / layout.NOVELTY).is_file() else None
+        )
         try:  # the trained family as the trainer names it (e.g. ease+als); else the vectors' form
             self.family = str(modelshare.read_json(model_dir / layout.MODEL_CARD)["family"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -181,12 +183,12 @@ class Model:
             for (pos, row), (items, scores) in zip(part, self._top_k([row for _, row in part], k)):
                 novelty = None if self.novelty is None else round(float(self.novelty[row]), 4)
                 answers[pos] = Recommendation(user_ids[pos], items, scores, None, novelty)
-        for pos, answer in enumerate(answers):
-            if answer is None:
-                answers[pos] = Recommendation(
-                    user_ids[pos], self._popular_ids[:k], self._popular_scores[:k], "popular"
-                )
-        return answers
+        return [
+            Recommendation(user_ids[pos], self._popular_ids[:k], self._popular_scores[:k], "popular")
+            if answer is None
+            else answer
+            for pos, answer in enumerate(answers)
+        ]
 
     def _scores(self, rows: list[int]) -> np.ndarray:
         users = self.user_vectors[rows]

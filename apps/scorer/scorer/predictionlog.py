@@ -55,8 +55,13 @@ class PredictionLog:
         _write_lines(
             [
                 orjson.dumps(
-                    {**common, "user": rec.user_id, "items": rec.item_ids, "fallback": rec.fallback,
-                     "novelty": rec.novelty},
+                    {
+                        **common,
+                        "user": rec.user_id,
+                        "items": rec.item_ids,
+                        "fallback": rec.fallback,
+                        "novelty": rec.novelty,
+                    },
                     option=orjson.OPT_APPEND_NEWLINE,
                 )
                 for rec in recommendations
@@ -65,7 +70,8 @@ class PredictionLog:
 
 
 def _write_lines(lines: list[bytes]) -> None:
-    chunk, size = [], 0
+    chunk: list[bytes] = []
+    size = 0
     for line in lines:
         if chunk and size + len(line) > _PIPE_BUF:
             _write(b"".join(chunk))

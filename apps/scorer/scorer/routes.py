@@ -1,4 +1,5 @@
-"""FastAPI: every route of the API (docs/CONTRACTS.md, section 4), request validation, error messages and /docs.
+"""FastAPI: every route of the API (docs/CONTRACTS.md, section 4), request validation, error messages
+and /docs.
 
 Imported only when built (scorer.api.Scorer.fastapi): FastAPI and pydantic take longer to import
 than a MovieLens 1M model takes to verify and load, so a worker becomes ready without them and
@@ -9,7 +10,7 @@ builds this in the background (or at the first request that needs it before then
 # inside build() (its size limit comes from the environment).
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +18,31 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
-from scorer.api import ALIVE, DEFAULT_K, ROUTE_BATCH, ROUTE_ONE, Scorer
-from scorer.settings import MAX_K
+from scorer.contract import ALIVE, DEFAULT_K, MAX_K, ROUTE_BATCH, ROUTE_ONE
+from scorer.model import Model
+from scorer.settings import Settings
+from scorer.telemetry import Telemetry
+
+
+class Slot(Protocol):
+    model: Model | None  # None until a verified model is loaded
+
+
+class Scorer(Protocol):
+    """What the routes use of the application they are built for (scorer.api.Scorer)."""
+
+    settings: Settings
+    slot: Slot
+    telemetry: Telemetry
+
+    def not_ready(self) -> dict: ...
+
+    def readiness(self) -> tuple[int, dict]: ...
+
+    def one_body(self, user_id: str, k: int, started: float) -> bytes: ...
+
+    async def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes: ...
+
 
 # ---- schemas (they are what /docs shows) ----------------------------------------------------
 
@@ -92,9 +116,15 @@ def build(scorer: Scorer) -> FastAPI:
         description="Recommendations from the model of one release (build). "
         "Every response carries the header X-Model-Build.",
     )
-    not_ready = {503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}}
-    invalid = {422: {"description": "Invalid request: `message` says what is wrong"}}
-    too_large = {413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}}
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"model": Problem, "description": "No verified model is loaded (yet); the reason"}
+    }
+    invalid: dict[int | str, dict[str, Any]] = {
+        422: {"description": "Invalid request: `message` says what is wrong"}
+    }
+    too_large: dict[int | str, dict[str, Any]] = {
+        413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}
+    }
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(strict=True)

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 from modelshare import ConfigError, cpus, env_float, env_int, env_str
 
-MAX_K = 1000  # docs/CONTRACTS.md, section 4: k outside 1..1000 is a 422
-
 
 @dataclass(frozen=True)
 class Settings:

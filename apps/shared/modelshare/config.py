@@ -1,8 +1,10 @@
-"""Reading the apps' environment (docs/CONTRACTS.md, section 2): a safe default or a startup error naming the variable."""
+"""Reading the apps' environment (docs/CONTRACTS.md, section 2): a safe default or a startup error
+naming the variable."""
 
 from __future__ import annotations
 
 import os
+from typing import overload
 
 
 class ConfigError(ValueError):
@@ -29,6 +31,12 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ConfigError(f"environment variable {name} must be >= {minimum}, got {value}")
     return value
+
+
+@overload
+def env_float(name: str, default: float, minimum: float | None = None) -> float: ...
+@overload
+def env_float(name: str, default: None, minimum: float | None = None) -> float | None: ...
 
 
 def env_float(name: str, default: float | None, minimum: float | None = None) -> float | None:

@@ -65,8 +65,8 @@ def quota(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> float | 
                 if (root / name).is_dir():
                     limits += [_v1_quota(folder) for folder in _chain(root / name, path)]
                     break
-    limits = [limit for limit in limits if limit is not None]
-    return min(limits) if limits else None
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
 
 
 def available() -> int:

@@ -39,7 +39,7 @@ class Gate:
     champion_tolerance: float = 0.0
 
     @classmethod
-    def from_env(cls) -> "Gate":
+    def from_env(cls) -> Gate:
         champion = os.environ.get("GATE_CHAMPION_MODELFOLDER", "").strip() or None
         if champion is not None and not os.path.isabs(champion):
             raise ConfigError(
@@ -54,7 +54,10 @@ class Gate:
 
     def champion_applies(self, own_folder: str | Path) -> bool:
         """A release is not its own challenger."""
-        return self.champion_folder is not None and Path(self.champion_folder).resolve() != Path(own_folder).resolve()
+        return (
+            self.champion_folder is not None
+            and Path(self.champion_folder).resolve() != Path(own_folder).resolve()
+        )
 
 
 def _ratio(name: str) -> float | None:
@@ -112,6 +115,7 @@ def evaluate(gate: Gate, metrics: object, own_folder: str | Path) -> Verdict:
 
 
 def _champion(gate: Gate, metrics: object, verdict: Verdict) -> None:
+    assert gate.champion_folder is not None  # the caller checks
     folder = Path(gate.champion_folder)
     paired = metrics.get(CHAMPION) if isinstance(metrics, dict) else None
     if not isinstance(paired, dict):
@@ -132,7 +136,8 @@ def _champion(gate: Gate, metrics: object, verdict: Verdict) -> None:
         return
     if paired.get("model_sha256") != current:
         verdict.failures.append(
-            f"{METRICS} compares with model {paired.get('model_sha256')} (build {paired.get('build')}), but the "
+            f"{METRICS} compares with model {paired.get('model_sha256')} (build {paired.get('build')}), but "
+            "the "
             f"champion {folder} is model {current}: the comparison is not with this champion"
         )
         return

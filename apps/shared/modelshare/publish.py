@@ -20,7 +20,16 @@ import shutil
 import uuid
 from pathlib import Path
 
-from modelshare.layout import COMPLETE, FAILED, MANIFEST, METRICS, MODEL_DIR, TMP_SUFFIX, FolderState, folder_state
+from modelshare.layout import (
+    COMPLETE,
+    FAILED,
+    MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    TMP_SUFFIX,
+    FolderState,
+    folder_state,
+)
 from modelshare.manifest import _fsync_dir, atomic_write_text
 
 STAGING_SUFFIX = ".staging"

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import sparse
 
 import modelshare
-from modelshare import MODEL_DIR
-from modelshare import layout
+from modelshare import MODEL_DIR, layout
 from trainer import novelty
 from trainer.families import Servable
 
@@ -48,13 +47,19 @@ def write_served(
     if sparse.issparse(model.user_vectors):
         user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
     else:
-        user_file, user_writer = layout.USER_VECTORS_DENSE, _array(model.user_vectors.astype(np.float32, copy=False))
+        user_file, user_writer = (
+            layout.USER_VECTORS_DENSE,
+            _array(model.user_vectors.astype(np.float32, copy=False)),
+        )
     item_vectors = model.item_vectors
     if sparse.issparse(item_vectors):
         item_file, item_writer = layout.ITEM_VECTORS_SPARSE, _matrix(item_vectors)
     else:
         # copy=False keeps the memory order too: EASE's items are written column-major (families).
-        item_file, item_writer = layout.ITEM_VECTORS_DENSE, _array(item_vectors.astype(np.float32, copy=False))
+        item_file, item_writer = (
+            layout.ITEM_VECTORS_DENSE,
+            _array(item_vectors.astype(np.float32, copy=False)),
+        )
     card = {**card, "user_vectors": user_file, "item_vectors": item_file, "novelty": novelty_card}
     files = [
         (layout.USER_IDS, _json(user_ids)),

@@ -80,7 +80,8 @@ def load(folder: str | Path, threads: int) -> Champion:
             users.shape[0] == len(user_ids) == seen.shape[0]
             and items.shape[0] == len(item_ids) == seen.shape[1]
             and users.shape[1] == right.shape[0]
-            and popular.ndim == 1 and (len(popular) == 0 or 0 <= popular.min() <= popular.max() < len(item_ids))
+            and popular.ndim == 1
+            and (len(popular) == 0 or 0 <= popular.min() <= popular.max() < len(item_ids))
         )
         if not shapes_fit:
             raise ValueError(
@@ -125,7 +126,8 @@ class InNewSpace:
         columns = self.to_new[rows.col]
         keep = columns >= 0
         return sparse.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32), (users[rows.row[keep]], columns[keep])), shape=self.shape
+            (np.ones(int(keep.sum()), dtype=np.float32), (users[rows.row[keep]], columns[keep])),
+            shape=self.shape,
         )
 
     def _in_champion_space(self, seen: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -182,10 +184,14 @@ def compare(
         "held_out_pairs_dropped_as_seen_by_champion": int(leaked.nnz),
     }
     if len(users) < min_users:
-        return {**section, "error": (
-            f"only {len(users)} test users have held-out items the champion was not trained on, fewer than "
-            f"EVAL_MIN_USERS {min_users}: a comparison on them would not count"
-        )}
+        return {
+            **section,
+            "error": (
+                f"only {len(users)} test users have held-out items the champion was not trained on, fewer "
+                "than "
+                f"EVAL_MIN_USERS {min_users}: a comparison on them would not count"
+            ),
+        }
     ours = per_user(challenger, users, seen, relevant)["ndcg_at_k"]
     theirs = per_user(ranker, users, seen, relevant)["ndcg_at_k"]
     return {

@@ -14,7 +14,12 @@ from modelshare import ConfigError, cpus, env_float, env_int, env_str
 from modelshare.gate import Gate
 
 FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
-BLOB_VARIABLES = ("BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY_FILE", "BLOB_STORAGE_CONTAINER", "BLOB_STORAGE_CSV_FOLDER")
+BLOB_VARIABLES = (
+    "BLOB_STORAGE_ACCOUNT",
+    "BLOB_STORAGE_KEY_FILE",
+    "BLOB_STORAGE_CONTAINER",
+    "BLOB_STORAGE_CSV_FOLDER",
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,10 @@ def _key(path: str) -> str:
 
 def _source() -> tuple[Path | None, BlobSettings | None]:
     if "BLOB_STORAGE_KEY" in os.environ:
-        raise ConfigError("BLOB_STORAGE_KEY is not read: a key in the environment leaks; mount it from a "
-                          "Secret and set BLOB_STORAGE_KEY_FILE to the file's path")
+        raise ConfigError(
+            "BLOB_STORAGE_KEY is not read: a key in the environment leaks; mount it from a "
+            "Secret and set BLOB_STORAGE_KEY_FILE to the file's path"
+        )
     data_dir = _optional("DATA_DIR")
     blob_set = [name for name in BLOB_VARIABLES if _optional(name)]
     if data_dir and blob_set:
@@ -91,7 +98,9 @@ def _source() -> tuple[Path | None, BlobSettings | None]:
         )
     values = [env_str(name) for name in BLOB_VARIABLES]  # names the first one missing
     account, key_file, container, folder = values
-    return None, BlobSettings(account, _key(key_file), container, folder.strip("/"), _optional("BLOB_STORAGE_ENDPOINT"))
+    return None, BlobSettings(
+        account, _key(key_file), container, folder.strip("/"), _optional("BLOB_STORAGE_ENDPOINT")
+    )
 
 
 def _families() -> tuple[str, ...]:
@@ -99,10 +108,15 @@ def _families() -> tuple[str, ...]:
     names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
     unknown = [name for name in names if name not in FAMILIES]
     if unknown or not names:
-        raise ConfigError(f"environment variable TRAIN_FAMILIES has unknown families {unknown}; choose from {list(FAMILIES)}")
+        raise ConfigError(
+            f"environment variable TRAIN_FAMILIES has unknown families {unknown}; "
+            f"choose from {list(FAMILIES)}"
+        )
     if "ease+als" in names and not ("ease" in names and {"als", "als-plain"} & set(names)):
-        raise ConfigError("environment variable TRAIN_FAMILIES: ease+als blends the best ease with the best "
-                          f"als or als-plain, so it needs ease and one of them too, got {','.join(names)}")
+        raise ConfigError(
+            "environment variable TRAIN_FAMILIES: ease+als blends the best ease with the best "
+            f"als or als-plain, so it needs ease and one of them too, got {','.join(names)}"
+        )
     return names
 
 

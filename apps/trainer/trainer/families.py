@@ -17,6 +17,7 @@ recommendations follow their history without refitting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
@@ -51,7 +52,7 @@ class Servable:
     def item_vectors(self) -> np.ndarray | sparse.csr_matrix:
         """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector)."""
         if sparse.issparse(self.right):
-            return self.right.T.tocsr()
+            return cast(sparse.csr_matrix, self.right).T.tocsr()
         # A view, no copy: row-major for ALS (implicit's item factors), column-major for EASE and
         # ease+als, whose row-major `right` the scorer then memory-maps as its operand as it is.
         return self.right.T
@@ -170,7 +171,8 @@ def blend(item_model: Servable, factor_model: Servable, weight: float, seed: int
     factor_share = (1.0 - weight) / score_spread(factor_model, seed)
     user_vectors = sparse.hstack(
         [item_model.user_vectors * item_share, sparse.csr_matrix(factor_model.user_vectors * factor_share)],
-        format="csr", dtype=np.float32,
+        format="csr",
+        dtype=np.float32,
     )
     right = np.vstack([item_model.right, factor_model.right])
     return Servable(BLEND, params, user_vectors, right, factor_model.threads)
@@ -201,13 +203,28 @@ ALS_LADDERS = {
     "factors": [16, 32, 64, 128, 256],
     "iterations": [8, 15, 25],
 }
-SPACES = {
+# The first ALS start; the others change a few of its settings.
+ALS_START = {
+    "weighting": "bm25",
+    "K1": 100.0,
+    "B": 0.8,
+    "factors": 64,
+    "regularization": 0.1,
+    "alpha": 10.0,
+    "iterations": 15,
+}
+SPACES: dict[str, dict[str, Any]] = {
     "als": {
-        "ladders": {"weighting": ["bm25", "log"], **ALS_LADDERS, "K1": [1.2, 10.0, 100.0], "B": [0.5, 0.8, 0.95]},
+        "ladders": {
+            "weighting": ["bm25", "log"],
+            **ALS_LADDERS,
+            "K1": [1.2, 10.0, 100.0],
+            "B": [0.5, 0.8, 0.95],
+        },
         "starts": [
-            {"weighting": "bm25", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
-            {"weighting": "log", "K1": 100.0, "B": 0.8, "factors": 64, "regularization": 0.1, "alpha": 10.0, "iterations": 15},
-            {"weighting": "log", "K1": 100.0, "B": 0.8, "factors": 32, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
+            ALS_START,
+            {**ALS_START, "weighting": "log"},
+            {**ALS_START, "weighting": "log", "factors": 32, "regularization": 10.0, "alpha": 1.0},
         ],
     },
     "als-plain": {

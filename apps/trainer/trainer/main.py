@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 
 import modelshare
 from modelshare import METRICS, ConfigError, FolderState, PublishError
-from modelshare.gate import Gate, evaluate as evaluate_gate
+from modelshare.gate import Gate
+from modelshare.gate import evaluate as evaluate_gate
 from trainer import artifacts, champion, config, families, sources
 from trainer.metrics import K, Popularity, evaluate, means, paired_gain, per_user
 from trainer.reading import DataError, read_interactions
@@ -86,13 +87,15 @@ def check_data(settings: config.Settings, report: dict) -> dict:
     }
     problems = []
     if share > settings.max_rejected_share:
-        by_reason = {}
+        by_reason: dict[str, int] = {}
         for f in files:
             for reason, count in f["rejected"].items():
                 if reason != "non_positive_weight" and count:
                     by_reason[reason] = by_reason.get(reason, 0) + count
-        problems.append(f"{broken} of {report['rows_read']} rows ({share:.1%}) are broken {by_reason}, more than "
-                        f"TRAIN_MAX_REJECTED_SHARE {settings.max_rejected_share:.1%}")
+        problems.append(
+            f"{broken} of {report['rows_read']} rows ({share:.1%}) are broken {by_reason}, more than "
+            f"TRAIN_MAX_REJECTED_SHARE {settings.max_rejected_share:.1%}"
+        )
     if report["n_users"] < settings.min_users:
         problems.append(f"{report['n_users']} users < TRAIN_MIN_USERS {settings.min_users}")
     if report["n_items"] < settings.min_items:
@@ -151,7 +154,8 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     if len(test_users) < settings.eval_min_users:
         raise DataError(
             f"the data cannot make a trustworthy model: {len(test_users)} test users (users with at least "
-            f"{MIN_ITEMS} distinct items) < EVAL_MIN_USERS {settings.eval_min_users}: a measurement on so few "
+            f"{MIN_ITEMS} distinct items) < EVAL_MIN_USERS {settings.eval_min_users}: a measurement on so "
+            "few "
             "would not count"
         )
     log("split", test_users=len(test_users), validation_users=len(validation_users), seconds=lap())
@@ -161,7 +165,11 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         skipped = [n for n in names if n in ("ease", families.BLEND)]
         names = tuple(n for n in names if n not in skipped)
         for name in skipped:
-            log("skip-family", family=name, reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}")
+            log(
+                "skip-family",
+                family=name,
+                reason=f"{matrix.shape[1]} items > EASE_MAX_ITEMS {settings.ease_max_items}",
+            )
     if not names:
         raise DataError(f"no model family applies: TRAIN_FAMILIES={','.join(settings.families)}")
     selection = tune(
@@ -176,8 +184,14 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         budget_seconds=settings.tune_budget_seconds,
         log=log,
     )
-    log("tune", family=selection.family, params=selection.params, validation_ndcg=selection.validation_ndcg,
-        best_over_plain_als=selection.record["best_over_plain_als"], seconds=lap())
+    log(
+        "tune",
+        family=selection.family,
+        params=selection.params,
+        validation_ndcg=selection.validation_ndcg,
+        best_over_plain_als=selection.record["best_over_plain_als"],
+        seconds=lap(),
+    )
 
     n_items = matrix.shape[1]
     card = {
@@ -198,12 +212,25 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     log("refit", family=selection.family, seconds=lap())
     folder = staging
     with ThreadPoolExecutor(max_workers=1) as background:
-        written = background.submit(artifacts.write_served, folder, data.user_ids, data.item_ids, matrix,
-                                    Popularity(matrix).scores, final, card, log)
+        written = background.submit(
+            artifacts.write_served,
+            folder,
+            data.user_ids,
+            data.item_ids,
+            matrix,
+            Popularity(matrix).scores,
+            final,
+            card,
+            log,
+        )
         model_per_user = per_user(selection.models[selection.family], test_users, train_part, test)
         model_metrics = means(model_per_user)
         popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
-        lift = model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"] if popularity_metrics["ndcg_at_k"] else None
+        lift = (
+            model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"]
+            if popularity_metrics["ndcg_at_k"]
+            else None
+        )
         log("evaluate", model=model_metrics, popularity=popularity_metrics, lift_ndcg=lift, seconds=lap())
         written.result()
     del final  # on disk now: free it (EASE: n_items^2) before the plain-ALS comparison
@@ -214,8 +241,11 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     plain = None
     if "als-plain" in selection.models:
         plain_model = selection.models["als-plain"]
-        plain_per_user = (model_per_user if selection.family == "als-plain"
-                          else per_user(plain_model, test_users, train_part, test))
+        plain_per_user = (
+            model_per_user
+            if selection.family == "als-plain"
+            else per_user(plain_model, test_users, train_part, test)
+        )
         plain = {
             "params": plain_model.params,
             "validation_ndcg": selection.record["families"]["als-plain"]["validation_ndcg"],
@@ -247,8 +277,12 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     if paired is not None:
         metrics["champion"] = paired
     verdict = evaluate_gate(settings.gate, metrics, settings.folder)
-    metrics["gate"] = {"passed": verdict.passed, "checks": verdict.checks, "failures": verdict.failures,
-                       "notes": verdict.notes}
+    metrics["gate"] = {
+        "passed": verdict.passed,
+        "checks": verdict.checks,
+        "failures": verdict.failures,
+        "notes": verdict.notes,
+    }
     modelshare.atomic_write_json(folder / METRICS, metrics)
     params = {
         "family": selection.family,
@@ -279,8 +313,13 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         log("published-by-another-attempt", build=settings.build, folder=str(settings.folder))
         raise Stop(*already_complete(settings.folder, settings.build))
     modelshare.remove_stale_staging(settings.folder)
-    log("complete", build=settings.build, family=selection.family, lift_ndcg=metrics["lift_ndcg"],
-        seconds=round(time.monotonic() - started, 3))
+    log(
+        "complete",
+        build=settings.build,
+        family=selection.family,
+        lift_ndcg=metrics["lift_ndcg"],
+        seconds=round(time.monotonic() - started, 3),
+    )
     if not verdict.passed:
         raise Stop(GATE, f"build {settings.build} is below the quality gate: " + "; ".join(verdict.failures))
     return metrics
@@ -288,12 +327,22 @@ def _train(settings: config.Settings, staging: Path) -> dict:
 
 def _compare_champion(settings: config.Settings, model, data, train_part, test) -> dict:
     folder = settings.gate.champion_folder
+    assert folder is not None  # only called with a champion gate
     try:
         loaded = champion.load(folder, settings.threads)
     except champion.ChampionError as exc:
         return {"folder": folder, "error": str(exc)}
-    return champion.compare(loaded, model, data.user_ids, data.item_ids, train_part, test,
-                            settings.eval_max_users, settings.eval_min_users, [settings.seed, CHAMPION_USERS])
+    return champion.compare(
+        loaded,
+        model,
+        data.user_ids,
+        data.item_ids,
+        train_part,
+        test,
+        settings.eval_max_users,
+        settings.eval_min_users,
+        [settings.seed, CHAMPION_USERS],
+    )
 
 
 SUMMARY_LIMIT = 3000  # bytes of the JSON line; the termination message keeps 4096
@@ -314,14 +363,19 @@ def summary(folder: Path) -> dict:
         "gitSha": manifest.get("git_sha"),
         "trainerImage": manifest.get("trainer_image"),
         # one digest of the inputs: sha256 over "<name> <sha256>" lines (each file's is in the manifest)
-        "data": {"source": data.get("source"), "sha256": hashlib.sha256(listing.encode()).hexdigest(),
-                 "files": len(files), "rowsUsed": data.get("rows_used")},
+        "data": {
+            "source": data.get("source"),
+            "sha256": hashlib.sha256(listing.encode()).hexdigest(),
+            "files": len(files),
+            "rowsUsed": data.get("rows_used"),
+        },
         "family": metrics.get("family"),
         "params": metrics.get("params"),
         "test": metrics.get("model"),
         "liftNdcg": metrics.get("lift_ndcg"),
         "gatePassed": (metrics.get("gate") or {}).get("passed"),
-        "champion": {key: paired.get(key) for key in ("build", "ndcg_gain", "error") if key in paired} or None,
+        "champion": {key: paired.get(key) for key in ("build", "ndcg_gain", "error") if key in paired}
+        or None,
     }
     if len(json.dumps(result)) > SUMMARY_LIMIT:
         result["params"] = "see metrics.json"
@@ -335,12 +389,14 @@ def _with_summary(message: str, folder: Path) -> str:
     except (OSError, ValueError, KeyError) as exc:
         log("summary-not-written", error=str(exc))
         return message
-    return message[:modelshare.logs.TERMINATION_MESSAGE_LIMIT - len(line) - 2] + "\n" + line
+    return message[: modelshare.logs.TERMINATION_MESSAGE_LIMIT - len(line) - 2] + "\n" + line
 
 
 def _identity() -> dict:
-    return {"git_sha": os.environ.get("GIT_SHA", "").strip() or None,
-            "trainer_image": os.environ.get("TRAINER_IMAGE", "").strip() or None}
+    return {
+        "git_sha": os.environ.get("GIT_SHA", "").strip() or None,
+        "trainer_image": os.environ.get("TRAINER_IMAGE", "").strip() or None,
+    }
 
 
 def already_complete(folder: Path, build: str) -> tuple[int, str]:
@@ -354,7 +410,8 @@ def already_complete(folder: Path, build: str) -> tuple[int, str]:
     if mismatches:
         return OTHER_RELEASE, (
             f"build {build}: {folder} already holds a model of another release (its manifest records "
-            + "; ".join(mismatches) + "); it is never changed: deploy under a new build id"
+            + "; ".join(mismatches)
+            + "); it is never changed: deploy under a new build id"
         )
     try:
         metrics = modelshare.read_json(folder / METRICS)
@@ -363,7 +420,9 @@ def already_complete(folder: Path, build: str) -> tuple[int, str]:
     verdict = evaluate_gate(Gate.from_env(), metrics, folder)
     if not verdict.passed:
         return GATE, f"build {build} is below the quality gate: " + "; ".join(verdict.failures)
-    return TRAINED, f"build {build} is complete (trained earlier); gate: " + ("; ".join(verdict.checks) or "no gate set")
+    return TRAINED, f"build {build} is complete (trained earlier); gate: " + (
+        "; ".join(verdict.checks) or "no gate set"
+    )
 
 
 def _fail(folder: Path, reason: str) -> None:
@@ -433,19 +492,37 @@ def main() -> int:
     except Stop as stop:
         event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(stop.code, "refused")
         message = redact(stop.reason)
-        return _finish(stop.code, _with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
-                       event, build=build, reason=message)
+        return _finish(
+            stop.code,
+            _with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
+            event,
+            build=build,
+            reason=message,
+        )
     except (DataError, sources.SourceError) as exc:
         reason = redact(str(exc))
         _fail(folder, reason)
-        return _finish(TRAINING_FAILED, f"training of build {build} failed: {reason}", "failed", build=build,
-                       reason=reason)
+        return _finish(
+            TRAINING_FAILED,
+            f"training of build {build} failed: {reason}",
+            "failed",
+            build=build,
+            reason=reason,
+        )
     except Exception as exc:  # a bug or an exhausted machine: still tell the waiter why
         reason = redact(f"training failed unexpectedly: {type(exc).__name__}: {exc}")
         _fail(folder, reason)
-        return _finish(TRAINING_FAILED, f"training of build {build} failed: {reason}", "failed", build=build,
-                       reason=reason, traceback=redact(traceback.format_exc()))
+        return _finish(
+            TRAINING_FAILED,
+            f"training of build {build} failed: {reason}",
+            "failed",
+            build=build,
+            reason=reason,
+            traceback=redact(traceback.format_exc()),
+        )
     gate = "; ".join(metrics["gate"]["checks"]) or "no gate set"
-    message = (f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
-               f"lift {metrics['lift_ndcg']}); gate: {gate}")
+    message = (
+        f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
+        f"lift {metrics['lift_ndcg']}); gate: {gate}"
+    )
     return _finish(TRAINED, _with_summary(message, folder), "trained", build=build, reason=message)

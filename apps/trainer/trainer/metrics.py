@@ -59,9 +59,13 @@ def top_k_of_sparse(scores: sparse.csr_matrix, seen: sparse.csr_matrix, k: int) 
     return best
 
 
-def top_k_of_factors(users: np.ndarray, items: np.ndarray, seen: sparse.csr_matrix, k: int, threads: int) -> np.ndarray:
+def top_k_of_factors(
+    users: np.ndarray, items: np.ndarray, seen: sparse.csr_matrix, k: int, threads: int
+) -> np.ndarray:
     """Same ranking as top_k_of_scores(users @ items.T), by implicit's blocked, threaded top-k."""
-    best, _ = implicit_topk(items, users, min(k, items.shape[0]), filter_query_items=seen, num_threads=threads)
+    best, _ = implicit_topk(
+        items, users, min(k, items.shape[0]), filter_query_items=seen, num_threads=threads
+    )
     return best
 
 

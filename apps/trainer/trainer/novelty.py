@@ -51,7 +51,10 @@ def user_novelty(binary: sparse.csr_matrix, seed: int = 0) -> tuple[np.ndarray, 
     summary = {
         "method": "linear autoencoder (top singular vectors of the binary user x item rows)",
         "rank": int(basis.shape[1]),
-        "error_quantiles": {q: round(float(np.quantile(errors, float(q))), 6) for q in ("0.5", "0.95", "0.99")}
-        if len(errors) else {},
+        "error_quantiles": {
+            q: round(float(np.quantile(errors, float(q))), 6) for q in ("0.5", "0.95", "0.99")
+        }
+        if len(errors)
+        else {},
     }
     return percentile(errors, errors), summary

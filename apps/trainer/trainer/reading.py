@@ -132,9 +132,11 @@ def _read_csv(path, columns: list[str], on_malformed, numeric_weight: bool) -> p
     return pa_csv.read_csv(
         path,
         parse_options=pa_csv.ParseOptions(invalid_row_handler=on_malformed),
-        # Only an empty field is missing: "NA", "null" or "NaN" can be real ids (Arrow's default null spellings).
-        convert_options=pa_csv.ConvertOptions(column_types=types, include_columns=columns, strings_can_be_null=True,
-                                              null_values=[""]),
+        # Only an empty field is missing: "NA", "null" or "NaN" can be real ids (Arrow's default null
+        # spellings).
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types, include_columns=columns, strings_can_be_null=True, null_values=[""]
+        ),
     )
 
 
@@ -192,7 +194,7 @@ def read_interactions(files: list[InputFile]) -> Interactions:
     kinds = {r.weight_column for r in reports if r.weight_column}
     merge = "max" if kinds == {"rating"} else "sum"
     matrix, duplicates = _aggregate(user_codes, item_codes, weight, len(user_ids), len(item_ids), merge)
-    report = {
+    data_report = {
         "files": [vars(r) for r in reports],
         "rows_read": sum(r.rows_read for r in reports),
         "rows_rejected": sum(r.rows_rejected for r in reports),
@@ -204,7 +206,7 @@ def read_interactions(files: list[InputFile]) -> Interactions:
         "n_items": len(item_ids),
         "n_interactions": int(matrix.nnz),
     }
-    return Interactions(matrix, user_ids, item_ids, report)
+    return Interactions(matrix, user_ids, item_ids, data_report)
 
 
 def _aggregate(users, items, weight, n_users, n_items, merge) -> tuple[sparse.csr_matrix, int]:

@@ -76,10 +76,14 @@ def interactions(rows: int, *, users: int, items: int, clusters: int, seed: int)
 
     # Draws: each brings 1 + Binomial(size - 1, SERIES_FOLLOW) rows; make enough, cut to `rows`.
     draws = int(rows / (1 + SERIES_FOLLOW * (np.mean(SERIES_SIZES) - 1.5))) + 16
-    user, item = _draw_items(draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng)
+    user, item = _draw_items(
+        draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng
+    )
     extra = rng.binomial(series_size[item] - 1, SERIES_FOLLOW)
     while extra.sum() + draws < rows:  # unlucky: draw more
-        more_u, more_i = _draw_items(draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng)
+        more_u, more_i = _draw_items(
+            draws, users, clusters, item_cluster, popularity, primary, secondary, activity, rng
+        )
         user, item = np.r_[user, more_u], np.r_[item, more_i]
         extra = np.r_[extra, rng.binomial(series_size[more_i] - 1, SERIES_FOLLOW)]
     length = 1 + extra

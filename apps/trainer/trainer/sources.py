@@ -27,6 +27,7 @@ def fetch(settings: Settings, staging: Path) -> tuple[str, list[InputFile]]:
     """Return (location, files sorted by name) of every ``*.csv`` directly in the source folder."""
     if settings.blob is not None:
         return _fetch_blobs(settings.blob, staging, settings.threads)
+    assert settings.data_dir is not None  # config.load: exactly one source is set
     return _list_folder(settings.data_dir)
 
 
@@ -90,9 +91,13 @@ def _fetch_blobs(blob: BlobSettings, staging: Path, threads: int) -> tuple[str, 
     except HttpResponseError as exc:
         if exc.status_code == 403:  # the service signs its refusal of a bad key as a plain 403
             raise refused from None
-        raise SourceError(f"blob storage answered {exc.status_code} for {location}: {_first_line(exc)}") from None
+        raise SourceError(
+            f"blob storage answered {exc.status_code} for {location}: {_first_line(exc)}"
+        ) from None
     except (binascii.Error, ValueError) as exc:  # the SDK signs with the key: a non-base64 key fails here
-        raise SourceError(f"the key in BLOB_STORAGE_KEY_FILE is not a valid storage account key ({type(exc).__name__})") from None
+        raise SourceError(
+            f"the key in BLOB_STORAGE_KEY_FILE is not a valid storage account key ({type(exc).__name__})"
+        ) from None
     finally:
         client.close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class Climb:
             return None
         candidates = [(None, self.queue)] if self.queue else []
         order = range(len(self.branches))
-        candidates += [(i, self.branches[i].queue) for i in [*order[self.turn:], *order[: self.turn]]]
+        candidates += [(i, self.branches[i].queue) for i in [*order[self.turn :], *order[: self.turn]]]
         for branch, queue in candidates:
             while queue:
                 params = queue.pop(0)
@@ -198,22 +199,24 @@ def tune(
                 continue
             step, branch = proposal.pop("_step", None), proposal.pop("_branch", None)
             params = families.canonical(name, proposal)
-            score = trial(name, params, lambda: families.fit(name, params, matrix, threads, seed))
+            score = trial(name, params, partial(families.fit, name, params, matrix, threads, seed))
             climbs[name].report(proposal, score, step, branch)
         first_round = False
     if not best_models:
         raise RuntimeError("every candidate model failed to fit; see the tune-trial-failed log lines")
 
     # The blend reuses the best EASE and ALS already fitted: a trial is a weight, scored without a fit.
-    factor = max(("als-plain", "als"), key=lambda name: best[name][0] if name in best_models else float("-inf"))
+    factor = max(
+        ("als-plain", "als"), key=lambda name: best[name][0] if name in best_models else float("-inf")
+    )
     if families.BLEND in names and "ease" in best_models and factor in best_models:
         for weight in families.BLEND_WEIGHTS[:max_trials]:
             if out_of_time():
                 budget_cut = True
                 break
             params = {"weight": weight, "ease": best["ease"][1], "als": {"family": factor, **best[factor][1]}}
-            trial(families.BLEND, params,
-                  lambda: families.blend(best_models["ease"], best_models[factor], weight, seed, params))
+            blend = partial(families.blend, best_models["ease"], best_models[factor], weight, seed, params)
+            trial(families.BLEND, params, blend)
 
     ranked = sorted(best_models, key=lambda name: (-best[name][0], names.index(name)))
     winner, gain = clear_winner(ranked[0], best_ndcg)
@@ -225,7 +228,9 @@ def tune(
                 "params": best[name][1] if name in best_models else None,
                 "validation_ndcg": best[name][0] if name in best_models else None,
                 "trials": counts[name],
-                "converged": climbs[name].converged if name in climbs else counts[name] == len(families.BLEND_WEIGHTS),
+                "converged": climbs[name].converged
+                if name in climbs
+                else counts[name] == len(families.BLEND_WEIGHTS),
             }
             for name in names
         },

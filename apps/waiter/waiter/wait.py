@@ -145,13 +145,15 @@ def check_release(settings: Settings) -> dict:
             Exit.INTEGRITY, "integrity-error", f"build {settings.build} does not verify: {exc}"
         ) from None
     expected = {"git_sha": settings.git_sha, "trainer_image": settings.trainer_image}
-    mismatches = modelshare.release_mismatches(manifest, **{k: v for k, v in expected.items() if v is not None})
+    mismatches = modelshare.release_mismatches(
+        manifest, **{k: v for k, v in expected.items() if v is not None}
+    )
     if mismatches:
         raise Done(
             Exit.INTEGRITY,
             "integrity-error",
-            f"build {settings.build}: {settings.folder} holds a model of another release (its manifest records "
-            + "; ".join(mismatches) + "): a build id is one release; deploy under a new build id",
+            f"build {settings.build}: {settings.folder} holds a model of another release (its manifest "
+            "records " + "; ".join(mismatches) + "): a build id is one release; deploy under a new build id",
         )
     metrics = None
     if METRICS in manifest["files"]:  # verified with the rest: safe to read
