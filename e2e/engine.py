@@ -554,11 +554,13 @@ class Scenarios:
 
     def failed_training(self) -> None:
         """Scenario 7 (real node only): the trainer refuses bad CSVs, the Job fails, `pulumi up` stops
-        there with the trainer's reason; the live releases' objects are untouched and they serve."""
+        there with the trainer's reason; the live releases' objects are untouched and they serve, and
+        the stack's outputs (the ledger the next update reads) are still those of the last good one."""
         previous = None
         with self.scenario("7 a failed training (bad CSV) fails up at the Job with the trainer's reason; "
-                           "the old releases keep serving") as details:
-            live = self.pulumi.outputs()["releases"]
+                           "the old releases keep serving, the ledger stays") as details:
+            outputs = self.pulumi.outputs()
+            live = outputs["releases"]
             before = {build: versions_of(self.cluster, record) for build, record in live.items()}
             details["trained_seconds"] = {build: job_seconds(self.cluster, r) for build, r in live.items()}
             details["bad_rows"] = write_bad_csv(self.data, self.data / "bad")
@@ -588,6 +590,13 @@ class Scenarios:
             details["serving"] = {build: serves(self.cluster, record, user) for build, record in live.items()}
             for record in live.values():
                 assert_release_live(self.cluster, record)
+            moved = {key: {"before": outputs.get(key), "after": value}
+                     for key, value in self.pulumi.outputs().items() if outputs.get(key) != value}
+            details["outputs_changed"] = sorted(moved)
+            if moved:
+                raise EngineError(f"the failed update moved the stack's outputs on, so the next update "
+                                  f"would read a ledger with build {FAILED_BUILD} live: "
+                                  f"{json.dumps(moved)[:3000]}")
         # the stack's config as before, whatever happened: the live build and the data folder
         shutil.rmtree(self.data / "bad", ignore_errors=True)
         self.pulumi("config", "rm", "mlpipeline:csvFolder", check=False)

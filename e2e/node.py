@@ -12,9 +12,9 @@ here with gcc and built FROM scratch, and the app images are copied from the Doc
 containers, the kubelet, containerd, their mounts under .e2e/node, the bridge and the kubepods cgroups.
 
 Settings this machine needs, and why: `restrict_oom_score_adj` (root here lacks CAP_SYS_RESOURCE, so
-runc cannot lower a pod's oom_score_adj), `failCgroupV1: false` (a cgroup v1 machine), eviction at
-1 % free (the shared disk may be fuller than the kubelet's 10-15 % defaults), image garbage
-collection off (an image removed here could not be pulled back).
+runc cannot lower a pod's oom_score_adj), `failCgroupV1: false` (a cgroup v1 machine), image garbage
+collection off and disk eviction at 500 MiB free (images removed here could not be pulled back;
+the disk may be shared and fuller than the kubelet's 10-15 % defaults).
 """
 
 from __future__ import annotations
@@ -257,9 +257,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "authorization": {"mode": "AlwaysAllow"},  # callers hold a certificate of the cluster's CA
             "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.socket}",
-            "evictionHard": {signal: "1%" for signal in ("nodefs.available", "nodefs.inodesFree",
-                                                         "imagefs.available", "imagefs.inodesFree")}
-                            | {"memory.available": "100Mi"},
+            # Disk pressure would evict the pods and delete every image, which cannot be pulled
+            # back: the thresholds sit just above a full disk (other jobs may share this one).
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "500Mi",
+                             "imagefs.available": "500Mi", "nodefs.inodesFree": "1%",
+                             "imagefs.inodesFree": "1%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "resolvConf": "/etc/resolv.conf",
             "serializeImagePulls": False,
