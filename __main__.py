@@ -150,6 +150,7 @@ ledger = Ledger(
             else (registry.pull_secret_name if registry else None),
             champion=plan.gate_champion,
             champion_tolerance=settings.champion_tolerance,
+            drift_env=settings.drift_env,
             data_location=data.location if data else (source.data_location if source else None),
         ),
         registry=registry,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -124,6 +124,8 @@ class ReleaseTemplate:
     # model may be. Either None: no champion gate (nothing in the env).
     champion: str | None = None
     champion_tolerance: float | None = None
+    # The trainer's data drift thresholds (DRIFT_*, config drift); measured against the champion's data.
+    drift_env: Mapping[str, str] = field(default_factory=dict)
     data_location: pulumi.Input[str] | None = (
         None  # provenance: where the trainer reads (blob://..., pvc://...)
     )
@@ -228,6 +230,7 @@ def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     release is declared (what training finds is in its record)."""
     config = {
         "gate": _gate_env(t),
+        **({"drift": dict(t.drift_env)} if t.drift_env else {}),
         "trainerEnv": dict(t.trainer_env),
         "trainTimeoutSeconds": t.train_timeout_seconds,
         "replicas": t.replicas,
@@ -288,7 +291,9 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         "trainer",
         b.images["trainer"],
         "trainer",
-        _env({**_identity_env(b), **_gate_env(t)}) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
+        _env({**_identity_env(b), **_gate_env(t), **t.drift_env})
+        + [dict(e) for e in t.data_env]
+        + _env(t.trainer_env),
         t.resources["trainer"],
         models_read_only=False,
         extra_mounts=t.data_mounts,

@@ -222,6 +222,16 @@ KEYS: tuple[Key, ...] = (
         None,
     ),
     Key(
+        "drift",
+        "Data drift gate of a release with a champion (championTolerance set): thresholds on the trainer's "
+        "figures of this build's data against the champion's, {warn: {figure: x}, fail: {figure: x}} with "
+        "figures item_popularity_psi, user_activity_psi, weight_psi, new_user_share, new_item_share, "
+        "volume_change (docs/CONTRACTS.md); at or above warn: a warning on the model card, at or above fail: "
+        "the gate fails. Empty: the trainer's warn defaults, nothing fails.",
+        {},
+        None,
+    ),
+    Key(
         "monitoring",
         "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
         "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a "
@@ -253,6 +263,17 @@ RESERVED_ENV = frozenset(
     POLL_INTERVAL_SECONDS PORT TRAINER_IMAGE TERMINATION_LOG
     """.split()
 )
+# The trainer's data drift figures (apps/trainer/trainer/drift.py FIGURES): config `drift` sets their
+# thresholds as DRIFT_WARN_<FIGURE> and DRIFT_FAIL_<FIGURE>, which trainerEnv may not set then.
+DRIFT_FIGURES = (
+    "item_popularity_psi",
+    "user_activity_psi",
+    "weight_psi",
+    "new_user_share",
+    "new_item_share",
+    "volume_change",
+)
+RESERVED_ENV |= {f"DRIFT_{kind}_{figure.upper()}" for kind in ("WARN", "FAIL") for figure in DRIFT_FIGURES}
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
     "trainer": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
@@ -317,6 +338,7 @@ class Settings:
     canary_percent: int = 0
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
+    drift_env: Mapping[str, str] = field(default_factory=dict)  # DRIFT_* of the trainer, from config drift
     promote_from: str | None = None  # source stack; None: this stack trains
     images: str = "build"  # IMAGE_SOURCES
     monitoring: str = "annotations"
@@ -399,6 +421,7 @@ class Settings:
             canary_percent=values.integer("canaryPercent", minimum=0, maximum=50),
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
+            drift_env=values.drift(),
             promote_from=values.promote_from(cloud, stack),
             images=values.images(cloud),
             monitoring=values.choice("monitoring", MONITORING_KINDS),
@@ -545,6 +568,24 @@ class _Reader:
             if not isinstance(value, (str, int, float)):
                 raise self.fail("trainerEnv", f"a map of plain values (text or numbers); {name} is", value)
             env[name] = str(value)
+        return dict(sorted(env.items()))
+
+    def drift(self) -> dict[str, str]:
+        """Config drift as the trainer's DRIFT_WARN_<FIGURE> / DRIFT_FAIL_<FIGURE> variables."""
+        env = {}
+        shape = (
+            f"{{warn: {{figure: number}}, fail: {{figure: number}}}} with figures {', '.join(DRIFT_FIGURES)}"
+        )
+        for kind, thresholds in self.mapping("drift").items():
+            if kind not in ("warn", "fail") or not isinstance(thresholds, Mapping):
+                raise self.fail("drift", shape, {kind: thresholds})
+            for figure, value in thresholds.items():
+                finite = (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                )
+                if figure not in DRIFT_FIGURES or not finite or value < 0:
+                    raise self.fail("drift", f"{shape}, each a number >= 0", {kind: {figure: value}})
+                env[f"DRIFT_{kind.upper()}_{figure.upper()}"] = repr(float(value))
         return dict(sorted(env.items()))
 
     def resources(self) -> dict[str, dict[str, dict[str, str]]]:
