@@ -47,6 +47,17 @@ TRAIN_POD_FAILURE_POLICY = {
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
+# On a pod's deletion the endpoints stop sending to it while the kubelet already stops it: the
+# scorer waits this long before its SIGTERM drain, within the grace period.
+PRE_STOP_SECONDS = 5
+GRACE_PERIOD_SECONDS = 30
+# checkov skips, in the objects they concern (components/README.md lists them): images that are
+# never pushed can be neither pulled Always nor referenced by digest.
+LOCAL_IMAGE_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_15=local images are built into the node's Docker daemon and never pushed: "
+    "pulling Always would fail",
+    "checkov.io/skip2": "CKV_K8S_43=local images are never pushed, so they have no registry digest",
+}
 
 
 def job_name(dns_build: str) -> str:
@@ -117,9 +128,12 @@ class ReleaseTemplate:
     wait_timeout_seconds: int
     train_timeout_seconds: int  # the training Job's deadline; also the promotion Job's
     rollout_timeout_seconds: int
-    replicas: int
+    replicas: int  # the Deployment's starting count (the autoscaler's minimum), which it owns after
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]
     pull_secret: str | None = None
+    # False on a local cluster: images built into the node's Docker daemon, never pushed, so
+    # neither pulled nor referenced by digest (two checkov checks are skipped, saying so).
+    images_pushed: bool = True
     # Champion/challenger gate: the build holding most traffic, and how far below its nDCG the new
     # model may be. Either None: no champion gate (nothing in the env).
     champion: str | None = None
@@ -306,12 +320,16 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         job_name(b.dns_build),
         t.namespace,
         train_labels,
-        provenance(t, b),
+        {**provenance(t, b), **_skips(t)},
         t.train_timeout_seconds,
         TRAIN_BACKOFF_LIMIT,
         pod,
         TRAIN_POD_FAILURE_POLICY,
     )
+
+
+def _skips(t: ReleaseTemplate) -> dict[str, str]:
+    return {} if t.images_pushed else dict(LOCAL_IMAGE_SKIPS)
 
 
 def render(t: ReleaseTemplate, b: BuildInfo) -> ReleaseRecord:
@@ -347,6 +365,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     )
     scorer = app("scorer", _env({**common, "PORT": str(PORT)}))
     scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    scorer["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": PORT},
         "periodSeconds": 5,
@@ -362,6 +381,17 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     }
     pod = {
         **pod_spec(t.models_claim, t.pull_secret, None, []),
+        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
+        # One node's loss takes as few of the release's pods as the nodes allow; a one-node
+        # cluster still schedules them all (ScheduleAnyway).
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": score_selector},
+            }
+        ],
         "initContainers": [waiter],
         "containers": [scorer],
     }
@@ -372,7 +402,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
             "name": deployment_name(b.dns_build),
             "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds)},
+            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds), **_skips(t)},
         },
         "spec": {
             "replicas": t.replicas,

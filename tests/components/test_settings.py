@@ -15,7 +15,7 @@ def parse(**raw):
 
 def test_defaults_make_a_local_stack_training_from_a_claim():
     s = parse(build="153")
-    assert (s.cloud, s.namespace, s.keep_releases, s.replicas) == ("local", "mlpipeline", 3, 1)
+    assert (s.cloud, s.namespace, s.keep_releases, s.min_replicas, s.max_replicas) == ("local", "mlpipeline", 3, 1, 4)
     assert (s.data.kind, s.data.claim, s.data.csv_folder) == ("volume", "csv-data", "")
     assert s.resources["trainer"]["limits"]["memory"] == "4Gi"
     assert s.azure_resource_group == "mlpipeline-test"
