@@ -30,6 +30,7 @@ from components.promotion import (
     read_source,
 )
 from components.registry import Registry, RegistryArgs
+from components.release_guards import ReleaseGuards, ReleaseGuardsArgs
 from components.router import LiveRelease, Router, RouterArgs
 from components.settings import Settings
 from components.training_data import TrainingData, TrainingDataArgs
@@ -143,14 +144,18 @@ ledger = Ledger(
             wait_timeout_seconds=settings.wait_timeout_seconds,
             train_timeout_seconds=settings.train_timeout_minutes * 60,
             rollout_timeout_seconds=settings.rollout_timeout_minutes * 60,
-            replicas=settings.replicas,
+            replicas=settings.min_replicas,
             resources=settings.resources,
             pull_secret=source.pull_secret_name
             if source
             else (registry.pull_secret_name if registry else None),
             champion=plan.gate_champion,
             champion_tolerance=settings.champion_tolerance,
+            drift_env=settings.drift_env,
             data_location=data.location if data else (source.data_location if source else None),
+            # pushed to a registry (azure's, the source's, or localRegistry): pulled by digest
+            images_pushed=settings.images != "prebuilt"
+            and (registry is not None or source is not None or settings.local_registry is not None),
         ),
         registry=registry,
         push_to=settings.local_registry,
@@ -159,6 +164,33 @@ ledger = Ledger(
         depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
     ),
 )
+
+# --- around each live release: network policies, disruption budget, autoscaler --------------------
+# Derived on every update from the record's names and the config, not kept in the record: they
+# follow the traffic (a release at 0 % sits at minReplicas) and old records predate them.
+receiving = set(plan.traffic.serving) | ({plan.traffic.shadow.build} if plan.traffic.shadow else set())
+for release in ledger.releases.values():
+    job = release.record["objects"]["job"]
+    ReleaseGuards(
+        f"guards-{release.dns_name}",
+        ReleaseGuardsArgs(
+            namespace=settings.namespace,
+            score_name=release_spec.deployment_name(release.dns_name),
+            score_selector=release.selector_labels,
+            port=release.target_port,
+            job_name=job["metadata"]["name"],
+            job_pod_labels=job["spec"]["template"]["metadata"]["labels"],
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas if release.build in receiving else settings.min_replicas,
+            ingress_from=[*settings.scorer_ingress_from, *settings.metrics_scrapers],
+            job_egress=data.egress if data else [],
+            labels=labels.recommended(
+                "release-guards", f"guards-{release.dns_name}", release.build, "policy"
+            ),
+            annotations=labels.provenance(release.build, release.record["gitSha"]),
+        ),
+        opts=pulumi.ResourceOptions(parent=release, depends_on=[namespace]),
+    )
 
 # --- the stable address: weights decided by the plan (components/traffic.py) ----------------------
 router = Router(

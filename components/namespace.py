@@ -1,4 +1,6 @@
-"""The namespace the stack owns, enforcing the restricted Pod Security Standard on every pod."""
+"""The namespace the stack owns: the restricted Pod Security Standard enforced on every pod, and no
+network traffic to or from any pod but what a release's own NetworkPolicies allow
+(components/release_guards.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import pulumi_kubernetes as k8s
 # Admission rejects any pod that is not "restricted" (non-root, no privilege escalation, seccomp,
 # capabilities dropped): a template regression fails loudly instead of running privileged.
 POD_SECURITY = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
+    f"pod-security.kubernetes.io/{mode}{suffix}": value
+    for mode in ("enforce", "audit", "warn")
+    for suffix, value in (("", "restricted"), ("-version", "latest"))
 }
+DEFAULT_DENY = "default-deny"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class NamespaceArgs:
 class Namespace(pulumi.ComponentResource):
     name: str
     namespace: k8s.core.v1.Namespace
+    default_deny: k8s.networking.v1.NetworkPolicy
 
     def __init__(self, name: str, args: NamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:namespace:Namespace", name, None, opts)
@@ -38,5 +43,17 @@ class Namespace(pulumi.ComponentResource):
                 "annotations": dict(args.annotations),
             },
             opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Every pod of the namespace: no ingress, no egress, unless a policy of its own allows it.
+        self.default_deny = k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={
+                "name": DEFAULT_DENY,
+                "namespace": args.name,
+                "labels": dict(args.labels),
+                "annotations": dict(args.annotations),
+            },
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
         )
         self.register_outputs({"name": self.name})

@@ -10,6 +10,7 @@ Available. A failed training therefore fails the update at once, instead of a De
 out its rollout timeout on a model that will never come. The waiter init container still holds
 every pod (first rollout, restarts, rescheduling) until the model verifies and passes the gate.
 
+Deployments get `ignore_changes=["spec.replicas"]`: their autoscaler owns the count.
 Jobs get `ignore_changes=["spec"]`: a Job's pod template is immutable, a replacement would
 re-run training, and its spec is already pinned by the record; this is the second lock.
 """
@@ -83,7 +84,11 @@ class Release(pulumi.ComponentResource):
             f"{name}-score",
             metadata=objects["deployment"]["metadata"],
             spec=objects["deployment"]["spec"],
-            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[self.job])),
+            # The release's HorizontalPodAutoscaler (components/release_guards.py) owns the replica
+            # count once the Deployment exists; the record's is the starting count.
+            opts=pulumi.ResourceOptions.merge(
+                base, pulumi.ResourceOptions(depends_on=[self.job], ignore_changes=["spec.replicas"])
+            ),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -50,6 +50,17 @@ TRAIN_POD_FAILURE_POLICY = {
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
+# On a pod's deletion the endpoints stop sending to it while the kubelet already stops it: the
+# scorer waits this long before its SIGTERM drain, within the grace period.
+PRE_STOP_SECONDS = 5
+GRACE_PERIOD_SECONDS = 30
+# checkov skips, in the objects they concern (components/README.md lists them): images that are
+# never pushed can be neither pulled Always nor referenced by digest.
+LOCAL_IMAGE_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_15=local images are built into the node's Docker daemon and never pushed: "
+    "pulling Always would fail",
+    "checkov.io/skip2": "CKV_K8S_43=local images are never pushed, so they have no registry digest",
+}
 
 
 def job_name(dns_build: str) -> str:
@@ -120,13 +131,18 @@ class ReleaseTemplate:
     wait_timeout_seconds: int
     train_timeout_seconds: int  # the training Job's deadline; also the promotion Job's
     rollout_timeout_seconds: int
-    replicas: int
+    replicas: int  # the Deployment's starting count (the autoscaler's minimum), which it owns after
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]
     pull_secret: str | None = None
+    # False on a local cluster: images built into the node's Docker daemon, never pushed, so
+    # neither pulled nor referenced by digest (two checkov checks are skipped, saying so).
+    images_pushed: bool = True
     # Champion/challenger gate: the build holding most traffic, and how far below its nDCG the new
     # model may be. Either None: no champion gate (nothing in the env).
     champion: str | None = None
     champion_tolerance: float | None = None
+    # The trainer's data drift thresholds (DRIFT_*, config drift); measured against the champion's data.
+    drift_env: Mapping[str, str] = field(default_factory=dict)
     data_location: pulumi.Input[str] | None = (
         None  # provenance: where the trainer reads (blob://..., pvc://...)
     )
@@ -231,6 +247,7 @@ def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     release is declared (what training finds is in its record)."""
     config = {
         "gate": _gate_env(t),
+        **({"drift": dict(t.drift_env)} if t.drift_env else {}),
         "trainerEnv": dict(t.trainer_env),
         "trainTimeoutSeconds": t.train_timeout_seconds,
         "replicas": t.replicas,
@@ -291,7 +308,9 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         "trainer",
         b.images["trainer"],
         "trainer",
-        _env({**_identity_env(b), **_gate_env(t)}) + [dict(e) for e in t.data_env] + _env(t.trainer_env),
+        _env({**_identity_env(b), **_gate_env(t), **t.drift_env})
+        + [dict(e) for e in t.data_env]
+        + _env(t.trainer_env),
         t.resources["trainer"],
         models_read_only=False,
         extra_mounts=t.data_mounts,
@@ -304,12 +323,16 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         job_name(b.dns_build),
         t.namespace,
         train_labels,
-        provenance(t, b),
+        {**provenance(t, b), **_skips(t)},
         t.train_timeout_seconds,
         TRAIN_BACKOFF_LIMIT,
         pod,
         TRAIN_POD_FAILURE_POLICY,
     )
+
+
+def _skips(t: ReleaseTemplate) -> dict[str, str]:
+    return {} if t.images_pushed else dict(LOCAL_IMAGE_SKIPS)
 
 
 def render(t: ReleaseTemplate, b: BuildInfo) -> ReleaseRecord:
@@ -348,6 +371,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         {"name": "http", "containerPort": PORT, "protocol": "TCP"},
         {"name": "probes", "containerPort": PROBE_PORT, "protocol": "TCP"},
     ]
+    scorer["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     scorer["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": "probes"},
         "periodSeconds": 5,
@@ -363,6 +387,17 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     }
     pod = {
         **pod_spec(t.models_claim, t.pull_secret, None, []),
+        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
+        # One node's loss takes as few of the release's pods as the nodes allow; a one-node
+        # cluster still schedules them all (ScheduleAnyway).
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": score_selector},
+            }
+        ],
         "initContainers": [waiter],
         "containers": [scorer],
     }
@@ -373,7 +408,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
             "name": deployment_name(b.dns_build),
             "namespace": t.namespace,
             "labels": score_labels,
-            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds)},
+            "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds), **_skips(t)},
         },
         "spec": {
             "replicas": t.replicas,

@@ -141,7 +141,20 @@ KEYS: tuple[Key, ...] = (
         600,
         "integer",
     ),
-    Key("replicas", "Scorer pods per release.", 1, "integer"),
+    Key(
+        "minReplicas",
+        "Scorer pods per release at least (the autoscaler's minimum); a release without "
+        "traffic stays at this, warm for a rollback.",
+        1,
+        "integer",
+    ),
+    Key(
+        "maxReplicas",
+        "Scorer pods per release at most, while it receives requests (the autoscaler scales "
+        "on CPU between minReplicas and this).",
+        4,
+        "integer",
+    ),
     Key(
         "resources",
         "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
@@ -222,6 +235,16 @@ KEYS: tuple[Key, ...] = (
         None,
     ),
     Key(
+        "drift",
+        "Data drift gate of a release with a champion (championTolerance set): thresholds on the trainer's "
+        "figures of this build's data against the champion's, {warn: {figure: x}, fail: {figure: x}} with "
+        "figures item_popularity_psi, user_activity_psi, weight_psi, new_user_share, new_item_share, "
+        "volume_change (docs/CONTRACTS.md); at or above warn: a warning on the model card, at or above fail: "
+        "the gate fails. Empty: the trainer's warn defaults, nothing fails.",
+        {},
+        None,
+    ),
+    Key(
         "monitoring",
         "How Prometheus finds the scorers: annotations (prometheus.io/* on the scorer pods, for a "
         "Prometheus that discovers pods by them) or prometheus-operator (also a ServiceMonitor and a "
@@ -236,6 +259,21 @@ KEYS: tuple[Key, ...] = (
         None,
     ),
     Key(
+        "scorerIngressFrom",
+        "Who may reach the scorer pods besides metricsScrapers (NetworkPolicy peers), e.g. "
+        "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: gateway-system}}}]. Empty: router "
+        "gateway: the Gateway's namespace; istio: istio-system's ingressgateway; service: any pod of the "
+        "cluster.",
+        "",
+        None,
+    ),
+    Key(
+        "metricsScrapers",
+        "Who may scrape the scorer's /metrics (NetworkPolicy peers).",
+        [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+        None,
+    ),
+    Key(
         "promoteFrom",
         "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.",
@@ -243,6 +281,8 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 KEY_NAMES = frozenset(key.name for key in KEYS)
+# Keys of earlier versions, and what a stack file should say instead.
+RENAMED = {"replicas": "minReplicas (the autoscaler's minimum; maxReplicas its maximum)"}
 
 # The environment the release sets itself (docs/CONTRACTS.md, section 2); trainerEnv may not override them.
 RESERVED_ENV = frozenset(
@@ -253,6 +293,17 @@ RESERVED_ENV = frozenset(
     POLL_INTERVAL_SECONDS PORT TRAINER_IMAGE TERMINATION_LOG
     """.split()
 )
+# The trainer's data drift figures (apps/trainer/trainer/drift.py FIGURES): config `drift` sets their
+# thresholds as DRIFT_WARN_<FIGURE> and DRIFT_FAIL_<FIGURE>, which trainerEnv may not set then.
+DRIFT_FIGURES = (
+    "item_popularity_psi",
+    "user_activity_psi",
+    "weight_psi",
+    "new_user_share",
+    "new_item_share",
+    "volume_change",
+)
+RESERVED_ENV |= {f"DRIFT_{kind}_{figure.upper()}" for kind in ("WARN", "FAIL") for figure in DRIFT_FIGURES}
 
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
     "trainer": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
@@ -280,6 +331,24 @@ GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
 
 
+PEER_FIELDS = frozenset({"namespaceSelector", "podSelector", "ipBlock"})
+
+
+def router_peers(router: str, gateway: GatewayRef | None, namespace: str) -> tuple[dict[str, Any], ...]:
+    """Who sends the scorer its requests, by router kind (the default of scorerIngressFrom)."""
+    if router == "gateway":  # the Gateway's implementation runs in the Gateway's namespace
+        gateway_namespace = (gateway.namespace if gateway else None) or namespace
+        return ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}},)
+    if router == "istio":
+        return (
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+                "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
+            },
+        )
+    return ({"namespaceSelector": {}},)  # service: the stable Service is an address for the cluster
+
+
 def dns_name(build: str) -> str:
     """The DNS-safe form of a build for resource names: 20180523.5 -> 20180523-5."""
     return re.sub(r"[._]", "-", build.lower())
@@ -302,7 +371,8 @@ class Settings:
     train_timeout_minutes: int
     rollout_timeout_minutes: int
     wait_timeout_seconds: int
-    replicas: int
+    min_replicas: int
+    max_replicas: int
     resources: Mapping[str, Mapping[str, Mapping[str, str]]]  # container -> requests/limits -> name -> qty
     model_share_gib: int
     local_storage_class: str | None
@@ -317,11 +387,14 @@ class Settings:
     canary_percent: int = 0
     shadow: Mapping[str, Any] = field(default_factory=dict)
     champion_tolerance: float | None = None  # None: no champion gate
+    drift_env: Mapping[str, str] = field(default_factory=dict)  # DRIFT_* of the trainer, from config drift
     promote_from: str | None = None  # source stack; None: this stack trains
     images: str = "build"  # IMAGE_SOURCES
     monitoring: str = "annotations"
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
     local_registry: str | None = None  # cloud local: push the images there (no credentials); None: no push
+    scorer_ingress_from: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers: router / gateway
+    metrics_scrapers: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
 
     @property
@@ -334,8 +407,9 @@ class Settings:
         config = pulumi.Config(NAMESPACE)
         unknown = sorted(_configured_names() - KEY_NAMES)
         if unknown:
+            moved = "".join(f"; {NAMESPACE}:{k} is now {RENAMED[k]}" for k in unknown if k in RENAMED)
             raise SettingsError(
-                f"unknown config key(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; "
+                f"unknown config key(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}{moved}; "
                 f"known keys: {', '.join(sorted(KEY_NAMES))}"
             )
         raw = {key.name: config.get(key.name) for key in KEYS if not key.secret}
@@ -364,13 +438,17 @@ class Settings:
         build = values.build()
         cloud = values.choice("cloud", CLOUDS)
         data = values.data_source(cloud, has_blob_key)
+        min_replicas = values.integer("minReplicas", minimum=1, maximum=100)
+        router = values.choice("router", ROUTER_KINDS)
+        gateway = values.gateway()
+        namespace = values.pattern("namespace", DNS_LABEL, "a DNS label (lowercase letters, digits, '-')")
         return cls(
             project=project,
             stack=stack,
             build=build,
             dns_build=dns_name(build),
             cloud=cloud,
-            namespace=values.pattern("namespace", DNS_LABEL, "a DNS label (lowercase letters, digits, '-')"),
+            namespace=namespace,
             keep_releases=values.integer("keepReleases", minimum=1, maximum=100),
             git_sha=values.git_sha(git_sha_fallback or _git_sha_fallback),
             data=data,
@@ -380,7 +458,8 @@ class Settings:
             train_timeout_minutes=values.integer("trainTimeoutMinutes", minimum=1, maximum=7 * 24 * 60),
             rollout_timeout_minutes=values.integer("rolloutTimeoutMinutes", minimum=1, maximum=24 * 60),
             wait_timeout_seconds=values.integer("waitTimeoutSeconds", minimum=1, maximum=7 * 24 * 3600),
-            replicas=values.integer("replicas", minimum=1, maximum=100),
+            min_replicas=min_replicas,
+            max_replicas=values.at_least("maxReplicas", min_replicas, "minReplicas", maximum=100),
             resources=values.resources(),
             model_share_gib=values.integer("modelShareGiB", minimum=1, maximum=102400),
             local_storage_class=values.optional("localStorageClass", DNS_SUBDOMAIN, "a StorageClass name"),
@@ -392,19 +471,22 @@ class Settings:
                 "azureResourceGroup", RESOURCE_GROUP, "a resource group name (letters, digits, -_.())"
             )
             or f"{project}-{stack}",
-            router=values.choice("router", ROUTER_KINDS),
-            gateway=values.gateway(),
+            router=router,
+            gateway=gateway,
             hostnames=values.hostnames(),
             traffic=values.traffic(),
             canary_percent=values.integer("canaryPercent", minimum=0, maximum=50),
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
+            drift_env=values.drift(),
             promote_from=values.promote_from(cloud, stack),
             images=values.images(cloud),
             monitoring=values.choice("monitoring", MONITORING_KINDS),
             monitoring_labels=values.labels("monitoringLabels"),
             local_registry=values.local_registry(cloud),
             blob_key=blob_key if has_blob_key else None,
+            scorer_ingress_from=values.peers("scorerIngressFrom") or router_peers(router, gateway, namespace),
+            metrics_scrapers=values.peers("metricsScrapers"),
         )
 
 
@@ -483,6 +565,44 @@ class _Reader:
             raise self.fail(key, f"a whole number from {minimum} to {maximum}", number)
         return number
 
+    def at_least(self, key: str, minimum: int, minimum_key: str, maximum: int) -> int:
+        number = self.integer(key, minimum=1, maximum=maximum)
+        if number < minimum:
+            raise self.fail(key, f"a whole number from {minimum_key} ({minimum}) to {maximum}", number)
+        return number
+
+    def peers(self, key: str) -> tuple[dict[str, Any], ...]:
+        """NetworkPolicy peers: each {namespaceSelector, podSelector} (either or both; {} selects
+        all) or {ipBlock: {cidr}}. Unset: the key's default."""
+        value = self._raw.get(key)
+        if value is None or str(value).strip() == "":
+            value = self._defaults[key]
+            if value == "":  # worked out in code
+                return ()
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        allowed = "a list of NetworkPolicy peers like [{namespaceSelector: {matchLabels: {name: x}}}]"
+        if not isinstance(value, list):
+            raise self.fail(key, allowed, value)
+        for peer in value:
+            if not isinstance(peer, Mapping) or not peer or set(peer) - PEER_FIELDS:
+                raise self.fail(key, allowed + f"; each peer has only {', '.join(sorted(PEER_FIELDS))}", peer)
+            for name in set(peer) & {"namespaceSelector", "podSelector"}:
+                selector = peer[name]
+                if not isinstance(selector, Mapping) or set(selector) - {"matchLabels", "matchExpressions"}:
+                    raise self.fail(key, f"{name} a label selector (matchLabels, matchExpressions)", selector)
+                labels = selector.get("matchLabels", {})
+                if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+                    raise self.fail(key, f"{name}.matchLabels a map of label values (text)", labels)
+            if "ipBlock" in peer and not (
+                isinstance(peer["ipBlock"], Mapping) and peer["ipBlock"].get("cidr")
+            ):
+                raise self.fail(key, "ipBlock with a cidr", peer["ipBlock"])
+        return tuple(json.loads(json.dumps(value)))  # plain dicts and lists, whatever YAML gave
+
     def number(self, key: str, minimum: float) -> float:
         value = self.text(key)
         try:
@@ -545,6 +665,24 @@ class _Reader:
             if not isinstance(value, (str, int, float)):
                 raise self.fail("trainerEnv", f"a map of plain values (text or numbers); {name} is", value)
             env[name] = str(value)
+        return dict(sorted(env.items()))
+
+    def drift(self) -> dict[str, str]:
+        """Config drift as the trainer's DRIFT_WARN_<FIGURE> / DRIFT_FAIL_<FIGURE> variables."""
+        env = {}
+        shape = (
+            f"{{warn: {{figure: number}}, fail: {{figure: number}}}} with figures {', '.join(DRIFT_FIGURES)}"
+        )
+        for kind, thresholds in self.mapping("drift").items():
+            if kind not in ("warn", "fail") or not isinstance(thresholds, Mapping):
+                raise self.fail("drift", shape, {kind: thresholds})
+            for figure, value in thresholds.items():
+                finite = (
+                    isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                )
+                if figure not in DRIFT_FIGURES or not finite or value < 0:
+                    raise self.fail("drift", f"{shape}, each a number >= 0", {kind: {figure: value}})
+                env[f"DRIFT_{kind.upper()}_{figure.upper()}"] = repr(float(value))
         return dict(sorted(env.items()))
 
     def resources(self) -> dict[str, dict[str, dict[str, str]]]:

@@ -8,7 +8,10 @@
     volume  DATA_DIR under a read-only mount of the claim `dataClaim`.
 
 The env and volumes are rendered into each release's Job, so a release keeps the folder it was
-trained on even when `csvFolder` moves on to the next day's drop.
+trained on even when `csvFolder` moves on to the next day's drop. `egress` is what the trainer's
+NetworkPolicy lets out beside DNS (components/release_guards.py): the blob endpoint's port (443
+for Azure, the port of `blobEndpoint` otherwise), to any address, in the cluster or outside
+(NetworkPolicy selects by address, not by host name); nothing for a claim.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -57,13 +61,14 @@ class TrainingData(pulumi.ComponentResource):
     env: list[dict[str, Any]]  # env entries for the trainer container
     volumes: list[dict[str, Any]]  # pod volumes
     mounts: list[dict[str, Any]]  # trainer volume mounts
+    egress: list[dict[str, Any]]  # NetworkPolicy egress rules of the trainer beyond DNS
     secret: k8s.core.v1.Secret | None  # the blob key Secret this component made, if any
     location: pulumi.Output[str]  # human-readable source, for the stack outputs
 
     def __init__(self, name: str, args: TrainingDataArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:training_data:TrainingData", name, None, opts)
         self.secret = None
-        self.volumes, self.mounts = [], []
+        self.volumes, self.mounts, self.egress = [], [], []
         source = args.source
         if source.kind == "volume":
             data_dir = f"{DATA_MOUNT}/{source.csv_folder}" if source.csv_folder else DATA_MOUNT
@@ -92,6 +97,7 @@ class TrainingData(pulumi.ComponentResource):
             ]
             if source.endpoint:
                 self.env.append({"name": "BLOB_STORAGE_ENDPOINT", "value": source.endpoint})
+            self.egress = [storage_egress(source.endpoint)]
             self.location = pulumi.Output.concat("blob://", account, "/", container, "/", source.csv_folder)
         self.register_outputs({"location": self.location})
 
@@ -127,3 +133,14 @@ class TrainingData(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return source.account, source.container, {"name": BLOB_SECRET, "key": BLOB_SECRET_KEY}
+
+
+def storage_egress(endpoint: str | None) -> dict[str, Any]:
+    """The NetworkPolicy egress rule to a blob endpoint (None: Azure's, https): its port, to any
+    address outside the cluster (Azure Storage) or any pod in it (Azurite)."""
+    url = urlsplit(endpoint or "https://blob.core.windows.net")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"namespaceSelector": {}}],
+        "ports": [{"port": port, "protocol": "TCP"}],
+    }

@@ -218,6 +218,7 @@ def show(played: Played, users: list[str]) -> None:
         items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in answer["items"])
         tag = " [popular fallback]" if answer["fallback"] else ""
         say(f"  {user}: {items}{tag}")
+    say(f"model card {played.url}/model-card (is this release better, and on what data?)")
     say(f"API docs {played.url}/docs · metrics {played.url}/metrics · version {played.url}/version")
     live = ", ".join(sorted(played.rendering.outputs["releases"]))
     say(f"releases in the stack's ledger: {live} (play again for the next build)")

@@ -46,7 +46,11 @@ def kinds(rendering):
 def test_first_run_declares_one_release(history):
     first = history[0]
     # The second Service is the router's (router service on the local stack): the stable address.
-    assert kinds(first) == ["Deployment", "Job", "Namespace", "PersistentVolumeClaim", "Service", "Service"]
+    assert kinds(first) == [
+        "Deployment", "HorizontalPodAutoscaler", "Job", "Namespace",
+        "NetworkPolicy", "NetworkPolicy", "NetworkPolicy",  # default-deny, score-153, train-153
+        "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "Service",
+    ]
     assert [o["metadata"]["name"] for o in first.k8s("Job")] == ["train-153"]
     assert [o["metadata"]["name"] for o in first.k8s("Deployment")] == ["score-153"]
     assert first.outputs["addresses"] == {"153": "score-153.mlpipeline-local.svc.cluster.local"}
@@ -92,7 +96,7 @@ def test_a_change_of_the_template_code_never_reaches_an_old_release(history, mon
 
 def test_a_change_of_config_never_reaches_an_old_release(history):
     second = history[1]
-    changed = up("local", "155", second, replicas=3, trainerEnv={"TRAIN_FAMILIES": "als"}, csvFolder="2018/05/09",
+    changed = up("local", "155", second, minReplicas=3, trainerEnv={"TRAIN_FAMILIES": "als"}, csvFolder="2018/05/09",
                  trainTimeoutMinutes=5, resources={"scorer": {"limits": {"memory": "3Gi"}}}, gitSha="feedface")
     assert state_of(changed, "153") == state_of(second, "153")
     assert state_of(changed, "154") == state_of(second, "154")
@@ -187,6 +191,11 @@ def test_no_secret_appears_outside_a_secret(stack, config):
 def test_unknown_config_key_fails_the_run_naming_it():
     with pytest.raises(SettingsError, match="unknown config key.*mlpipeline:keepRelease;"):
         render("local", {"build": "1", "keepRelease": "2"})
+
+
+def test_a_renamed_config_key_says_what_it_is_now():
+    with pytest.raises(SettingsError, match="mlpipeline:replicas is now minReplicas"):
+        render("local", {"build": "1", "replicas": "2"})
 
 
 def test_missing_build_fails_the_run():

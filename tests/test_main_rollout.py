@@ -50,6 +50,12 @@ def waiter_env(rendering, dns):
     return {e["name"]: e["value"] for e in waiter["env"]}
 
 
+def trainer_env(rendering, dns):
+    job = next(o for o in rendering.k8s("Job") if o["metadata"]["name"] == f"train-{dns}")
+    (trainer,) = job["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in trainer["env"]}
+
+
 @pytest.fixture(scope="module")
 def local_runs():
     first = up("local", "153")
@@ -179,8 +185,13 @@ def test_rollback_changes_only_the_routers_weights(dev_runs):
     after = {r.urn: r for r in back.resources}
     assert before.keys() == after.keys()
     route_urn = router_objects(steady)["score-httproute"].urn
+    # The autoscalers follow the traffic: 153 may scale again, 154 sits at its minimum, warm.
+    scalers = {r.inputs["metadata"]["name"]: r.urn for r in steady.resources if r.kind == "HorizontalPodAutoscaler"}
+    bounds = {name: [(r[u].inputs["spec"]["minReplicas"], r[u].inputs["spec"]["maxReplicas"]) for r in (before, after)]
+              for name, u in scalers.items()}
+    assert bounds == {"score-153": [(1, 1), (1, 3)], "score-154": [(1, 3), (1, 1)]}
     for urn in before:
-        if urn == route_urn:
+        if urn == route_urn or urn in scalers.values():
             continue
         assert normalize(after[urn].inputs) == normalize(before[urn].inputs), urn
         assert after[urn].options == before[urn].options, urn
@@ -294,6 +305,15 @@ def test_a_new_release_is_gated_against_the_champions_model(dev_runs):
 
 def test_without_a_tolerance_there_is_no_champion_gate(local_runs):
     assert "GATE_CHAMPION_MODELFOLDER" not in waiter_env(local_runs[1], "154")
+
+
+def test_drift_thresholds_reach_the_new_trainer_only(dev_runs):
+    drifted = up("dev", "155", dev_runs[1], drift={"fail": {"item_popularity_psi": 0.25}})
+    env = trainer_env(drifted, "155")
+    assert env["DRIFT_FAIL_ITEM_POPULARITY_PSI"] == "0.25" and env["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/154"
+    assert not any(name.startswith("DRIFT_") for name in waiter_env(drifted, "155"))  # the trainer decides
+    assert not any(name.startswith("DRIFT_") for name in trainer_env(drifted, "154"))  # kept releases stay
+    assert normalize(drifted.outputs["releases"]["154"]) == normalize(dev_runs[1].outputs["releases"]["154"])
 
 
 # --- promotion dev -> prod --------------------------------------------------------------------

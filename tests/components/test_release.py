@@ -26,8 +26,9 @@ def test_deployment_waits_for_training_and_service_for_the_deployment(local_firs
 def test_release_types_and_names_derive_from_the_ledger(local_first):
     release = next(r for r in local_first.resources if r.type == "mlpipeline:release:Release")
     assert release.name == "ledger-release-153"
-    assert {r.name for r in local_first.descendants(release.urn)} == {
-        "ledger-release-153-train", "ledger-release-153-score", "ledger-release-153-service"}
+    assert {r.name for r in local_first.descendants(release.urn) if r.parent == release.urn} == {
+        "ledger-release-153-train", "ledger-release-153-score", "ledger-release-153-service",
+        "guards-153"}  # its NetworkPolicies, budget and autoscaler go when the release goes
 
 
 @pytest.mark.parametrize("objects, message", [

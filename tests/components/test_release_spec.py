@@ -4,6 +4,7 @@ probes, restricted pods, per-release names and address."""
 import pytest
 
 from components.release_spec import MODEL_MOUNT, PORT, PROBE_PORT
+from local.render import render
 
 
 def release_objects(rendering, build):
@@ -179,3 +180,34 @@ def test_a_pod_lost_with_its_node_is_replaced_not_counted(dotted):
     seconds, error = pulumi_job_error(job, [(600.0, 137, "node lost", True), (4200.0, 3, "below the gate", False)])
     assert error.startswith("[BackoffLimitExceeded]") and "below the gate" in error
     assert seconds - (4200.0 - 600.0) < 60  # the failure of the replacement decides, at once
+
+
+def test_scorer_pods_spread_over_nodes_and_stop_after_the_endpoints(dotted):
+    _, deployment, _ = dotted
+    pod = deployment["spec"]["template"]["spec"]
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # a one-node cluster still schedules
+    [scorer] = pod["containers"]
+    pre_stop = scorer["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < pre_stop < pod["terminationGracePeriodSeconds"]
+
+
+def test_only_never_pushed_local_images_skip_the_pull_and_digest_checks(dotted, local_first):
+    skips = {"CKV_K8S_15", "CKV_K8S_43"}
+
+    def skipped(obj):
+        annotations = obj["metadata"].get("annotations", {})
+        return {v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")}
+
+    job, deployment, _ = dotted
+    assert skipped(job) == skipped(deployment) == set()  # dev: pushed, by digest
+    [local_job] = local_first.k8s("Job")
+    [local_deployment] = local_first.k8s("Deployment")
+    assert skipped(local_job) == skipped(local_deployment) == skips
+    prebuilt = render("local", {"build": "1", "images": "prebuilt"})  # tags in the nodes' store
+    assert {frozenset(skipped(o)) for o in prebuilt.k8s("Job") + prebuilt.k8s("Deployment")} == {frozenset(skips)}
+    pushed = render("local", {"build": "1", "localRegistry": "localhost:5001"})  # pulled by digest
+    assert all("@sha256:" in c["image"] for c in pushed.k8s("Deployment")[0]["spec"]["template"]["spec"]["containers"])
+    assert {frozenset(skipped(o)) for o in pushed.k8s("Job") + pushed.k8s("Deployment")} == {frozenset()}

@@ -15,7 +15,7 @@ def parse(**raw):
 
 def test_defaults_make_a_local_stack_training_from_a_claim():
     s = parse(build="153")
-    assert (s.cloud, s.namespace, s.keep_releases, s.replicas) == ("local", "mlpipeline", 3, 1)
+    assert (s.cloud, s.namespace, s.keep_releases, s.min_replicas, s.max_replicas) == ("local", "mlpipeline", 3, 1, 4)
     assert (s.data.kind, s.data.claim, s.data.csv_folder) == ("volume", "csv-data", "")
     assert s.resources["trainer"]["limits"]["memory"] == "4Gi"
     assert s.azure_resource_group == "mlpipeline-test"
@@ -143,3 +143,33 @@ def test_readme_documents_every_key():
     from components.settings import markdown_table
 
     assert markdown_table() in (PROJECT_ROOT / "components" / "README.md").read_text()
+
+
+def test_drift_thresholds_become_the_trainers_variables():
+    from trainer.drift import FIGURES
+
+    from components.settings import DRIFT_FIGURES
+
+    assert set(DRIFT_FIGURES) == set(FIGURES)  # the program names what the trainer reads
+    s = parse(build="1", drift=json.dumps({"warn": {"new_user_share": 0.3}, "fail": {"item_popularity_psi": 0.25}}))
+    assert s.drift_env == {"DRIFT_FAIL_ITEM_POPULARITY_PSI": "0.25", "DRIFT_WARN_NEW_USER_SHARE": "0.3"}
+    assert parse(build="1").drift_env == {}
+
+
+@pytest.mark.parametrize("drift, got", [
+    ({"stop": {"weight_psi": 1}}, "{'stop': {'weight_psi': 1}}"),
+    ({"fail": {"popularity": 0.2}}, "{'fail': {'popularity': 0.2}}"),
+    ({"fail": {"volume_change": -0.5}}, "{'fail': {'volume_change': -0.5}}"),
+    ({"warn": {"weight_psi": "high"}}, "{'warn': {'weight_psi': 'high'}}"),
+])
+def test_bad_drift_thresholds_name_the_key_and_the_figures(drift, got):
+    with pytest.raises(SettingsError, match=re.escape("config mlpipeline:drift must be {warn: {figure: number}, "
+                                                      "fail: {figure: number}} with figures item_popularity_psi, ")
+                       + ".*" + re.escape(f"got {got}")):
+        parse(build="1", drift=json.dumps(drift))
+
+
+def test_trainer_env_cannot_set_what_config_drift_sets():
+    with pytest.raises(SettingsError, match="trainerEnv must be free of the names the release sets itself .*"
+                                            "got 'DRIFT_FAIL_NEW_USER_SHARE'"):
+        parse(build="1", trainerEnv=json.dumps({"DRIFT_FAIL_NEW_USER_SHARE": "0.5"}))

@@ -50,6 +50,8 @@ def test_the_played_scorer_serves_its_own_build(two_plays):
     user = json.loads((root / "volumes" / "models" / "2" / "model" / "user_ids.json").read_text())[0]
     _, answer = get(f"{second.url}/recommendations/{user}?k=5")
     assert len(answer["items"]) == 5 and answer["fallback"] is None
+    with urllib.request.urlopen(f"{second.url}/model-card", timeout=10) as card:
+        assert card.headers["X-Model-Build"] == "2" and "<h1" in card.read().decode()
 
 
 def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays):
@@ -69,6 +71,7 @@ def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path)
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "[popular fallback]" in run.stdout and "/docs" in run.stdout
+    assert "demo | model card http://" in run.stdout and "/model-card (is this release better" in run.stdout
 
 
 def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch, capsys):

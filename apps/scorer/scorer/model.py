@@ -134,6 +134,7 @@ class Model:
         self.novelty = (
             _load_dense(model_dir / layout.NOVELTY) if (model_dir / layout.NOVELTY).is_file() else None
         )
+        self.card = (model_dir / layout.CARD).read_bytes() if (model_dir / layout.CARD).is_file() else None
         try:  # the trained family as the trainer names it (e.g. ease+als); else the vectors' form
             self.family = str(modelshare.read_json(model_dir / layout.MODEL_CARD)["family"])
         except (OSError, ValueError, KeyError, TypeError):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
@@ -104,6 +104,11 @@ def _problem(errors: list[dict]) -> Response:
     return Response(body, status_code=422, media_type="application/json")
 
 
+CARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}
+
 # ---- the application ------------------------------------------------------------------------
 
 
@@ -125,6 +130,7 @@ def build(scorer: Scorer) -> FastAPI:
     too_large: dict[int | str, dict[str, Any]] = {
         413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}
     }
+    problem_json = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
     class BatchIn(BaseModel):
         model_config = ConfigDict(strict=True)
@@ -207,6 +213,27 @@ def build(scorer: Scorer) -> FastAPI:
             return unavailable()
         body = await scorer.batch_body(request.user_ids, request.k, time.perf_counter())
         return Response(body, media_type="application/json")
+
+    @api.get(
+        "/model-card",
+        summary="The release's model card: verdict, metrics, data and drift, as one HTML page",
+        response_class=HTMLResponse,
+        # Its refusals are JSON like every other route's, not the page's text/html.
+        responses={
+            404: {"description": "This release has no model card", **problem_json},
+            503: {"description": not_ready[503]["description"], **problem_json},
+        },
+    )
+    async def model_card():
+        model = slot.model
+        if model is None:
+            return unavailable()
+        if model.card is None:
+            detail = f"build {settings.build} has no model card (model/card.html): "
+            detail += "trained before cards were written"
+            return JSONResponse({"detail": detail}, status_code=404)
+        # The page is self-contained (inline CSS and SVG): nothing else may load in its context.
+        return HTMLResponse(model.card, headers=CARD_HEADERS)
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics():

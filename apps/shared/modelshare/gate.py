@@ -28,6 +28,7 @@ from modelshare.layout import COMPLETE, METRICS
 from modelshare.manifest import model_sha256
 
 CHAMPION = "champion"  # the metrics.json section of the paired comparison
+DRIFT = "drift"  # the metrics.json section of the data drift against the champion's data
 ONE_SIDED_CONFIDENCE = 0.95
 
 
@@ -111,7 +112,19 @@ def evaluate(gate: Gate, metrics: object, own_folder: str | Path) -> Verdict:
             _champion(gate, metrics, verdict)
         else:
             verdict.notes.append("champion check skipped: the champion is this release")
+    _drift(metrics, verdict)
     return verdict
+
+
+def _drift(metrics: object, verdict: Verdict) -> None:
+    """The trainer measured the data drift against the champion's data with its DRIFT_* thresholds
+    and recorded what fails (metrics.json ``drift``): the waiter holds a release to the same decision."""
+    drift = metrics.get(DRIFT) if isinstance(metrics, dict) else None
+    if not isinstance(drift, dict):
+        return
+    failures = [str(f) for f in drift.get("failures") or []]
+    verdict.failures += failures
+    verdict.notes += [str(w) for w in drift.get("warnings") or [] if str(w) not in failures]
 
 
 def _champion(gate: Gate, metrics: object, verdict: Verdict) -> None:

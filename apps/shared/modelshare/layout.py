@@ -29,6 +29,9 @@ MODEL_CARD = "model.json"  # {"family", "params", "n_users", "n_items", ...}
 # float32 per user row: the share of training users whose history is more typical (trainer.novelty);
 # optional (releases before it have none).
 NOVELTY = "novelty.npy"
+# The model card, a self-contained HTML page (trainer.modelcard) the scorer serves at /model-card;
+# optional (releases before it have none).
+CARD = "card.html"
 
 # Names the trainer uses while a file is being written; never listed in a manifest.
 TMP_SUFFIX = ".tmp"

@@ -11,7 +11,7 @@ from scipy import sparse
 
 import modelshare
 from modelshare import MODEL_DIR, layout
-from trainer import novelty
+from trainer import drift, novelty
 from trainer.families import Servable
 
 
@@ -76,5 +76,20 @@ def write_served(
     target.mkdir(parents=True, exist_ok=True)
     for name, writer in files:
         # Streamed into a temporary name, fsynced, renamed: a file under its final name is whole.
+        modelshare.atomic_write(target / name, writer)
+        log("write-file", file=f"{MODEL_DIR}/{name}", bytes=(target / name).stat().st_size)
+
+
+def write_report(folder: Path, profile: dict, drift_report: dict | None, card_html: str, log) -> None:
+    """What a person reads about the release, beside the model: the data profile (which the next
+    build's drift report compares with), the drift report against the champion, the model card."""
+    target = folder / MODEL_DIR
+    files = [
+        (drift.PROFILE, _json(profile)),
+        (layout.CARD, lambda handle: handle.write(card_html.encode("utf-8"))),
+    ]
+    if drift_report is not None:
+        files.append((drift.REPORT, _json(drift_report)))
+    for name, writer in files:
         modelshare.atomic_write(target / name, writer)
         log("write-file", file=f"{MODEL_DIR}/{name}", bytes=(target / name).stat().st_size)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modelshare import ConfigError, cpus, env_float, env_int, env_str
 from modelshare.gate import Gate
+from trainer.drift import Thresholds
 
 FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
 BLOB_VARIABLES = (
@@ -56,6 +57,7 @@ class Settings:
     eval_min_users: int
     max_rejected_share: float
     gate: Gate  # decided here, at the end of the Job; the waiter checks it again
+    drift: Thresholds  # of the data drift against the champion's data; failures fail the gate
 
 
 def release_folder() -> tuple[Path, str]:
@@ -146,6 +148,7 @@ def load() -> Settings:
         eval_min_users=env_int("EVAL_MIN_USERS", 100, minimum=2),
         max_rejected_share=_share("TRAIN_MAX_REJECTED_SHARE", 0.1),
         gate=Gate.from_env(),
+        drift=Thresholds.from_env(),
     )
 
 

@@ -32,8 +32,8 @@ import modelshare
 from modelshare import METRICS, ConfigError, FolderState, PublishError
 from modelshare.gate import Gate
 from modelshare.gate import evaluate as evaluate_gate
-from trainer import artifacts, champion, config, families, sources
-from trainer.metrics import K, Popularity, evaluate, means, paired_gain, per_user
+from trainer import artifacts, champion, config, drift, families, modelcard, sources
+from trainer.metrics import K, Popularity, means, paired_gain, per_user
 from trainer.reading import DataError, read_interactions
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import tune
@@ -140,6 +140,7 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         seconds=lap(),
     )
     data_checks = check_data(settings, data.report)
+    profile = drift.profile(matrix, data.user_ids, data.item_ids, data.report)
 
     seed, fraction = settings.seed, settings.holdout_fraction
     train_part, test, fit_part, validation = nested_holdout(matrix, fraction, [seed, SPLIT])
@@ -225,7 +226,8 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         )
         model_per_user = per_user(selection.models[selection.family], test_users, train_part, test)
         model_metrics = means(model_per_user)
-        popularity_metrics = evaluate(Popularity(fit_part), test_users, train_part, test)
+        popularity_per_user = per_user(Popularity(fit_part), test_users, train_part, test)
+        popularity_metrics = means(popularity_per_user)
         lift = (
             model_metrics["ndcg_at_k"] / popularity_metrics["ndcg_at_k"]
             if popularity_metrics["ndcg_at_k"]
@@ -253,10 +255,20 @@ def _train(settings: config.Settings, staging: Path) -> dict:
             "ndcg_gain": paired_gain(model_per_user["ndcg_at_k"], plain_per_user["ndcg_at_k"]),
         }
         log("compare-plain-als", test=plain["test"], ndcg_gain=plain["ndcg_gain"], seconds=lap())
-    paired = None
+    paired = drifted = None
     if settings.gate.champion_applies(settings.folder):
         paired = _compare_champion(settings, selection.models[selection.family], data, train_part, test)
         log("compare-champion", **paired, seconds=lap())
+        drifted = drift.report(
+            profile,
+            matrix,
+            data.user_ids,
+            data.item_ids,
+            settings.gate.champion_folder,
+            paired.get("build"),
+            settings.drift,
+        )
+        log("drift", **drift.summary(drifted), seconds=lap())
     selection.models.clear()
 
     metrics = {
@@ -264,6 +276,7 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         "model": model_metrics,
         "popularity": popularity_metrics,
         "lift_ndcg": round(lift, 6) if lift is not None else None,
+        "popularity_ndcg_gain": paired_gain(model_per_user["ndcg_at_k"], popularity_per_user["ndcg_at_k"]),
         "protocol": protocol(seed, fraction, len(test_users)),
         "n_users": matrix.shape[0],
         "n_items": n_items,
@@ -276,6 +289,8 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     }
     if paired is not None:
         metrics["champion"] = paired
+    if drifted is not None:
+        metrics["drift"] = drift.summary(drifted)
     verdict = evaluate_gate(settings.gate, metrics, settings.folder)
     metrics["gate"] = {
         "passed": verdict.passed,
@@ -284,6 +299,14 @@ def _train(settings: config.Settings, staging: Path) -> dict:
         "notes": verdict.notes,
     }
     modelshare.atomic_write_json(folder / METRICS, metrics)
+    provenance = {
+        "source": location,
+        "files": data.report["files"],
+        "git_sha": settings.git_sha,
+        "trainer_image": settings.trainer_image,
+    }
+    page = modelcard.render(settings.build, metrics, profile, drifted, provenance, time.monotonic() - started)
+    artifacts.write_report(folder, profile, drifted, page, log)
     params = {
         "family": selection.family,
         "hyperparameters": selection.params,
