@@ -398,7 +398,11 @@ def test_never_ready_on_a_bad_folder(tmp_path, start_scorer, damage, reason):
             break
         time.sleep(0.05)
     assert readyz.status_code == 503 and reason in readyz.json()["detail"]
-    probed = scorer.client.get(scorer.probe_url + "/readyz")
+    for _ in range(200):  # the kubelet's port says so too, once the worker's heartbeat has
+        probed = scorer.client.get(scorer.probe_url + "/readyz")
+        if reason in probed.text:
+            break
+        time.sleep(0.05)
     assert probed.status_code == 503 and reason in probed.json()["detail"]
     assert scorer.client.get("/recommendations/u1").status_code == 503
     assert any('"not-serving"' in line and reason.split(":")[0] in line for line in scorer.log_lines())
