@@ -14,7 +14,8 @@ waiter, the scorer published on 127.0.0.1 only) on the demo's sample data genera
     killed-trainer  `docker kill` of the trainer mid-run: the waiter does not accept the folder;
                     a rerun of the Job completes and the waiter passes
 
-Every container started here is removed at the end, failed scenarios included.
+Every container started here is removed at the end, failed scenarios included, and so are the
+untagged images its rebuilds replaced (on vfs each costs its full size).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def run(report: Report) -> None:
         left = containers.remove_all()
         if left:
             print(f"e2e: {SUITE}: removed {len(left)} leftover containers", flush=True)
+        facts["pruned_images"] = docker_engine.prune_replaced_images()
 
 
 def _scenarios(report: Report, builds: list[str], serving: list) -> None:

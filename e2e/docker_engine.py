@@ -163,6 +163,13 @@ def ensure_base_image() -> str:
     return tag
 
 
+def prune_replaced_images() -> str:
+    """Remove the untagged images built on our base: each run re-tags the same names, and on vfs every
+    image left behind costs its full size on disk. Tagged images (the layer cache) stay."""
+    lines = _run(["docker", "image", "prune", "--force", "--filter", f"label={BASE_LABEL}"]).stdout.strip().splitlines()
+    return lines[-1] if lines else ""  # "Total reclaimed space: ..."
+
+
 def build_images(build: str) -> dict[str, str]:
     """The three app images of `build`, engine and base ensured first: {app: "mlpipeline/<app>:<build>"}."""
     ensure_engine()
