@@ -181,8 +181,8 @@ def popularity_psi(theirs: dict, counts: dict[str, int], total: int) -> float:
 
 
 def champion_profile(folder: str | Path) -> tuple[dict, set[str], set[str]]:
-    """The champion's profile and the users and items it was trained on (its model's id lists);
-    the folder is verified by the champion comparison that runs beside this."""
+    """The champion's profile and the users and items it was trained on (its model's id lists),
+    from a folder the champion comparison verified."""
     model_dir = Path(folder) / MODEL_DIR
     try:
         doc = modelshare.read_json(model_dir / PROFILE)
@@ -273,17 +273,20 @@ def report(
     matrix: sparse.csr_matrix,
     user_ids: list[str],
     item_ids: list[str],
-    champion_folder,
-    champion_build: str | None,
+    paired: dict,
     thresholds: Thresholds,
 ) -> dict:
-    """model/drift.json: the comparison with the champion's data, or why it could not be made."""
+    """model/drift.json: the comparison with the champion's data, or why it could not be made.
+    ``paired`` is the champion comparison (metrics.json ``champion``): its folder is read only when
+    that comparison verified it (it names the champion's model_sha256)."""
     section = {
-        "champion": {"build": champion_build, "folder": str(champion_folder)},
+        "champion": {"build": paired.get("build"), "folder": str(paired.get("folder"))},
         "thresholds": {"warn": thresholds.warn, "fail": thresholds.fail},
     }
     try:
-        theirs, known_users, known_items = champion_profile(champion_folder)
+        if not paired.get("model_sha256"):
+            raise DriftError(f"the champion's folder cannot be used: {paired.get('error')}")
+        theirs, known_users, known_items = champion_profile(paired["folder"])
     except DriftError as exc:
         return {**section, "error": str(exc), "warnings": [f"data drift not measured: {exc}"], "failures": []}
     figures = compare(ours, theirs, matrix, user_ids, item_ids, known_users, known_items)

@@ -259,15 +259,7 @@ def _train(settings: config.Settings, staging: Path) -> dict:
     if settings.gate.champion_applies(settings.folder):
         paired = _compare_champion(settings, selection.models[selection.family], data, train_part, test)
         log("compare-champion", **paired, seconds=lap())
-        drifted = drift.report(
-            profile,
-            matrix,
-            data.user_ids,
-            data.item_ids,
-            settings.gate.champion_folder,
-            paired.get("build"),
-            settings.drift,
-        )
+        drifted = drift.report(profile, matrix, data.user_ids, data.item_ids, paired, settings.drift)
         log("drift", **drift.summary(drifted), seconds=lap())
     selection.models.clear()
 

@@ -210,3 +210,13 @@ def test_a_champion_without_a_profile_is_reported_not_failed(tmp_path, champion_
     report = modelshare.read_json(folder / "model" / "drift.json")
     assert "figures" not in report and "the champion has no data_profile.json" in report["error"]
     assert modelshare.read_json(folder / "metrics.json")["gate"]["notes"] == report["warnings"]
+
+
+def test_a_champion_folder_that_did_not_verify_is_not_read(tmp_path):
+    """Its profile would be as untrustworthy as its model: the report says why nothing was measured."""
+    data = read(sample.write(tmp_path / "data", 2_000, seed=1)[0].parent)
+    ours = drift.profile(data.matrix, data.user_ids, data.item_ids, data.report)
+    paired = {"folder": str(tmp_path / "share" / "1"), "error": "its folder does not verify: model/seen.npz"}
+    report = drift.report(ours, data.matrix, data.user_ids, data.item_ids, paired, default_thresholds())
+    assert "figures" not in report and report["failures"] == []
+    assert report["error"] == "the champion's folder cannot be used: its folder does not verify: model/seen.npz"
