@@ -232,25 +232,38 @@ Monitoring(
 )
 
 # --- outputs (docs/CONTRACTS.md, section 5) -------------------------------------------------------
-pulumi.export("releases", ledger.records)
-pulumi.export("liveBuilds", ledger.live_builds)
-pulumi.export("retiredBuilds", ledger.retired)
-pulumi.export(HISTORY_OUTPUT, ledger.history)
-pulumi.export(DEPLOYED_OUTPUT, list(plan.releases.deployed))
+# The ledger moves on only once every release is live (its Service exists after its Job completed
+# and its Deployment became Available): when an update fails (a training refused, a rollout past its
+# deadline), the stack keeps the previous outputs, so the next update neither keeps the failed build
+# as live with the traffic nor retires a release that still serves (`make e2e`, scenario 7).
+releases_live = pulumi.Output.all(*(release.service.id for release in ledger.releases.values()))
+
+
+def once_live(value: object) -> pulumi.Output:
+    return pulumi.Output.all(releases_live, value).apply(lambda resolved: resolved[1])
+
+
+pulumi.export("releases", once_live(ledger.records))
+pulumi.export("liveBuilds", once_live(ledger.live_builds))
+pulumi.export("retiredBuilds", once_live(ledger.retired))
+pulumi.export(HISTORY_OUTPUT, once_live(ledger.history))
+pulumi.export(DEPLOYED_OUTPUT, once_live(list(plan.releases.deployed)))
 pulumi.export(
     TRAFFIC_OUTPUT,
-    {
-        "router": settings.router,
-        # explicit: the split stays until traffic is set again; auto: the newest takes 100
-        "mode": plan.traffic.mode,
-        "canaryPercent": settings.canary_percent,
-        "weights": router.weights,
-        "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
-        "shadow": None
-        if plan.traffic.shadow is None
-        else {"build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
-        "stableService": router.service_name,
-    },
+    once_live(
+        {
+            "router": settings.router,
+            # explicit: the split stays until traffic is set again; auto: the newest takes 100
+            "mode": plan.traffic.mode,
+            "canaryPercent": settings.canary_percent,
+            "weights": router.weights,
+            "champion": router.champion,  # the next update's "previous champion": retention keeps it warm
+            "shadow": None
+            if plan.traffic.shadow is None
+            else {"build": plan.traffic.shadow.build, "percent": plan.traffic.shadow.percent},
+            "stableService": router.service_name,
+        }
+    ),
 )
 pulumi.export("addresses", {build: release.address for build, release in ledger.releases.items()})
 pulumi.export("namespace", settings.namespace)

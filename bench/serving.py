@@ -202,6 +202,8 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # the scorer's probe listener too on a free port, never the default another run may hold
+    env = {"PROBE_PORT": str(free_port()), **env}
     return subprocess.Popen(
         command,
         cwd=REPO,

@@ -161,7 +161,8 @@ def main() -> str:
             starts["imports"].append(cold_start([python, "-c", "import uvicorn, scorer.routes"], _env(), None))
             for key, folder, build, workers in releases:
                 port = free_port()
-                env = _env(MODELFOLDER=str(folder), BUILD_NUMBER=build, PORT=str(port), WORKERS=workers)
+                env = _env(MODELFOLDER=str(folder), BUILD_NUMBER=build, PORT=str(port), WORKERS=workers,
+                           PROBE_PORT=str(free_port()))
                 starts[key].append(
                     cold_start([python, "-m", "scorer"], env, f"http://127.0.0.1:{port}/readyz")
                 )

@@ -10,7 +10,7 @@ reach an existing release (above all, never re-train one by replacing its Job).
     Job        train-<dns>   python -m trainer, model share read-write, writes MODELFOLDER
     Deployment score-<dns>   init container python -m waiter (holds the pod until the model is
                              complete, verified and above the gate), container python -m scorer
-    Service    score-<dns>   port 80 -> 8080, the release's own address
+    Service    score-<dns>   port 80 -> 8080, the release's own address (the probes: 8081)
 
 Commands, env, probes and mounts are explicit: `make demo` plays these objects as processes.
 """
@@ -30,6 +30,9 @@ SCHEMA = 1  # version of the record layout; bump with a reader for the old one
 MODEL_MOUNT = "/mnt/models"
 TMP_MOUNT = "/tmp"
 PORT = 8080
+# The kubelet's probes go to a port of their own, answered apart from the requests (apps/scorer
+# README); NetworkPolicy does not apply to the node's own traffic to its pods, so none opens it.
+PROBE_PORT = 8081
 SERVICE_PORT = 80
 # How a Prometheus that discovers pods by annotation scrapes the scorer (config monitoring).
 SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
@@ -363,17 +366,20 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
             }
         ),
     )
-    scorer = app("scorer", _env({**common, "PORT": str(PORT)}))
-    scorer["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    scorer = app("scorer", _env({**common, "PORT": str(PORT), "PROBE_PORT": str(PROBE_PORT)}))
+    scorer["ports"] = [
+        {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+        {"name": "probes", "containerPort": PROBE_PORT, "protocol": "TCP"},
+    ]
     scorer["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     scorer["readinessProbe"] = {
-        "httpGet": {"path": "/readyz", "port": PORT},
+        "httpGet": {"path": "/readyz", "port": "probes"},
         "periodSeconds": 5,
         "timeoutSeconds": 2,
         "failureThreshold": 3,
     }
     scorer["livenessProbe"] = {
-        "httpGet": {"path": "/healthz", "port": PORT},
+        "httpGet": {"path": "/healthz", "port": "probes"},
         "initialDelaySeconds": 10,
         "periodSeconds": 10,
         "timeoutSeconds": 2,

@@ -1,12 +1,14 @@
 """A throwaway Kubernetes cluster on 127.0.0.1 for the engine suite: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and a kwok node, from the e2e toolchain's bin/.
+kube-controller-manager, kube-scheduler and one node, from the e2e toolchain's bin/.
 
 Certificates (openssl) and the admin kubeconfig are generated under .e2e/cluster/, every process
 logs to .e2e/cluster/logs/, every wait is bounded, and `stop()` (or leaving the `with` block)
-ends what `start()` started, whatever happened in between. The node is simulated (kwok): the
+ends what `start()` started, whatever happened in between. The node is either real (an
+e2e.node.Node: containerd and a kubelet running the pods) or, without one, simulated by kwok: the
 scheduler places pods on it, pods become Ready and a Job's pods complete without running anything.
-A default StorageClass with static PersistentVolumes lets claims bind as they would on a laptop
-cluster, and the Gateway API CRDs from the toolchain are applied so the gateway router is real.
+A default StorageClass with static hostPath PersistentVolumes (folders any UID may write, as the
+pods run as UID 10001) lets claims bind as they would on a laptop cluster, and the Gateway API CRDs
+from the toolchain are applied so the gateway router is real.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import yaml
+
+if TYPE_CHECKING:
+    from e2e.node import Node  # which imports spawn and terminate from here
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "cluster"
@@ -39,6 +46,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    """A process in a session of its own (so that it ends with its children), logging to `log_path`."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=cwd)
+
+
+def terminate(processes: list[subprocess.Popen], grace: float = 10) -> None:
+    """SIGTERM to each process group, then SIGKILL to those still running after `grace` seconds."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=grace)
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
@@ -49,11 +76,13 @@ class ClusterError(RuntimeError):
 
 class Cluster:
     def __init__(self, bin_dir: Path, crds: Path | None = None, stages: Path | None = None,
-                 home: Path = HOME):
+                 home: Path = HOME, node: Node | None = None):
         self.bin = Path(bin_dir)
         self.crds = crds
         self.stages = stages
         self.home = home
+        self.node = node  # None: a kwok node
+        self.node_name = node.name if node else NODE
         self.kubeconfig = home / "admin.kubeconfig"
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.server = ""
@@ -98,7 +127,10 @@ class Cluster:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     "--service-cluster-ip-range=10.96.0.0/16",
                     "--authorization-mode=RBAC", "--endpoint-reconciler-type=none",
-                    "--allow-privileged=true", "--profiling=false", f"--cert-dir={pki}")
+                    "--allow-privileged=true", "--profiling=false", f"--cert-dir={pki}",
+                    # pod logs from a real node: at its address (it has no DNS name), as the admin
+                    "--kubelet-preferred-address-types=InternalIP",
+                    f"--kubelet-client-certificate={pki / 'admin.crt'}", f"--kubelet-client-key={pki / 'admin.key'}")
         self._wait("kube-apiserver /readyz", lambda: self._get_raw("/readyz") == "ok", deadline)
         common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
         self._spawn("kube-controller-manager", *common, f"--secure-port={_free_port()}",
@@ -106,14 +138,18 @@ class Cluster:
                     f"--cluster-signing-cert-file={pki / 'ca.crt'}",
                     f"--cluster-signing-key-file={pki / 'ca.key'}", "--controllers=*")
         self._spawn("kube-scheduler", *common, f"--secure-port={_free_port()}")
-        kwok = [f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
-                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{_free_port()}", "--cidr=10.244.0.0/16"]
-        if self.stages is not None:
-            kwok.append(f"--config={self.stages}")
-        self._spawn("kwok", *kwok)
-        self._node_and_storage()
-        self._wait(f"node {NODE} Ready", self._node_ready, deadline)
+        if self.node is not None:
+            self.node.start(self.kubeconfig, pki / "ca.crt", deadline)
+        else:
+            kwok = [f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{_free_port()}", "--cidr=10.244.0.0/16"]
+            if self.stages is not None:
+                kwok.append(f"--config={self.stages}")
+            self._spawn("kwok", *kwok)
+            self._kwok_node()
+        self._storage()
+        self._wait(f"node {self.node_name} Ready", self._node_ready, deadline)
         if self.crds is not None:
             for crd in sorted(Path(self.crds).glob("*.yaml")):
                 for document in yaml.safe_load_all(crd.read_text()):
@@ -124,16 +160,11 @@ class Cluster:
             "/api/v1/namespaces/default/serviceaccounts/default") is not None, deadline)
 
     def stop(self, grace: float = 10) -> None:
-        """End every process this cluster started (newest first): SIGTERM, then SIGKILL after `grace`."""
-        for name, process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for name, process in reversed(self.processes):
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=grace)
+        """End the node, then every process this cluster started (newest first): SIGTERM, then
+        SIGKILL after `grace`."""
+        if self.node is not None:
+            self.node.stop(grace)
+        terminate([process for _name, process in reversed(self.processes)], grace)
         self.processes.clear()
 
     # --- the API ---------------------------------------------------------------------------
@@ -199,10 +230,7 @@ class Cluster:
 
     # --- setup -----------------------------------------------------------------------------
     def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.home / "logs" / f"{name}.log", "w")
-        process = subprocess.Popen([str(self.bin / name), *args], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home)
-        log.close()
+        process = spawn([str(self.bin / name), *args], self.home / "logs" / f"{name}.log", cwd=self.home)
         self.processes.append((name, process))
 
     def _wait(self, what: str, ready, deadline: float) -> None:
@@ -211,6 +239,8 @@ class Cluster:
                 if process.poll() is not None:
                     tail = (self.home / "logs" / f"{name}.log").read_text()[-2000:]
                     raise ClusterError(f"{name} exited ({process.returncode}) while waiting for {what}:\n{tail}")
+            if self.node is not None:
+                self.node.check_alive(what)
             try:
                 if ready():
                     return
@@ -250,13 +280,15 @@ class Cluster:
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
         }))
 
-    def _node_and_storage(self) -> None:
+    def _kwok_node(self) -> None:
         self.apply({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
         })
+
+    def _storage(self) -> None:
         self.apply({
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": {"name": STORAGE_CLASS,
@@ -265,16 +297,19 @@ class Cluster:
             "reclaimPolicy": "Retain",
         })
         for number in range(VOLUMES):
+            folder = self.home / "volumes" / str(number)
+            folder.mkdir(parents=True)
+            folder.chmod(0o777)  # hostPath takes no fsGroup: the pods' UID must be able to write
             self.apply({
                 "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"e2e-volume-{number}"},
                 "spec": {"capacity": {"storage": f"{VOLUME_GIB}Gi"}, "storageClassName": STORAGE_CLASS,
                          "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
                          "persistentVolumeReclaimPolicy": "Retain",
-                         "hostPath": {"path": str(self.home / "volumes" / str(number))}},
+                         "hostPath": {"path": str(folder)}},
             })
 
     def _node_ready(self) -> bool:
-        node = self.get(f"/api/v1/nodes/{NODE}") or {}
+        node = self.get(f"/api/v1/nodes/{self.node_name}") or {}
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in node.get("status", {}).get("conditions", []))
 

@@ -1,7 +1,10 @@
 """The `engine` suite: the real Pulumi engine runs the program against a real Kubernetes API server.
 
 The toolchain (e2e/toolchain) gives `pulumi`, the Python language host, the Kubernetes provider and
-the control plane; e2e/cluster.py starts a cluster on 127.0.0.1 with a kwok node. The stacks live in
+the control plane; e2e/cluster.py starts a cluster on 127.0.0.1 whose node is a real kubelet
+(e2e/node.py: containerd runs the pods, so the Job trains on CSVs written to the data claim, the
+waiter gates and the scorer serves) or, where a kubelet cannot run, kwok (the report's
+`cluster.node` says which, and why not the kubelet). The stacks live in
 a throwaway project folder, .e2e/engine/project, whose Pulumi.yaml is the repo's with the program at
 the repo root and the virtualenv at the repo's .venv, on a file backend (.e2e/engine/state) with a
 passphrase secrets provider. Plugins are never downloaded. Each scenario asserts what the engine and
@@ -16,15 +19,24 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from components import model_store
-from e2e import toolchain
+from components.images import prebuilt_refs
+from e2e import docker_engine, toolchain
 from e2e.cluster import Cluster
+from e2e.containers import FAST, ROWS
+from e2e.node import Node, unavailable
 from e2e.report import Report
+from local import demo
+from trainer import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "engine"
@@ -38,7 +50,7 @@ STACK_CONFIG = {
     "mlpipeline:cloud": "local",
     "mlpipeline:namespace": NAMESPACE,
     "mlpipeline:keepReleases": "3",
-    "mlpipeline:images": "prebuilt",  # no docker provider: the suite needs no image, kwok runs none
+    "mlpipeline:images": "prebuilt",  # no docker provider: the harness loads the images into the node
     "mlpipeline:dataSource": "volume",
     "mlpipeline:dataClaim": "csv-data",
     "mlpipeline:modelShareGiB": "5",
@@ -48,7 +60,11 @@ STACK_CONFIG = {
     "mlpipeline:gitSha": "e2e",
     "mlpipeline:trainTimeoutMinutes": "5",
     "mlpipeline:rolloutTimeoutMinutes": "3",
+    "mlpipeline:trainerEnv": FAST["trainerEnv"],  # a small tuning budget: the real node trains on 2 cores
 }
+# Every build a scenario deploys: their images (mlpipeline/<app>:<build>) go into the real node.
+BUILDS = ("1", "2", "3")
+FAILED_BUILD = "7"  # scenario 7's build, trained on bad CSVs
 
 
 MODEL_CLAIM = model_store.CLAIM
@@ -251,6 +267,65 @@ def of_release(name: str, dns_build: str) -> bool:
             or name == f"guards-{dns_build}" or name.startswith(f"guards-{dns_build}-"))
 
 
+# --- what the real node runs ------------------------------------------------------------------
+
+def claim_folder(cluster: Cluster, claim: str, timeout: float = 60) -> Path:
+    """The host folder behind a bound claim (the cluster's volumes are hostPath)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{claim}") or {}
+        if body.get("status", {}).get("phase") == "Bound":
+            volume = cluster.get(f"/api/v1/persistentvolumes/{body['spec']['volumeName']}")
+            return Path(volume["spec"]["hostPath"]["path"])
+        if time.monotonic() > deadline:
+            raise EngineError(f"claim {claim} is not Bound after {timeout:.0f} s: {body.get('status')}")
+        time.sleep(0.5)
+
+
+def write_bad_csv(good: Path, folder: Path) -> int:
+    """An ETL drop gone wrong: the good interactions with every third row's separator changed, so
+    a third of the rows are malformed (above TRAIN_MAX_REJECTED_SHARE). Returns the rows written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header, *rows = next(iter(sorted(good.glob("*.csv")))).read_text().splitlines()
+    rows = rows[:6000]
+    broken = [row.replace(",", ";") if number % 3 == 0 else row for number, row in enumerate(rows)]
+    (folder / "interactions.csv").write_text("\n".join([header, *broken]) + "\n")
+    return len(rows)
+
+
+def job_seconds(cluster: Cluster, record: dict) -> float | None:
+    """How long a release's Job ran, from its status (start to completion)."""
+    status = (cluster.get(objects_of(record)["job"][0]) or {}).get("status", {})
+    if not status.get("completionTime"):
+        return None
+    start, end = (datetime.fromisoformat(status[key]) for key in ("startTime", "completionTime"))
+    return (end - start).total_seconds()
+
+
+def serves(cluster: Cluster, record: dict, user: str) -> dict:
+    """Ask every Ready scorer pod of a release for recommendations, at its pod address: each must
+    answer for the release's build."""
+    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
+    listing = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}
+    answers = {}
+    for pod in listing.get("items", []):
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") != "True":
+            continue
+        url = f"http://{pod['status']['podIP']}:{record['service']['targetPort']}/recommendations/{user}?k=3"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                body = json.loads(reply.read())
+                answers[pod["metadata"]["name"]] = {"build": reply.headers.get("X-Model-Build"),
+                                                    "items": len(body.get("items", []))}
+        except (urllib.error.URLError, OSError) as error:
+            answers[pod["metadata"]["name"]] = {"error": str(error)}
+    if not answers or any(a.get("build") != record["build"] or not a.get("items") for a in answers.values()):
+        raise EngineError(f"build {record['build']} does not serve from every Ready pod: "
+                          f"{answers or 'no Ready pod'}")
+    return answers
+
+
 # --- the suite --------------------------------------------------------------------------------
 
 def run(report: Report) -> None:
@@ -262,20 +337,50 @@ def run(report: Report) -> None:
 
 
 def run_on_cluster(report: Report) -> None:
-    """Scenarios 1 to 6 and 8 on a 127.0.0.1 cluster with a kwok node."""
+    """Scenarios 1 to 8 on a 127.0.0.1 cluster with a real node; 1 to 6 and 8 with kwok's."""
     folder = Path(report.facts["toolchain"]["cache"])
-    cluster = Cluster(folder / "bin", crds=folder / "crds" / "gateway-api", stages=folder / "kwok-stages.yaml")
+    started: list[Cluster] = []  # whichever cluster came up, stopped whatever happens
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend for this run's stacks
     try:
-        with report.scenario(SUITE, "cluster up"):
+        with report.scenario(SUITE, "cluster up") as details:
             began = time.monotonic()
-            cluster.start()
+            cluster, facts = start_cluster(folder, started)
             report.facts["cluster"] = {"server": cluster.server, "kubeconfig": str(cluster.kubeconfig),
-                                       "start_seconds": round(time.monotonic() - began, 2), "node": "kwok"}
+                                       "start_seconds": round(time.monotonic() - began, 2), **facts}
+            details.update(facts)
         if "cluster" in report.facts:
-            Scenarios(report, cluster, Pulumi(folder / "bin", cluster.kubeconfig)).run()
+            Scenarios(report, started[-1], Pulumi(folder / "bin", started[-1].kubeconfig)).run()
     finally:
-        cluster.stop()
+        for cluster in started:
+            cluster.stop()
+
+
+def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
+    """A cluster whose node is a kubelet with the suite's images, or kwok's where the kubelet cannot
+    run or start here; the facts say which node and why not the kubelet."""
+    def cluster(node: Node | None) -> Cluster:
+        started.append(Cluster(folder / "bin", crds=folder / "crds" / "gateway-api",
+                               stages=folder / "kwok-stages.yaml", node=node))
+        return started[-1]
+
+    reason = unavailable(folder / "bin")
+    if reason is None:
+        real = cluster(Node(folder / "bin"))
+        try:
+            began = time.monotonic()
+            real.start()
+            facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}
+            # One build of the images serves every build id: the tag is the only stamp (local.containers)
+            built = docker_engine.build_images(BUILDS[0])
+            facts["images"] = real.node.load_images({
+                name: built[app] for build in (*BUILDS, FAILED_BUILD) for app, name in prebuilt_refs(build).items()})
+            return real, facts
+        except Exception as error:  # noqa: BLE001 - reported, and the suite runs on kwok instead
+            reason = f"the kubelet node did not come up: {type(error).__name__}: {str(error)[-1500:]}"
+            real.stop()
+    kwok = cluster(None)
+    kwok.start()
+    return kwok, {"node": "kwok", "kubelet_not_run": reason}
 
 
 class Scenarios:
@@ -298,6 +403,10 @@ class Scenarios:
             self.retire_and_redeploy()
             self.promoting_stack()
         self.bad_config()
+        if passed and self.cluster.node is not None:
+            self.failed_training()
+        elif self.cluster.node is None:
+            self.figures["scenario 7"] = "not run: kwok's Job pods complete without running the trainer"
         self.destroy()
         self.figures["pulumi_runs"] = self.pulumi.runs
 
@@ -309,6 +418,8 @@ class Scenarios:
             "metadata": {"name": "csv-data", "namespace": NAMESPACE},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         })
+        self.data = claim_folder(self.cluster, "csv-data")
+        sample.write(self.data, ROWS)  # the demo's interactions: the real node trains on them
 
     def first_release(self) -> bool:
         with self.scenario("1 preview, then up build=1") as details:
@@ -321,6 +432,7 @@ class Scenarios:
             self.pulumi.up("mlpipeline:build=1")
             details["up_seconds"] = self.pulumi.seconds()
             releases = self.pulumi.outputs()["releases"]
+            details["job_seconds"] = job_seconds(self.cluster, releases["1"])
             if list(releases) != ["1"]:
                 raise EngineError(f"stack output releases holds {list(releases)}, expected ['1']")
             details["objects"] = assert_release_live(self.cluster, releases["1"])
@@ -471,6 +583,57 @@ class Scenarios:
                     raise EngineError(f"objects changed although the config was refused: {changed}")
                 # `up --config` wrote the refused value into the stack's config file: take it out
                 self.pulumi("config", "rm", config.split("=")[0])
+
+    def failed_training(self) -> None:
+        """Scenario 7 (real node only): the trainer refuses bad CSVs, the Job fails, `pulumi up` stops
+        there with the trainer's reason; the live releases' objects are untouched and they serve, and
+        the stack's outputs (the ledger the next update reads) are still those of the last good one."""
+        previous = None
+        with self.scenario("7 a failed training (bad CSV) fails up at the Job with the trainer's reason; "
+                           "the old releases keep serving, the ledger stays") as details:
+            outputs = self.pulumi.outputs()
+            live = outputs["releases"]
+            before = {build: versions_of(self.cluster, record) for build, record in live.items()}
+            details["trained_seconds"] = {build: job_seconds(self.cluster, r) for build, r in live.items()}
+            details["bad_rows"] = write_bad_csv(self.data, self.data / "bad")
+            previous = self.pulumi("config", "get", "mlpipeline:build").stdout.strip()
+            done = self.pulumi.up(f"mlpipeline:build={FAILED_BUILD}", "mlpipeline:csvFolder=bad", check=False)
+            output = done.stdout + done.stderr
+            details["exit"], details["up_seconds"] = done.returncode, self.pulumi.seconds()
+            expected = ("the data cannot make a trustworthy model", "are broken", "TRAIN_MAX_REJECTED_SHARE")
+            details["reason"] = next((line.strip() for line in output.splitlines() if expected[0] in line), None)
+            job = self.cluster.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/train-{FAILED_BUILD}") or {}
+            conditions = job.get("status", {}).get("conditions", [])
+            details["job_conditions"] = {c["type"]: c.get("reason") for c in conditions}
+            if done.returncode == 0:
+                raise EngineError(f"`pulumi up` of build {FAILED_BUILD} on bad CSVs succeeded")
+            if details["reason"] is None or not all(part in output for part in expected):
+                raise EngineError(f"the failure does not give the trainer's reason {expected}:\n"
+                                  f"{output[-4000:]}")
+            if details["job_conditions"].get("Failed") is None:
+                raise EngineError(f"Job train-{FAILED_BUILD} has not failed: {job.get('status')}")
+            if self.cluster.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/score-{FAILED_BUILD}"):
+                raise EngineError(f"the update went past the failed Job: Deployment score-{FAILED_BUILD} exists")
+            after = {build: versions_of(self.cluster, record) for build, record in live.items()}
+            if after != before:
+                raise EngineError(f"the failed update changed the live releases' objects: {before} -> "
+                                  f"{after}")
+            user = demo.sample_users(self.data, 1)[0]
+            details["serving"] = {build: serves(self.cluster, record, user) for build, record in live.items()}
+            for record in live.values():
+                assert_release_live(self.cluster, record)
+            moved = {key: {"before": outputs.get(key), "after": value}
+                     for key, value in self.pulumi.outputs().items() if outputs.get(key) != value}
+            details["outputs_changed"] = sorted(moved)
+            if moved:
+                raise EngineError(f"the failed update moved the stack's outputs on, so the next update "
+                                  f"would read a ledger with build {FAILED_BUILD} live: "
+                                  f"{json.dumps(moved)[:3000]}")
+        # the stack's config as before, whatever happened: the live build and the data folder
+        shutil.rmtree(self.data / "bad", ignore_errors=True)
+        self.pulumi("config", "rm", "mlpipeline:csvFolder", check=False)
+        if previous:
+            self.pulumi("config", "set", "mlpipeline:build", previous)
 
     def destroy(self) -> None:
         with self.scenario("8 destroy leaves nothing behind") as details:

@@ -212,7 +212,8 @@ def start(process: Process, stdout=None) -> subprocess.Popen:
 
 
 def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0) -> str:
-    """Poll the container's own readiness probe (httpGet) until it answers 2xx; return its base URL."""
+    """Poll the container's own readiness probe (httpGet) until it answers 2xx; return the base URL
+    of the container's first port, where it serves (the probe may have a port of its own)."""
     probe = process.probes.get("readinessProbe", {}).get("httpGet")
     if not probe:
         raise PlayError(f"container {process.name} has no httpGet readiness probe to wait on")
@@ -222,15 +223,16 @@ def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0)
             raise PlayError(f"container {process.name}: probe port {port!r} names no port of the container")
         port = process.named_ports[port]
     port = int(port)
-    base = f"http://127.0.0.1:{process.ports.get(port, port)}"
+    serving = next(iter(process.ports), port)
+    probe_url = f"http://127.0.0.1:{process.ports.get(port, port)}" + probe.get("path", "/")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen.poll() is not None:
             raise PlayError(f"container {process.name} exited with code {popen.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(base + probe.get("path", "/"), timeout=2) as answer:
+            with urllib.request.urlopen(probe_url, timeout=2) as answer:
                 if 200 <= answer.status < 400:
-                    return base
+                    return f"http://127.0.0.1:{process.ports.get(serving, serving)}"
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.1)

@@ -16,7 +16,7 @@ DOCUMENTS = sorted(
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Names an app reads through a call: env_str("PORT"), os.environ.get("GIT_SHA"), _ratio("GATE_MIN_NDCG").
 READ_CALL = re.compile(r"\w+\(\s*\"([A-Z][A-Z0-9_]+)\"")
-INTERNAL = {"PROMETHEUS_MULTIPROC_DIR"}  # the scorer sets it for its own worker processes
+INTERNAL = {"PROMETHEUS_MULTIPROC_DIR", "SCORER_HEARTBEATS"}  # the scorer sets them for its own worker processes
 
 
 def anchors(markdown: str) -> set[str]:

@@ -1,5 +1,5 @@
 """The e2e toolchain: the Pulumi CLI, its Python language host, the Kubernetes provider, etcd, the
-Kubernetes control plane and kwok, built from Go modules at the versions pinned in versions.env.
+Kubernetes control plane, the kubelet and kwok, built from Go modules at the versions pinned in versions.env.
 
 Nothing is downloaded but Go modules. The build is cached outside the clone, in
 /var/cache/mlpipeline/toolchain/<key> (MLPIPELINE_TOOLCHAIN_CACHE overrides the root), the key a
@@ -87,6 +87,7 @@ def _steps(pins: dict[str, str]) -> list[Step]:
         Step("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager",
              kube_flags),
         Step("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
+        Step("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kube_flags),
         Step("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok",
              [f"-X sigs.k8s.io/kwok/pkg/consts.Version={pins['KWOK'].lstrip('v')}"]),
     ]

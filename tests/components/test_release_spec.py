@@ -3,7 +3,7 @@ probes, restricted pods, per-release names and address."""
 
 import pytest
 
-from components.release_spec import MODEL_MOUNT, PORT
+from components.release_spec import MODEL_MOUNT, PORT, PROBE_PORT
 from local.render import render
 
 
@@ -63,8 +63,12 @@ def test_scorer_listens_on_8080_behind_a_per_release_service_on_80(dotted, dev):
     _, deployment, service = dotted
     scorer = deployment["spec"]["template"]["spec"]["containers"][0]
     assert env(scorer)["PORT"] == str(PORT) and scorer["ports"][0]["containerPort"] == PORT
-    assert scorer["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": PORT}
-    assert scorer["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": PORT}
+    # the kubelet probes a port of its own, where no request queues ahead of a probe
+    assert env(scorer)["PROBE_PORT"] == str(PROBE_PORT) != str(PORT)
+    assert {"name": "probes", "containerPort": PROBE_PORT, "protocol": "TCP"} in scorer["ports"]
+    assert scorer["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert scorer["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert scorer["readinessProbe"]["timeoutSeconds"] == scorer["livenessProbe"]["timeoutSeconds"] == 2
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -75,6 +75,28 @@ def test_a_served_container_is_ready_by_its_own_probe_on_a_mapped_port(tmp_path)
             stop(popen)
 
 
+def test_a_probe_on_a_port_of_its_own_is_polled_there_and_the_serving_port_returned(tmp_path):
+    two_servers = (
+        "import sys, threading, http.server as h\n"
+        "for port in sys.argv[1:]:\n"
+        "    s = h.HTTPServer(('127.0.0.1', int(port)), h.SimpleHTTPRequestHandler)\n"
+        "    threading.Thread(target=s.serve_forever).start()\n"
+    )
+    container = {
+        "name": "web",
+        "command": ["python", "-c", two_servers, "8080", "8081"],
+        "ports": [{"name": "http", "containerPort": 8080}, {"name": "probes", "containerPort": 8081}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": "probes"}},
+    }
+    pod = Pod.of(job(container, []), tmp_path)
+    process = prepare(pod, container)
+    popen = start(process, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_ready(process, popen, timeout=30) == f"http://127.0.0.1:{process.ports[8080]}"
+    finally:
+        stop(popen)
+
+
 class socketserver_on:
     def __init__(self, port):
         import socket

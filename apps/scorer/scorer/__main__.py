@@ -1,4 +1,5 @@
-"""`python -m scorer`: check the environment, then serve with uvicorn (WORKERS processes).
+"""`python -m scorer`: check the environment, fork the prober (scorer.probes: the kubelet's probes
+on PROBE_PORT, in a process of their own), then serve on PORT with uvicorn (WORKERS processes).
 
 SIGTERM (Kubernetes stopping the pod) is uvicorn's graceful shutdown: stop accepting, finish the
 requests in flight (each bounded by REQUEST_TIMEOUT_SECONDS to arrive), close idle keep-alive
@@ -14,6 +15,7 @@ import sys
 import tempfile
 
 import modelshare
+from scorer.probes import HEARTBEATS_ENV, ProbeServer
 from scorer.settings import current
 
 
@@ -23,6 +25,14 @@ def main() -> int:
     except modelshare.ConfigError as exc:
         modelshare.log_event("scorer", "config-error", error=str(exc))
         return 2
+    try:
+        probes = ProbeServer(settings)
+    except OSError as exc:
+        error = f"cannot listen on PROBE_PORT {settings.probe_port}: {exc}"
+        modelshare.log_event("scorer", "config-error", error=error)
+        return 2
+    os.environ[HEARTBEATS_ENV] = probes.directory  # the workers (spawned processes too) beat there
+    probes.fork()  # now, while this process is small and has one thread
     # One BLAS thread per process: a request's product is small, and BLAS threads fighting over
     # the cores with the event loop and the other workers cut throughput several-fold (measured).
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -43,6 +53,7 @@ def main() -> int:
         build=settings.build,
         modelfolder=settings.modelfolder,
         port=settings.port,
+        probe_port=settings.probe_port,
         workers=settings.workers,
     )
     # uvicorn raises the stop signal again once it has shut down gracefully, for its default
@@ -65,6 +76,7 @@ def main() -> int:
             server_header=False,
         )
     finally:
+        probes.close()
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

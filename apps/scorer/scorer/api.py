@@ -11,12 +11,14 @@ spends most of a request in its own machinery, not in numpy. The front also answ
 `X-Request-ID`; uvicorn adds `X-Model-Build` to every response
 (`python -m scorer` passes it as a default header, so the server's own refusals carry it too).
 
-The event loop answers the probes, so nothing may hold it long: a batch whose answer holds more
-than `INLINE_ITEMS` items is scored in this process's one scoring thread (one at a time: a
-1,000 users x k=1,000 batch takes about a second and builds a million-item answer), while small
-requests stay on the loop, where they are fastest. A worker that starts (or is restarted by
-uvicorn) makes requests wait for its model while it loads rather than answer 503 "starting": its
-siblings may already have told the probes the pod is ready.
+The pod's probes go to the listener of scorer.probes on their own port, which reads a heartbeat
+this app's event loop writes; this front still answers /healthz and /readyz on the serving port,
+for this worker alone. Nothing may hold the loop long, or requests wait and the heartbeat stops:
+a batch whose answer holds more than `INLINE_ITEMS` items is scored in this process's one
+scoring thread (one at a time: a 1,000 users x k=1,000 batch takes about a second and builds a
+million-item answer), while small requests stay on the loop, where they are fastest. A worker
+that starts (or is restarted by uvicorn) makes requests wait for its model while it loads rather
+than answer 503 "starting"; the probe port's /readyz says 503 until every worker has its model.
 
 FastAPI is imported after the model is loaded, in the loader thread: its import takes longer
 than verifying and loading a MovieLens 1M model, and readiness need not wait for it (measured in
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,7 @@ from scorer import settings as settings_module
 from scorer.contract import ALIVE, DEFAULT_K, MAX_K, ROUTE_BATCH, ROUTE_ONE
 from scorer.model import Model, ModelError, Recommendation
 from scorer.predictionlog import REQUEST_ID, request_id
+from scorer.probes import HEARTBEATS_ENV, Heartbeat
 from scorer.settings import Settings
 from scorer.telemetry import UNMATCHED, Telemetry
 
@@ -58,8 +62,9 @@ LOAD_WAIT_SECONDS = 10.0  # how long a request waits for a model that is being l
 class ModelSlot:
     """Holds the model once it is verified and loaded; until then, the reason it is not."""
 
-    def __init__(self, settings: Settings, telemetry: Telemetry):
+    def __init__(self, settings: Settings, telemetry: Telemetry, on_change=lambda: None):
         self._settings, self._telemetry = settings, telemetry
+        self._on_change = on_change  # called (in the loader thread) when the model or the reason changes
         self.model: Model | None = None
         self.reason: str | None = "starting: the model is not loaded yet"
         # Set once the model is loaded, refused, or the folder is not complete yet: until then the
@@ -84,6 +89,7 @@ class ModelSlot:
             if reason != self.reason:
                 self.reason = reason
                 self.settled.set()
+                self._on_change()
                 modelshare.log_event(APP, "waiting", build=build, modelfolder=folder, state=state.value)
             time.sleep(RETRY_SECONDS)
         started = time.perf_counter()
@@ -95,6 +101,7 @@ class ModelSlot:
             return self._refuse(f"the model folder failed verification: {exc}")
         self.model, self.reason = model, None
         self.settled.set()
+        self._on_change()
         self._telemetry.model_loaded(model.sha256)
         modelshare.log_event(
             APP,
@@ -110,6 +117,7 @@ class ModelSlot:
     def _refuse(self, reason: str) -> None:
         self.reason = reason
         self.settled.set()
+        self._on_change()
         modelshare.log_event(APP, "not-serving", build=self._settings.build, reason=reason)
 
 
@@ -122,7 +130,12 @@ class Scorer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.telemetry = Telemetry(settings.build, settings.prediction_log_sample)
-        self.slot = ModelSlot(settings, self.telemetry)
+        # The heartbeat the probe listener of `python -m scorer` reads (scorer.probes); none when
+        # this app is served some other way.
+        directory = os.environ.get(HEARTBEATS_ENV)
+        beat_seconds = min(1.0, settings.liveness_stall_seconds / 4)
+        self.heartbeat = Heartbeat(directory, self.readiness, beat_seconds) if directory else None
+        self.slot = ModelSlot(settings, self.telemetry, self.heartbeat.write if self.heartbeat else _nothing)
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._api = None  # FastAPI, built by fastapi()
         self._api_lock = threading.Lock()
@@ -263,9 +276,13 @@ class Scorer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.heartbeat:
+                    self.heartbeat.start(asyncio.get_running_loop())
                 threading.Thread(target=self._start_up, name="model-loader", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.heartbeat:
+                    self.heartbeat.stop()
                 self._scoring.shutdown(wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -335,6 +352,10 @@ def _replay(body: bytes, receive):
         return pending.pop() if pending else await receive()
 
     return replay
+
+
+def _nothing() -> None:
+    pass
 
 
 def create_app() -> Scorer:

@@ -15,6 +15,8 @@ class Settings:
     build: str
     git_sha: str | None
     port: int
+    probe_port: int  # /healthz and /readyz for the kubelet, answered apart from the serving port
+    liveness_stall_seconds: float  # a worker whose event loop has not run for longer is not alive
     host: str
     workers: int
     max_batch_users: int
@@ -33,9 +35,12 @@ def from_env() -> Settings:
     modelfolder = env_str("MODELFOLDER")
     if not os.path.isabs(modelfolder):
         raise ConfigError(f"environment variable MODELFOLDER must be an absolute path, got {modelfolder!r}")
-    port = env_int("PORT", 8080, minimum=1)
-    if port > 65535:
-        raise ConfigError(f"environment variable PORT must be <= 65535, got {port}")
+    port, probe_port = env_int("PORT", 8080, minimum=1), env_int("PROBE_PORT", 8081, minimum=1)
+    for name, value in (("PORT", port), ("PROBE_PORT", probe_port)):
+        if value > 65535:
+            raise ConfigError(f"environment variable {name} must be <= 65535, got {value}")
+    if probe_port == port:
+        raise ConfigError(f"environment variable PROBE_PORT must differ from PORT ({port})")
     sample = env_float("PREDICTION_LOG_SAMPLE", 1.0, minimum=0.0)
     if sample > 1.0:
         raise ConfigError(f"environment variable PREDICTION_LOG_SAMPLE must be between 0 and 1, got {sample}")
@@ -47,6 +52,8 @@ def from_env() -> Settings:
         build=build,
         git_sha=os.environ.get("GIT_SHA", "").strip() or None,
         port=port,
+        probe_port=probe_port,
+        liveness_stall_seconds=env_float("LIVENESS_STALL_SECONDS", 10.0, minimum=0.1),
         host=env_str("HOST", "0.0.0.0"),
         workers=env_int("WORKERS", cpus.whole(), minimum=1),
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),

@@ -26,9 +26,10 @@ def free_port() -> int:
 
 class Scorer:
     def __init__(self, folder: Path, build: str, log: Path, **env: str):
-        self.port = free_port()
+        self.port, self.probe_port = free_port(), free_port()
         self.log = log
         self.url = f"http://127.0.0.1:{self.port}"
+        self.probe_url = f"http://127.0.0.1:{self.probe_port}"
         environment = {
             k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "WORKERS")
         }
@@ -36,6 +37,7 @@ class Scorer:
             MODELFOLDER=str(folder),
             BUILD_NUMBER=build,
             PORT=str(self.port),
+            PROBE_PORT=str(self.probe_port),
             HOST="127.0.0.1",
             GIT_SHA="feedbeef",
             **env,
@@ -50,14 +52,14 @@ class Scorer:
         )
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
-    def wait(self, path: str = "/readyz", status: int = 200, timeout: float = 30.0) -> httpx.Response:
+    def wait(self, path: str = "/readyz", status: int = 200, timeout: float = 30.0, base: str = "") -> httpx.Response:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"scorer exited with {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                last = self.client.get(path)
+                last = self.client.get(base + path)
                 if last.status_code == status:
                     return last
             except httpx.TransportError:
@@ -66,6 +68,10 @@ class Scorer:
         raise AssertionError(
             f"{path} did not answer {status} in {timeout} s (last: {last}):\n{self.log.read_text()}"
         )
+
+    def wait_probe(self, path: str = "/readyz", status: int = 200, timeout: float = 30.0) -> httpx.Response:
+        """wait(), on the probe port (PROBE_PORT), where the kubelet sends its probes."""
+        return self.wait(path, status, timeout, base=self.probe_url)
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(encoding="utf-8").splitlines()

@@ -341,6 +341,10 @@ def test_not_ready_until_the_folder_is_complete(tmp_path, start_scorer):
     waiting = scorer.wait("/readyz", status=503)
     assert "complete.txt" in waiting.json()["detail"] and waiting.headers["x-model-build"] == "42"
     assert scorer.client.get("/healthz").json() == {"status": "alive"}
+    # the kubelet's port says the same: alive, not ready, and why
+    probed = scorer.wait_probe("/readyz", status=503)
+    assert "complete.txt" in probed.json()["detail"] and probed.headers["x-model-build"] == "42"
+    assert scorer.client.get(scorer.probe_url + "/healthz").json() == {"status": "alive"}
     assert not any('"api-built"' in line for line in scorer.log_lines())  # the probes need no FastAPI
     assert scorer.client.get("/recommendations/u1").status_code == 503  # FastAPI's answer, built for it
     assert sum('"api-built"' in line for line in scorer.log_lines()) == 1
@@ -348,6 +352,7 @@ def test_not_ready_until_the_folder_is_complete(tmp_path, start_scorer):
     assert scorer.client.get("/version").status_code == 503
     modelshare.mark_complete(model.path, "42")
     scorer.wait("/readyz", status=200, timeout=10)
+    assert scorer.wait_probe("/readyz", timeout=10).json() == {"status": "ready", "build": "42"}
     assert scorer.client.get("/recommendations/u1").json()["build"] == "42"
 
 
@@ -393,5 +398,11 @@ def test_never_ready_on_a_bad_folder(tmp_path, start_scorer, damage, reason):
             break
         time.sleep(0.05)
     assert readyz.status_code == 503 and reason in readyz.json()["detail"]
+    for _ in range(200):  # the kubelet's port says so too, once the worker's heartbeat has
+        probed = scorer.client.get(scorer.probe_url + "/readyz")
+        if reason in probed.text:
+            break
+        time.sleep(0.05)
+    assert probed.status_code == 503 and reason in probed.json()["detail"]
     assert scorer.client.get("/recommendations/u1").status_code == 503
     assert any('"not-serving"' in line and reason.split(":")[0] in line for line in scorer.log_lines())

@@ -43,8 +43,8 @@ def worker_pids(parent: int) -> list[int]:
     pids = [int(pid) for pid in out.stdout.split()]
     workers = []
     for pid in pids:
-        try:  # multiprocessing may add a resource tracker beside the workers it spawns
-            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        try:  # beside the workers uvicorn spawns: the prober, maybe a multiprocessing resource tracker
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 workers.append(pid)
         except FileNotFoundError:  # a killed worker gone since ps listed it
             pass
@@ -74,7 +74,14 @@ def test_a_restarted_worker_waits_for_its_model_instead_of_answering_503(tmp_pat
                 except httpx.TransportError as exc:
                     transport_errors.append(exc)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    probed: list[tuple[float, int]] = []  # the kubelet's view: the probe port's /readyz
+
+    def probe_readiness():
+        with httpx.Client(base_url=scorer.probe_url, timeout=PROBE_TIMEOUT) as client:
+            while not stop.wait(0.05):
+                probed.append((time.monotonic(), client.get("/readyz").status_code))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)] + [threading.Thread(target=probe_readiness)]
     for thread in threads:
         thread.start()
     first_kill = None
@@ -99,7 +106,10 @@ def test_a_restarted_worker_waits_for_its_model_instead_of_answering_503(tmp_pat
     assert sum(answered > first_kill for answered, _ in statuses) >= 4  # answered by the new workers
     assert set(codes) == {200}, {s: codes.count(s) for s in set(codes)}
     # a request a killed worker had already accepted dies with it: at most one per thread and kill
-    assert len(transport_errors) <= 2 * len(threads), transport_errors
+    assert len(transport_errors) <= 2 * 4, transport_errors
+    # while the new workers load their model the pod is not ready (no sibling says otherwise)...
+    assert any(at > first_kill and status == 503 for at, status in probed), probed
+    assert scorer.wait_probe("/readyz").json() == {"status": "ready", "build": "8"}  # ...then it is
 
 
 def test_sigterm_drains_requests_in_flight_then_exits_0(tmp_path, start_scorer):
