@@ -447,6 +447,19 @@ def _fail(folder: Path, reason: str) -> None:
         log("failed-marker-not-written", folder=str(folder), error=str(exc))
 
 
+def _training_failed(folder: Path, build: str, reason: str, **fields) -> int:
+    """Mark the folder failed for the waiter and end with the reason as the termination message."""
+    _fail(folder, reason)
+    return _finish(
+        TRAINING_FAILED,
+        f"training of build {build} failed: {reason}",
+        "failed",
+        build=build,
+        reason=reason,
+        **fields,
+    )
+
+
 def _finish(code: int, message: str, event: str, **fields) -> int:
     """Log the outcome and leave ``message`` as the termination message."""
     log(event, exit_code=code, **{"reason": message, **fields})
@@ -515,26 +528,10 @@ def main() -> int:
             reason=message,
         )
     except (DataError, sources.SourceError) as exc:
-        reason = redact(str(exc))
-        _fail(folder, reason)
-        return _finish(
-            TRAINING_FAILED,
-            f"training of build {build} failed: {reason}",
-            "failed",
-            build=build,
-            reason=reason,
-        )
+        return _training_failed(folder, build, redact(str(exc)))
     except Exception as exc:  # a bug or an exhausted machine: still tell the waiter why
         reason = redact(f"training failed unexpectedly: {type(exc).__name__}: {exc}")
-        _fail(folder, reason)
-        return _finish(
-            TRAINING_FAILED,
-            f"training of build {build} failed: {reason}",
-            "failed",
-            build=build,
-            reason=reason,
-            traceback=redact(traceback.format_exc()),
-        )
+        return _training_failed(folder, build, reason, traceback=redact(traceback.format_exc()))
     gate = "; ".join(metrics["gate"]["checks"]) or "no gate set"
     message = (
         f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
