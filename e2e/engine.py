@@ -80,14 +80,13 @@ class EngineError(AssertionError):
 class Pulumi:
     """`pulumi` in the e2e project folder, with the toolchain first on PATH."""
     bin: Path
-    kubeconfig: Path | None
+    kubeconfig: Path
     home: Path = HOME
-    folder: str = "project"  # the project folder under home
     runs: list[dict] = field(default_factory=list)
 
     @property
     def project(self) -> Path:
-        return self.home / self.folder
+        return self.home / "project"
 
     def env(self) -> dict[str, str]:
         return {
@@ -100,17 +99,15 @@ class Pulumi:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-            **({"KUBECONFIG": str(self.kubeconfig)} if self.kubeconfig else {}),
+            "KUBECONFIG": str(self.kubeconfig),
             "NO_COLOR": "1",
         }
 
     def prepare(self) -> None:
-        """The project folder: the repo's Pulumi.yaml pointed at the repo and its .venv."""
-        for folder in (self.folder, "state", "pulumi-home", "logs"):
-            if folder != self.folder and (self.home / folder).exists():
-                continue  # shared by every project of the run
-            shutil.rmtree(self.home / folder, ignore_errors=True)
-            (self.home / folder).mkdir(parents=True)
+        """The project folder: the repo's Pulumi.yaml pointed at the repo and its .venv (the file
+        backend, Pulumi's home and the logs beside it)."""
+        for folder in ("project", "state", "pulumi-home", "logs"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
         project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
         project["main"] = os.path.relpath(ROOT, self.project)
         project["runtime"]["options"]["virtualenv"] = os.path.relpath(ROOT / ".venv", self.project)
@@ -482,7 +479,6 @@ class Scenarios:
             details["split"] = weights
             if weights.get(services["1"]) != 90 or weights.get(services["2"]) != 10:
                 raise EngineError(f"route weights {weights}, expected 90/10 on {services}")
-            after_split = namespace_snapshot(self.cluster)
             self.pulumi.up('mlpipeline:traffic={"1": 100}')
             weights = route_weights(self.cluster)
             details["rollback"] = weights
@@ -494,7 +490,6 @@ class Scenarios:
             # The router, and the autoscalers that follow the traffic (pinned at minimum at 0 %).
             if any(not key.startswith(("httproutes/", "horizontalpodautoscalers/")) for key in changed):
                 raise EngineError(f"traffic changes touched more than the router and autoscalers: {changed}")
-            del after_split
 
     def retire_and_redeploy(self) -> None:
         with self.scenario("4 keepReleases=2 and build 3 retire build 1; build=1 re-declares it verbatim") as details:
