@@ -18,6 +18,7 @@ base image is built with debootstrap when missing: e2e.docker_engine).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -136,6 +137,8 @@ def start_once(runtime, volumes: Path, build: str) -> float:
 def main() -> str:
     docker_engine.ensure_engine()
     docker_engine.ensure_base_image()
+    driver = docker_engine.storage_driver()
+    load_before = os.getloadavg()[0]
     cold, warm, sizes = build_times()
 
     work = Path(tempfile.mkdtemp(prefix="bench-containers-"))
@@ -163,6 +166,8 @@ def main() -> str:
         containers.remove_all()
         shutil.rmtree(work, ignore_errors=True)
 
+    load_after = os.getloadavg()[0]
+
     def med(values):
         return statistics.median(values)
 
@@ -170,7 +175,7 @@ def main() -> str:
         "## Containers: images, and the apps in them against the same apps as processes",
         "",
         "`.venv/bin/python -m bench containers` (needs a Docker engine and root). Images built with the",
-        "legacy builder on the vfs storage driver (what `make e2e` sets up here); the Python base is the",
+        f"legacy builder on the {driver} storage driver (what `make e2e` starts here); the Python base is the",
         "e2e's debootstrap bookworm image (`e2e/docker_engine.py`), present before the cold builds.",
         "",
         "| image | cold build s (`--no-cache`) | warm build s (cached) | size MB |",
@@ -178,7 +183,8 @@ def main() -> str:
         *[f"| {app} | {cold[app]:.0f} | {warm[app]:.1f} | {sizes[app] / 1e6:.0f} |" for app in containers.APPS],
         "",
         f"Trainer, {ROWS:,} sample rows, fixed work ({', '.join(f'{k}={v}' for k, v in TRAINER_ENV.items())}), "
-        f"median of {TRAIN_RUNS} each, alternated:",
+        f"median of {TRAIN_RUNS} each, alternated (load average {load_before:.1f} when the bench started, "
+        f"{load_after:.1f} when it ended):",
         "",
         "| trainer run | wall seconds | ratio | the trainer's own seconds | ratio | empty run seconds |",
         "|---|---:|---:|---:|---:|---:|",
@@ -191,13 +197,13 @@ def main() -> str:
         "Wall: from `docker create` (or the process's start) to the container removed. The trainer's own",
         "seconds: its `complete` log line, from reading the data to the published folder (same threads,",
         "same work on both sides). Empty run: the same container or process running `python -c pass`.",
-        f"The container's extra wall time is {med(trained['container']) - med(trained['process']):.1f} s a run, "
-        f"{med(empty['container']) - med(empty['process']):.1f} s of it an empty run's: on the vfs storage",
-        "driver `docker create` copies the whole image into the container's layer and `docker rm` deletes",
-        "it. The rest is outside the trainer's own seconds too (before its first log line: the interpreter",
-        "importing numpy, scipy, pyarrow and implicit from that fresh copy; after its last: exit and removal),",
-        "not split further here. Nodes run overlayfs (containerd's snapshotter), where the copy is a mount;",
-        "the own-seconds ratio is the training itself in the container. The scorer's start below pays the copy too.",
+        f"The container's wall time differs from the process's by {med(trained['container']) - med(trained['process']):+.1f} s"
+        f" a run; an empty container run costs {med(empty['container']) - med(empty['process']):+.1f} s over an empty process",
+        f"(creating, starting and removing the container on {driver}). Both sides spend time outside the trainer's",
+        "own seconds: before its first log line the interpreter imports numpy, scipy, pyarrow and implicit,",
+        "after its last it exits. On the vfs storage driver, which `make e2e` started until 2026-11-29, `docker",
+        "create` copied the whole image into the container's layer (12-13 s for the trainer's) and `docker rm`",
+        "deleted it: the wall ratio was 2.53x and the scorer's start 6.81x in that day's 09:17 UTC run.",
         "",
         f"Scorer cold start to the first 200 of `/readyz` on that model, median (worst) of {START_RUNS}:",
         "",

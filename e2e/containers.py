@@ -15,7 +15,7 @@ waiter, the scorer published on 127.0.0.1 only) on the demo's sample data genera
                     a rerun of the Job completes and the waiter passes
 
 Every container started here is removed at the end, failed scenarios included, and so are the
-untagged images its rebuilds replaced (on vfs each costs its full size).
+untagged images its rebuilds replaced (each holds its layers on disk).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def run(report: Report) -> None:
     serving: list[demo.Played] = []
     with report.scenario(SUITE, "images") as details:
         docker_engine.ensure_engine()
+        facts["storage_driver"] = docker_engine.storage_driver()
         started = time.monotonic()
         base = docker_engine.ensure_base_image()
         facts["base_image"] = {"tag": base, "bytes": docker_engine.image_size(base),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from e2e import docker_engine
 from e2e.cluster import spawn, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,16 +228,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def _snapshotter(self) -> str:
         """overlayfs when this filesystem takes an overlay mount, else native (a copy per layer)."""
-        probe = self.home / "containerd" / "overlay-probe"
-        for part in ("lower", "upper", "work", "merged"):
-            (probe / part).mkdir(parents=True)
-        layers = f"lowerdir={probe / 'lower'},upperdir={probe / 'upper'},workdir={probe / 'work'}"
-        mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", layers, str(probe / "merged")],
-                                 capture_output=True).returncode == 0
-        if mounted:
-            subprocess.run(["umount", str(probe / "merged")], check=False)
-        shutil.rmtree(probe)
-        return "overlayfs" if mounted else "native"
+        return "overlayfs" if docker_engine.takes_overlay(self.home / "containerd") else "native"
 
     def _pause_image(self) -> None:
         folder = self.home / "pause"

@@ -20,3 +20,35 @@ def test_a_dockerfile_without_the_build_arg_is_named(tmp_path, monkeypatch):
     (tmp_path / "waiter" / "Dockerfile").write_text("ARG PYTHON_IMAGE=python:3.12-slim\nFROM ${PYTHON_IMAGE}\n")
     with pytest.raises(docker_engine.EngineError, match="different Python bases"):
         docker_engine.base_image_name()
+
+
+def test_the_overlay_probe_leaves_no_folder_and_no_mount_behind(tmp_path):
+    answer = docker_engine.takes_overlay(tmp_path)
+    assert isinstance(answer, bool)
+    assert list(tmp_path.iterdir()) == []
+    assert str(tmp_path) not in open("/proc/mounts").read()
+
+
+@pytest.mark.parametrize(("overlay", "driver"), [(True, "overlay2"), (False, "vfs")])
+def test_a_daemon_started_here_uses_overlay2_only_where_the_data_root_takes_it(overlay, driver, tmp_path, monkeypatch):
+    started = []
+
+    class Daemon:
+        pid = 4242
+
+        def __init__(self, argv, **_):
+            started.append(argv)
+
+        def poll(self):
+            return None
+
+    monkeypatch.setattr(docker_engine, "_install_missing", lambda: None)
+    monkeypatch.setattr(docker_engine.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(docker_engine, "OUT", tmp_path / "out")
+    monkeypatch.setattr(docker_engine, "DATA_ROOT", tmp_path / "docker")
+    monkeypatch.setattr(docker_engine, "takes_overlay", lambda where: overlay)
+    monkeypatch.setattr(docker_engine.subprocess, "Popen", Daemon)
+    answers = iter([False, True])  # none before, the new daemon after
+    monkeypatch.setattr(docker_engine.containers, "docker_answers", lambda: next(answers))
+    docker_engine.ensure_engine()
+    assert started == [["dockerd", "--data-root", str(tmp_path / "docker"), "--storage-driver", driver]]
