@@ -62,8 +62,10 @@ def _need_root(what: str) -> None:
         raise EngineError(f"{what} needs root (run `make e2e` as root, or start a Docker engine yourself)")
 
 
-def _install_missing() -> None:
-    missing = [pkg for pkg, tool in (("docker.io", "dockerd"), ("debootstrap", "debootstrap")) if shutil.which(tool) is None]
+def install_missing(needs: dict[str, str]) -> None:
+    """apt-get install each Debian package whose tool is missing: {package: command on PATH, or absolute path}."""
+    missing = [package for package, tool in needs.items()
+               if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))]
     if not missing:
         return
     _need_root(f"installing {' '.join(missing)}")
@@ -98,7 +100,7 @@ def ensure_engine() -> None:
     answers is used as it is. A daemon started here keeps running after the suite (other suites and
     later runs use it); its log is .e2e/dockerd.log and its pid .e2e/dockerd.pid.
     """
-    _install_missing()
+    install_missing({"docker.io": "dockerd", "debootstrap": "debootstrap"})
     if containers.docker_answers():
         return
     _need_root("starting dockerd")

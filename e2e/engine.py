@@ -33,7 +33,7 @@ from components.images import prebuilt_refs
 from e2e import docker_engine, toolchain
 from e2e.cluster import Cluster
 from e2e.containers import FAST, ROWS
-from e2e.node import Node, unavailable
+from e2e.node import Node, install_packages, unavailable
 from e2e.report import Report
 from local import demo
 from trainer import sample
@@ -360,7 +360,7 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
                                stages=folder / "kwok-stages.yaml", node=node))
         return started[-1]
 
-    reason = unavailable(folder / "bin")
+    reason = install_packages() or unavailable(folder / "bin")
     if reason is None:
         real = cluster(Node(folder / "bin"))
         try:

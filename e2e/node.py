@@ -51,18 +51,31 @@ int main(void) {
   for (;;) pause();
 }
 """
-TOOLS = ("containerd", "ctr", "runc", "gcc", "docker", "ip")
+# The Debian package of each tool the node needs (containerd brings ctr; docker.io `docker save`s the images).
+PACKAGES = {"containerd": "containerd", "runc": "runc", "gcc": "gcc", "iproute2": "ip", "docker.io": "docker",
+            "containernetworking-plugins": str(CNI_BIN / "bridge")}
 
 
 class NodeError(RuntimeError):
     pass
 
 
+def install_packages() -> str | None:
+    """Install what the node needs from Debian when missing (as root); None, or why it could not."""
+    if os.geteuid() != 0:
+        return None  # unavailable() says so
+    try:
+        docker_engine.install_missing(PACKAGES)
+    except (docker_engine.EngineError, subprocess.TimeoutExpired) as error:
+        return f"installing the node's Debian packages failed: {error}"
+    return None
+
+
 def unavailable(bin_dir: Path) -> str | None:
     """Why a kubelet cannot run here (None: it can), in a sentence for the report."""
     if os.geteuid() != 0:
         return "a kubelet needs root"
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in PACKAGES.values() if not tool.startswith("/") and shutil.which(tool) is None]
     if missing:
         return f"not installed: {', '.join(missing)}"
     if not (CNI_BIN / "bridge").is_file():

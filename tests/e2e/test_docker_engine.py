@@ -42,7 +42,7 @@ def test_a_daemon_started_here_uses_overlay2_only_where_the_data_root_takes_it(o
         def poll(self):
             return None
 
-    monkeypatch.setattr(docker_engine, "_install_missing", lambda: None)
+    monkeypatch.setattr(docker_engine, "install_missing", lambda needs: None)
     monkeypatch.setattr(docker_engine.os, "geteuid", lambda: 0)
     monkeypatch.setattr(docker_engine, "OUT", tmp_path / "out")
     monkeypatch.setattr(docker_engine, "DATA_ROOT", tmp_path / "docker")
@@ -52,3 +52,18 @@ def test_a_daemon_started_here_uses_overlay2_only_where_the_data_root_takes_it(o
     monkeypatch.setattr(docker_engine.containers, "docker_answers", lambda: next(answers))
     docker_engine.ensure_engine()
     assert started == [["dockerd", "--data-root", str(tmp_path / "docker"), "--storage-driver", driver]]
+
+
+def test_only_the_packages_whose_tool_is_missing_are_installed(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(docker_engine, "OUT", tmp_path)
+    monkeypatch.setattr(docker_engine.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(docker_engine, "_run", lambda argv, **_: commands.append(argv))
+    (tmp_path / "bridge").write_text("")
+    needs = {"coreutils": "ls", "containernetworking-plugins": str(tmp_path / "bridge"),
+             "no-such-package": "no-such-tool", "other-plugins": str(tmp_path / "missing")}
+    docker_engine.install_missing(needs)
+    assert commands[-1][-2:] == ["no-such-package", "other-plugins"]
+    commands.clear()
+    docker_engine.install_missing({"coreutils": "ls"})
+    assert commands == []
