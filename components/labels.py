@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PART_OF = "mlpipeline"
@@ -50,3 +51,10 @@ def provenance(build: str, git_sha: str, **more: Any) -> dict[str, Any]:
 def for_stack(name: str, component: str, stack: str, build: str) -> dict[str, str]:
     """Labels of an object the whole stack shares (namespace, model store, secrets)."""
     return recommended(name, f"{name}-{stack}", build, component)
+
+
+def object_metadata(
+    name: str, namespace: str, labels: Mapping[str, str], annotations: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A namespaced object's metadata; the stack's labels and annotations copied (each object owns them)."""
+    return {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": dict(annotations)}

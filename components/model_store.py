@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import storage
 
 from components.azure_group import AzureGroup, global_name
+from components.labels import object_metadata
 from components.release_spec import RUN_AS  # the apps' user: owner of the files on the SMB share
 
 CLAIM = "models"  # the claim every release mounts; its name is part of every release record
@@ -76,12 +77,8 @@ class ModelStore(pulumi.ComponentResource):
         )
 
     def _metadata(self, name: str, **annotations: str) -> dict:
-        return {
-            "name": name,
-            "labels": dict(self._args.labels),
-            "annotations": {**self._args.annotations, **annotations},
-            "namespace": self._args.namespace,
-        }
+        args = self._args
+        return object_metadata(name, args.namespace, args.labels, {**args.annotations, **annotations})
 
     def _azure_files(self, azure: AzureGroup) -> None:
         args, child = self._args, pulumi.ResourceOptions(parent=self)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.labels import object_metadata
+
 # Admission rejects any pod that is not "restricted" (non-root, no privilege escalation, seccomp,
 # capabilities dropped): a template regression fails loudly instead of running privileged.
 POD_SECURITY = {
@@ -47,12 +49,7 @@ class Namespace(pulumi.ComponentResource):
         # Every pod of the namespace: no ingress, no egress, unless a policy of its own allows it.
         self.default_deny = k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
-            metadata={
-                "name": DEFAULT_DENY,
-                "namespace": args.name,
-                "labels": dict(args.labels),
-                "annotations": dict(args.annotations),
-            },
+            metadata=object_metadata(DEFAULT_DENY, args.name, args.labels, args.annotations),
             spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
         )

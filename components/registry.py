@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerregistry
 
 from components.azure_group import AzureGroup, global_name
+from components.labels import object_metadata
 
 PULL_SECRET = "registry-pull"
 
@@ -90,12 +91,7 @@ class Registry(pulumi.ComponentResource):
         self.pull_secret_name = PULL_SECRET
         self.pull_secret = pull_secret(
             f"{name}-pull-secret",
-            {
-                "name": PULL_SECRET,
-                "namespace": args.namespace,
-                "labels": dict(args.labels),
-                "annotations": dict(args.annotations),
-            },
+            object_metadata(PULL_SECRET, args.namespace, args.labels, args.annotations),
             self.server,
             self.username,
             self.password,

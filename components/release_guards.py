@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.labels import object_metadata
+
 CPU_UTILIZATION = 70  # percent of the scorer's CPU request the autoscaler aims at
 DNS = {  # the cluster DNS (CoreDNS / kube-dns in kube-system), UDP and TCP
     "to": [
@@ -57,12 +59,7 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
     """The four objects, as Kubernetes has them (tests and checkov read these)."""
 
     def metadata(name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "namespace": args.namespace,
-            "labels": dict(args.labels),
-            "annotations": dict(args.annotations),
-        }
+        return object_metadata(name, args.namespace, args.labels, args.annotations)
 
     selector = {"matchLabels": dict(args.score_selector)}
     return {

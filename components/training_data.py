@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.labels import object_metadata
 from components.model_store import ACCOUNT_KEY_KEY, ModelStore
 
 DATA_MOUNT = "/mnt/data"
@@ -122,12 +123,7 @@ class TrainingData(pulumi.ComponentResource):
         key: pulumi.Input[str] = args.blob_key
         self.secret = k8s.core.v1.Secret(
             f"{name}-blob-key",
-            metadata={
-                "name": BLOB_SECRET,
-                "namespace": args.namespace,
-                "labels": dict(args.labels),
-                "annotations": dict(args.annotations),
-            },
+            metadata=object_metadata(BLOB_SECRET, args.namespace, args.labels, args.annotations),
             type="Opaque",
             string_data={BLOB_SECRET_KEY: pulumi.Output.secret(key)},
             opts=pulumi.ResourceOptions(parent=self),
