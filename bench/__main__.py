@@ -14,7 +14,9 @@ SKIP = {"report"}
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in SKIP and not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules([str(here)]) if m.name not in SKIP and not m.name.startswith("_")
+    )
 
 
 def main(argv: list[str]) -> int:

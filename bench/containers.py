@@ -36,10 +36,19 @@ ROWS = 200_000
 TRAIN_RUNS = 3  # each side, alternated
 START_RUNS = 5
 # A fixed amount of work, not a time budget: the trial count bounds tuning on both sides.
-TRAINER_ENV = {"TRAIN_FAMILIES": "als,item-knn", "TUNE_TRIALS_PER_FAMILY": "3", "TUNE_BUDGET_SECONDS": "3600",
-               "TRAIN_THREADS": "2", "TRAIN_SEED": "7"}
+TRAINER_ENV = {
+    "TRAIN_FAMILIES": "als,item-knn",
+    "TUNE_TRIALS_PER_FAMILY": "3",
+    "TUNE_BUDGET_SECONDS": "3600",
+    "TRAIN_THREADS": "2",
+    "TRAIN_SEED": "7",
+}
 SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
-CONTAINER_SECURITY = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+CONTAINER_SECURITY = {
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def progress(message: str) -> None:
@@ -48,21 +57,44 @@ def progress(message: str) -> None:
 
 
 def pod(container: dict) -> dict:
-    return {"kind": "Pod", "metadata": {"name": f"bench-{container['name']}", "namespace": "bench"}, "spec": {
-        "securityContext": SECURITY,
-        "containers": [{"securityContext": CONTAINER_SECURITY, "volumeMounts": [
-            {"name": "models", "mountPath": "/mnt/models"}, {"name": "data", "mountPath": "/mnt/data", "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"}], **container}],
-        "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
-                    {"name": "tmp", "emptyDir": {}}],
-    }}
+    return {
+        "kind": "Pod",
+        "metadata": {"name": f"bench-{container['name']}", "namespace": "bench"},
+        "spec": {
+            "securityContext": SECURITY,
+            "containers": [
+                {
+                    "securityContext": CONTAINER_SECURITY,
+                    "volumeMounts": [
+                        {"name": "models", "mountPath": "/mnt/models"},
+                        {"name": "data", "mountPath": "/mnt/data", "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                    **container,
+                }
+            ],
+            "volumes": [
+                {"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
 
 
 def trainer_spec(build: str) -> dict:
-    env = {"MODELFOLDER": f"/mnt/models/{build}", "BUILD_NUMBER": build, "DATA_DIR": "/mnt/data", **TRAINER_ENV}
-    return {"name": "trainer", "image": containers.image_tag("trainer", BUILD), "command": ["python", "-m", "trainer"],
-            "env": [{"name": k, "value": v} for k, v in env.items()]}
+    env = {
+        "MODELFOLDER": f"/mnt/models/{build}",
+        "BUILD_NUMBER": build,
+        "DATA_DIR": "/mnt/data",
+        **TRAINER_ENV,
+    }
+    return {
+        "name": "trainer",
+        "image": containers.image_tag("trainer", BUILD),
+        "command": ["python", "-m", "trainer"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+    }
 
 
 def empty_spec() -> dict:
@@ -72,9 +104,14 @@ def empty_spec() -> dict:
 
 def scorer_spec(build: str) -> dict:
     env = {"MODELFOLDER": f"/mnt/models/{build}", "BUILD_NUMBER": build, "PORT": "8080"}
-    return {"name": "scorer", "image": containers.image_tag("scorer", BUILD), "command": ["python", "-m", "scorer"],
-            "env": [{"name": k, "value": v} for k, v in env.items()], "ports": [{"containerPort": 8080}],
-            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}}}
+    return {
+        "name": "scorer",
+        "image": containers.image_tag("scorer", BUILD),
+        "command": ["python", "-m", "scorer"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
+    }
 
 
 def build_times() -> tuple[dict, dict, dict]:
@@ -155,8 +192,10 @@ def main() -> str:
                 own[side].append(own_seconds(output))
                 # The same container or process with no work: what starting and removing it costs.
                 empty[side].append(run_once(runtime, volumes, empty_spec(), f"{side}-{run}")[0])
-                progress(f"trainer as a {side}: {seconds:.1f} s, its own {own[side][-1]:.1f} s; "
-                         f"empty run {empty[side][-1]:.1f} s")
+                progress(
+                    f"trainer as a {side}: {seconds:.1f} s, its own {own[side][-1]:.1f} s; "
+                    f"empty run {empty[side][-1]:.1f} s"
+                )
         started = {"container": [], "process": []}
         for _ in range(START_RUNS):
             for side, runtime in (("container", containers), ("process", play)):
@@ -180,7 +219,10 @@ def main() -> str:
         "",
         "| image | cold build s (`--no-cache`) | warm build s (cached) | size MB |",
         "|---|---:|---:|---:|",
-        *[f"| {app} | {cold[app]:.0f} | {warm[app]:.1f} | {sizes[app] / 1e6:.0f} |" for app in containers.APPS],
+        *[
+            f"| {app} | {cold[app]:.0f} | {warm[app]:.1f} | {sizes[app] / 1e6:.0f} |"
+            for app in containers.APPS
+        ],
         "",
         f"Trainer, {ROWS:,} sample rows, fixed work ({', '.join(f'{k}={v}' for k, v in TRAINER_ENV.items())}), "
         f"median of {TRAIN_RUNS} each, alternated (load average {load_before:.1f} when the bench started, "

@@ -27,7 +27,8 @@ KEPT = (1, 10)
 def mocked_seconds(kept: int) -> float:
     """The mocked program run deploying a new build beside `kept` releases (median of 3)."""
     template = render("local", {"build": pulumi_program.build_id(1), "gitSha": "bench"}).outputs["releases"][
-        pulumi_program.build_id(1)]
+        pulumi_program.build_id(1)
+    ]
     previous = pulumi_program.ledger_of(kept, template)
     pulumi_program.timed({}, pulumi_program.build_id(999))  # warm-up
     runs = sorted(pulumi_program.timed(previous, pulumi_program.build_id(kept + 1)) for _ in range(3))
@@ -37,7 +38,9 @@ def mocked_seconds(kept: int) -> float:
 def main() -> str:
     facts = toolchain.ensure()
     bin_dir = f"{facts['cache']}/bin"
-    cluster = Cluster(bin_dir, crds=f"{facts['cache']}/crds/gateway-api", stages=f"{facts['cache']}/kwok-stages.yaml")
+    cluster = Cluster(
+        bin_dir, crds=f"{facts['cache']}/crds/gateway-api", stages=f"{facts['cache']}/kwok-stages.yaml"
+    )
     timings: dict[int, dict[str, float]] = {}
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend: no stack left by an e2e run
     with cluster:
@@ -67,20 +70,24 @@ def main() -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for kept in KEPT:
-        rows.append(f"| {kept} | {timings[kept]['preview']:.1f} | {timings[kept]['up']:.1f} | "
-                    f"{mocked[kept]:.2f} | {timings[kept]['up'] / mocked[kept]:.0f}× |")
+        rows.append(
+            f"| {kept} | {timings[kept]['preview']:.1f} | {timings[kept]['up']:.1f} | "
+            f"{mocked[kept]:.2f} | {timings[kept]['up'] / mocked[kept]:.0f}× |"
+        )
     print(json.dumps({"timings": timings, "mocked": mocked}, indent=2))
-    return "\n".join([
-        "## Engine: `pulumi up` of build N+1 against a real API server",
-        "",
-        "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver + controllers",
-        "and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the engine's and the",
-        "API server's cost, not training). The e2e stack (gateway router, images=prebuilt) deploys build",
-        "N+1 beside N kept releases. Baseline: the mocked evaluation of the same program (bench",
-        "pulumi_program's method) at the same ledger size, in the same run.",
-        "",
-        *rows,
-        "",
-        f"Per extra kept release: `pulumi up` +{1000 * per_release_up:.0f} ms, `pulumi preview` "
-        f"+{1000 * per_release_preview:.0f} ms, the mocked program +{1000 * per_release_mock:.0f} ms.",
-    ])
+    return "\n".join(
+        [
+            "## Engine: `pulumi up` of build N+1 against a real API server",
+            "",
+            "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver + controllers",
+            "and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the engine's and the",
+            "API server's cost, not training). The e2e stack (gateway router, images=prebuilt) deploys build",
+            "N+1 beside N kept releases. Baseline: the mocked evaluation of the same program (bench",
+            "pulumi_program's method) at the same ledger size, in the same run.",
+            "",
+            *rows,
+            "",
+            f"Per extra kept release: `pulumi up` +{1000 * per_release_up:.0f} ms, `pulumi preview` "
+            f"+{1000 * per_release_preview:.0f} ms, the mocked program +{1000 * per_release_mock:.0f} ms.",
+        ]
+    )

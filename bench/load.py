@@ -32,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.serving import N_ITEMS, N_USERS, FACTORS, PER_USER, free_port, run_load, start, stop, wait_http
+from bench.serving import FACTORS, N_ITEMS, N_USERS, PER_USER, free_port, run_load, start, stop, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 SOAK_WINDOWS, WINDOW_SECONDS, CONCURRENCY = 6, 10.0, 64
@@ -107,7 +107,13 @@ class Watch:
 
 
 def soak(
-    port: int, folder: Path, pid: int, windows: int, seconds: float, concurrency: int, probe_port: int | None = None
+    port: int,
+    folder: Path,
+    pid: int,
+    windows: int,
+    seconds: float,
+    concurrency: int,
+    probe_port: int | None = None,
 ) -> dict:
     """Consecutive load windows; per window the load figures and the RSS at its end."""
     results = []
@@ -169,7 +175,9 @@ def metrics_by_status(port: int) -> dict[str, float]:
     return counts
 
 
-def _schemathesis(port: int, examples: int, seconds_limit: float, scratch: str) -> subprocess.CompletedProcess:
+def _schemathesis(
+    port: int, examples: int, seconds_limit: float, scratch: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             str(Path(sys.executable).with_name("schemathesis")),
@@ -213,8 +221,14 @@ def fuzz(port: int, examples: int, seconds_limit: float = 900) -> dict:
 def serve(folder: Path, build: str, log: Path, **env: str) -> tuple[subprocess.Popen, int, int]:
     """The scorer; its process, serving port and probe port."""
     port, probe_port = free_port(), free_port()
-    env = {"MODELFOLDER": str(folder), "BUILD_NUMBER": build, "PORT": str(port), "PROBE_PORT": str(probe_port),
-           "WORKERS": "1", **env}
+    env = {
+        "MODELFOLDER": str(folder),
+        "BUILD_NUMBER": build,
+        "PORT": str(port),
+        "PROBE_PORT": str(probe_port),
+        "WORKERS": "1",
+        **env,
+    }
     process = start([sys.executable, "-m", "scorer"], env, log)
     wait_http(f"http://127.0.0.1:{probe_port}/readyz")
     return process, port, probe_port
@@ -227,8 +241,10 @@ def _ms(seconds: float | None) -> str:
 def _latency(probes: list[float | None]) -> str:
     answered = sorted(p for p in probes if p is not None)
     median = answered[len(answered) // 2] if answered else None
-    return (f"median {_ms(median)} ms, worst {_ms(answered[-1] if answered else None)} ms, "
-            f"{len(probes) - len(answered)} failed of {len(probes)}")
+    return (
+        f"median {_ms(median)} ms, worst {_ms(answered[-1] if answered else None)} ms, "
+        f"{len(probes) - len(answered)} failed of {len(probes)}"
+    )
 
 
 def _worst(probes: list[float | None]) -> float:
@@ -301,15 +317,20 @@ def main() -> str:
         "0 errors in the soak": errors == 0,
         "no memory growth (< 5 % + 5 MB)": growth < 0.05 * first["rss_mb"] + 5,
         "the heaviest batches answered": all(s == 200 for s, _ in answers),
-        f"probes within {PROBE_TIMEOUT:g} s during the heaviest batches": _worst(heavy_run["probe_port_probes"])
+        f"probes within {PROBE_TIMEOUT:g} s during the heaviest batches": _worst(
+            heavy_run["probe_port_probes"]
+        )
         < PROBE_TIMEOUT,
-        f"probes within {PROBE_TIMEOUT:g} s during the soak": _worst(soaked["probe_port_probes"]) < PROBE_TIMEOUT,
+        f"probes within {PROBE_TIMEOUT:g} s during the soak": _worst(soaked["probe_port_probes"])
+        < PROBE_TIMEOUT,
         "0 server errors and every schemathesis check passed": fuzzed["server_errors"] == 0
-        and fuzzed["returncode"] == 0 and alive,
+        and fuzzed["returncode"] == 0
+        and alive,
     }
     lines += [
         "",
-        "Goals: " + "; ".join(f"{goal}: {'met' if ok else 'NOT met'}" for goal, ok in goals.items())
+        "Goals: "
+        + "; ".join(f"{goal}: {'met' if ok else 'NOT met'}" for goal, ok in goals.items())
         + f". Machine load average over the run: {load_average:.1f} on {os.cpu_count()} cores "
         "(other work shared them).",
     ]

@@ -30,7 +30,7 @@ def binary(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> spar
 
 def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     ranks = np.argsort(np.argsort(np.r_[negatives, positives], kind="stable"), kind="stable") + 1.0
-    return (ranks[len(negatives):].sum() - len(positives) * (len(positives) + 1) / 2) / (
+    return (ranks[len(negatives) :].sum() - len(positives) * (len(positives) + 1) / 2) / (
         len(negatives) * len(positives)
     )
 
@@ -62,7 +62,9 @@ def separation(matrix: sparse.csr_matrix) -> dict:
     mixed_items = np.where(half, held_out.indices, rng.integers(0, n_items, len(rows)))
     synthetic = {
         "uniform items": binary(rows, rng.integers(0, n_items, len(rows)), held_out.shape),
-        "popularity-matched items": binary(rows, rng.choice(n_items, len(rows), p=popularity), held_out.shape),
+        "popularity-matched items": binary(
+            rows, rng.choice(n_items, len(rows), p=popularity), held_out.shape
+        ),
         "half real, half uniform": binary(rows, mixed_items, held_out.shape),
     }
     result = {

@@ -19,7 +19,18 @@ import urllib.request
 from pathlib import Path
 
 from bench.serving import (
-    FACTORS, N_ITEMS, N_USERS, PER_USER, REPO, SECONDS, _fmt, free_port, run_load, start, stop, wait_http,
+    FACTORS,
+    N_ITEMS,
+    N_USERS,
+    PER_USER,
+    REPO,
+    SECONDS,
+    _fmt,
+    free_port,
+    run_load,
+    start,
+    stop,
+    wait_http,
 )
 
 ON, OFF = "log on (shipped default)", "log off (PREDICTION_LOG_SAMPLE=0)"
@@ -59,14 +70,19 @@ def main() -> str:
     samples = {label: {c: [] for c in LEVELS} for label in (ON, OFF)}
     with tempfile.TemporaryDirectory(prefix="bench-predictionlog-") as tmp:
         folder = Path(tmp) / "1"
-        write_model_folder(folder, "1", n_users=N_USERS, n_items=N_ITEMS, factors=FACTORS, per_user=PER_USER, seed=1)
+        write_model_folder(
+            folder, "1", n_users=N_USERS, n_items=N_ITEMS, factors=FACTORS, per_user=PER_USER, seed=1
+        )
         env = {"MODELFOLDER": str(folder), "BUILD_NUMBER": "1", "WORKERS": "1"}
         servers = {}
         try:
             for i, (label, sample) in enumerate(((ON, "1"), (OFF, "0"))):
                 port = free_port()
-                process = start([sys.executable, "-m", "scorer"],
-                                {**env, "PORT": str(port), "PREDICTION_LOG_SAMPLE": sample}, Path(tmp) / f"{i}.log")
+                process = start(
+                    [sys.executable, "-m", "scorer"],
+                    {**env, "PORT": str(port), "PREDICTION_LOG_SAMPLE": sample},
+                    Path(tmp) / f"{i}.log",
+                )
                 servers[label] = process, port
                 wait_http(f"http://127.0.0.1:{port}/readyz")
             for round_ in range(ROUNDS):
@@ -80,7 +96,10 @@ def main() -> str:
         finally:
             for process, _ in servers.values():
                 stop(process)
-        logged = [sum(b'"event":"prediction"' in line for line in open(Path(tmp) / f"{i}.log", "rb")) for i in (0, 1)]
+        logged = [
+            sum(b'"event":"prediction"' in line for line in open(Path(tmp) / f"{i}.log", "rb"))
+            for i in (0, 1)
+        ]
         line = next(line for line in open(Path(tmp) / "0.log", encoding="utf-8") if '"prediction"' in line)
 
     def mid(label, c, key):

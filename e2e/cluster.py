@@ -24,7 +24,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import yaml
@@ -49,8 +48,14 @@ def _free_port() -> int:
 def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
     """A process in a session of its own (so that it ends with its children), logging to `log_path`."""
     with open(log_path, "w") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=cwd)
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+        )
 
 
 def terminate(processes: list[subprocess.Popen], grace: float = 10) -> None:
@@ -75,8 +80,14 @@ class ClusterError(RuntimeError):
 
 
 class Cluster:
-    def __init__(self, bin_dir: Path, crds: Path | None = None, stages: Path | None = None,
-                 home: Path = HOME, node: Node | None = None):
+    def __init__(
+        self,
+        bin_dir: Path,
+        crds: Path | None = None,
+        stages: Path | None = None,
+        home: Path = HOME,
+        node: Node | None = None,
+    ):
         self.bin = Path(bin_dir)
         self.crds = crds
         self.stages = stages
@@ -109,41 +120,65 @@ class Cluster:
         etcd_client, etcd_peer, api = _free_port(), _free_port(), _free_port()
         self.server = f"https://127.0.0.1:{api}"
         self._write_kubeconfig()
-        self._spawn("etcd", "--name=e2e", f"--data-dir={self.home / 'etcd'}",
-                    f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-                    f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-                    f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                    f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                    f"--initial-cluster=e2e=http://127.0.0.1:{etcd_peer}",
-                    "--log-level=warn")
+        self._spawn(
+            "etcd",
+            "--name=e2e",
+            f"--data-dir={self.home / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=e2e=http://127.0.0.1:{etcd_peer}",
+            "--log-level=warn",
+        )
         pki = self.home / "pki"
-        self._spawn("kube-apiserver",
-                    f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                    "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
-                    f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-                    f"--client-ca-file={pki / 'ca.crt'}",
-                    f"--service-account-key-file={pki / 'sa.pub'}",
-                    f"--service-account-signing-key-file={pki / 'sa.key'}",
-                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                    "--service-cluster-ip-range=10.96.0.0/16",
-                    "--authorization-mode=RBAC", "--endpoint-reconciler-type=none",
-                    "--allow-privileged=true", "--profiling=false", f"--cert-dir={pki}",
-                    # pod logs from a real node: at its address (it has no DNS name), as the admin
-                    "--kubelet-preferred-address-types=InternalIP",
-                    f"--kubelet-client-certificate={pki / 'admin.crt'}", f"--kubelet-client-key={pki / 'admin.key'}")
+        self._spawn(
+            "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=RBAC",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=false",
+            f"--cert-dir={pki}",
+            # pod logs from a real node: at its address (it has no DNS name), as the admin
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+        )
         self._wait("kube-apiserver /readyz", lambda: self._get_raw("/readyz") == "ok", deadline)
         common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
-        self._spawn("kube-controller-manager", *common, f"--secure-port={_free_port()}",
-                    f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-                    f"--cluster-signing-key-file={pki / 'ca.key'}", "--controllers=*")
+        self._spawn(
+            "kube-controller-manager",
+            *common,
+            f"--secure-port={_free_port()}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--controllers=*",
+        )
         self._spawn("kube-scheduler", *common, f"--secure-port={_free_port()}")
         if self.node is not None:
             self.node.start(self.kubeconfig, pki / "ca.crt", deadline)
         else:
-            kwok = [f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    "--node-ip=127.0.0.1", f"--server-address=127.0.0.1:{_free_port()}", "--cidr=10.244.0.0/16"]
+            kwok = [
+                f"--kubeconfig={self.kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--node-ip=127.0.0.1",
+                f"--server-address=127.0.0.1:{_free_port()}",
+                "--cidr=10.244.0.0/16",
+            ]
             if self.stages is not None:
                 kwok.append(f"--config={self.stages}")
             self._spawn("kwok", *kwok)
@@ -156,8 +191,11 @@ class Cluster:
                     if document:
                         self.apply(document)
             self._wait("Gateway API CRDs established", self._crds_established, deadline)
-        self._wait("default service account", lambda: self.get(
-            "/api/v1/namespaces/default/serviceaccounts/default") is not None, deadline)
+        self._wait(
+            "default service account",
+            lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
+            deadline,
+        )
 
     def stop(self, grace: float = 10) -> None:
         """End the node, then every process this cluster started (newest first): SIGTERM, then
@@ -168,13 +206,23 @@ class Cluster:
         self.processes.clear()
 
     # --- the API ---------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: dict | str | None = None,
-                content_type: str = "application/json", timeout: float = 30) -> tuple[int, str]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | str | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> tuple[int, str]:
         data = None
         if body is not None:
             data = (body if isinstance(body, str) else json.dumps(body)).encode()
-        request = urllib.request.Request(self.server + path, data=data, method=method,
-                                         headers={"Content-Type": content_type, "Accept": "application/json"})
+        request = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": content_type, "Accept": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, context=self._context(), timeout=timeout) as reply:
                 return reply.status, reply.read().decode()
@@ -193,8 +241,12 @@ class Cluster:
     def apply(self, document: dict, manager: str = "e2e") -> dict:
         """Server-side apply of one object (as the harness, not as Pulumi)."""
         path = self.path_of(document)
-        status, text = self.request("PATCH", f"{path}?fieldManager={manager}&force=true", document,
-                                    content_type="application/apply-patch+yaml")
+        status, text = self.request(
+            "PATCH",
+            f"{path}?fieldManager={manager}&force=true",
+            document,
+            content_type="application/apply-patch+yaml",
+        )
         if status not in (200, 201):
             raise ClusterError(f"apply {path}: {status} {text[:300]}")
         return json.loads(text)
@@ -238,7 +290,9 @@ class Cluster:
             for name, process in self.processes:
                 if process.poll() is not None:
                     tail = (self.home / "logs" / f"{name}.log").read_text()[-2000:]
-                    raise ClusterError(f"{name} exited ({process.returncode}) while waiting for {what}:\n{tail}")
+                    raise ClusterError(
+                        f"{name} exited ({process.returncode}) while waiting for {what}:\n{tail}"
+                    )
             if self.node is not None:
                 self.node.check_alive(what)
             try:
@@ -253,69 +307,159 @@ class Cluster:
     def _certificates(self) -> None:
         pki = self.home / "pki"
         pki.mkdir()
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                 "-days", "2", "-subj", "/CN=mlpipeline-e2e-ca", cwd=pki)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mlpipeline-e2e-ca",
+            cwd=pki,
+        )
         (pki / "apiserver.ext").write_text(
             "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
-            "extendedKeyUsage=serverAuth\n")
+            "extendedKeyUsage=serverAuth\n"
+        )
         (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-        for name, subject, ext in (("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
-                                   ("admin", "/O=system:masters/CN=e2e-admin", "client.ext")):
-            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                     "-subj", subject, cwd=pki)
-            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                     "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext, cwd=pki)
+        for name, subject, ext in (
+            ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
+            ("admin", "/O=system:masters/CN=e2e-admin", "client.ext"),
+        ):
+            _openssl(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+                "-subj",
+                subject,
+                cwd=pki,
+            )
+            _openssl(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.crt",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                cwd=pki,
+            )
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
     def _write_kubeconfig(self) -> None:
         pki = self.home / "pki"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.server,
-                                                     "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {"client-certificate": str(pki / "admin.crt"),
-                                                 "client-key": str(pki / "admin.key")}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
-        }))
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "e2e",
+                    "clusters": [
+                        {
+                            "name": "e2e",
+                            "cluster": {"server": self.server, "certificate-authority": str(pki / "ca.crt")},
+                        }
+                    ],
+                    "users": [
+                        {
+                            "name": "admin",
+                            "user": {
+                                "client-certificate": str(pki / "admin.crt"),
+                                "client-key": str(pki / "admin.key"),
+                            },
+                        }
+                    ],
+                    "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+                }
+            )
+        )
 
     def _kwok_node(self) -> None:
-        self.apply({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
-                                    "kubernetes.io/arch": "amd64", "type": "kwok"}},
-        })
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": NODE,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": NODE,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+            }
+        )
 
     def _storage(self) -> None:
-        self.apply({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS,
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
-            "reclaimPolicy": "Retain",
-        })
+        self.apply(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": STORAGE_CLASS,
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": "kubernetes.io/no-provisioner",
+                "volumeBindingMode": "Immediate",
+                "reclaimPolicy": "Retain",
+            }
+        )
         for number in range(VOLUMES):
             folder = self.home / "volumes" / str(number)
             folder.mkdir(parents=True)
             folder.chmod(0o777)  # hostPath takes no fsGroup: the pods' UID must be able to write
-            self.apply({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"e2e-volume-{number}"},
-                "spec": {"capacity": {"storage": f"{VOLUME_GIB}Gi"}, "storageClassName": STORAGE_CLASS,
-                         "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
-                         "persistentVolumeReclaimPolicy": "Retain",
-                         "hostPath": {"path": str(folder)}},
-            })
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": f"e2e-volume-{number}"},
+                    "spec": {
+                        "capacity": {"storage": f"{VOLUME_GIB}Gi"},
+                        "storageClassName": STORAGE_CLASS,
+                        "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": str(folder)},
+                    },
+                }
+            )
 
     def _node_ready(self) -> bool:
         node = self.get(f"/api/v1/nodes/{self.node_name}") or {}
-        return any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in node.get("status", {}).get("conditions", []))
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
 
     def _crds_established(self) -> bool:
         crds = self.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions") or {"items": []}
         gateway = [c for c in crds["items"] if c["spec"]["group"] == "gateway.networking.k8s.io"]
         return bool(gateway) and all(
-            any(k["type"] == "Established" and k["status"] == "True" for k in c.get("status", {}).get("conditions", []))
-            for c in gateway)
+            any(
+                k["type"] == "Established" and k["status"] == "True"
+                for k in c.get("status", {}).get("conditions", [])
+            )
+            for c in gateway
+        )

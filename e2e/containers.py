@@ -29,8 +29,7 @@ from pathlib import Path
 
 from e2e import docker_engine
 from e2e.report import OUT, Report
-from local import containers
-from local import demo
+from local import containers, demo
 from local.play import PlayError
 
 SUITE = "containers"
@@ -53,9 +52,19 @@ def model_folder(release: demo.Release) -> Path:
 
 
 def scorer_containers(release: demo.Release) -> list[str]:
-    result = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter",
-                             f"label={containers.LABEL}.pod={release.deployment.name}"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label={containers.LABEL}.pod={release.deployment.name}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stdout.split()
 
 
@@ -68,7 +77,9 @@ def hold_refused(release: demo.Release, log_name: str) -> tuple[str, str]:
             demo.hold(release, containers, stdout=out)
         except PlayError as refused:
             return str(refused), log_file.read_text()
-    raise AssertionError(f"the waiter accepted the folder of build {release.build}; log:\n{log_file.read_text()}")
+    raise AssertionError(
+        f"the waiter accepted the folder of build {release.build}; log:\n{log_file.read_text()}"
+    )
 
 
 def outcome(log: str) -> dict:
@@ -88,10 +99,15 @@ def run(report: Report) -> None:
         facts["storage_driver"] = docker_engine.storage_driver()
         started = time.monotonic()
         base = docker_engine.ensure_base_image()
-        facts["base_image"] = {"tag": base, "bytes": docker_engine.image_size(base),
-                               "seconds": round(time.monotonic() - started, 1)}
+        facts["base_image"] = {
+            "tag": base,
+            "bytes": docker_engine.image_size(base),
+            "seconds": round(time.monotonic() - started, 1),
+        }
         started = time.monotonic()
-        tags = docker_engine.build_images(builds[0])  # the later builds' are cached layers, built as each is played
+        tags = docker_engine.build_images(
+            builds[0]
+        )  # the later builds' are cached layers, built as each is played
         facts["build_seconds"] = round(time.monotonic() - started, 1)
         facts["image_bytes"] = {app: docker_engine.image_size(tag) for app, tag in tags.items()}
         details.update(facts)
@@ -177,7 +193,9 @@ def _scenarios(report: Report, builds: list[str], serving: list) -> None:
             try:
                 deadline = time.monotonic() + 300
                 while '"event":"tune"' not in log_file.read_text():
-                    assert running.poll() is None, f"the trainer ended before it could be killed:\n{log_file.read_text()}"
+                    assert running.poll() is None, (
+                        f"the trainer ended before it could be killed:\n{log_file.read_text()}"
+                    )
                     assert time.monotonic() < deadline, "the trainer did not reach tuning in 300 s"
                     time.sleep(0.2)
                 subprocess.run(["docker", "kill", trainer.docker_name], check=True, capture_output=True)
@@ -192,6 +210,10 @@ def _scenarios(report: Report, builds: list[str], serving: list) -> None:
         started = time.monotonic()
         demo.train(release, containers)
         demo.hold(release, containers)
-        details.update(killed_exit=running.returncode, waiter_after_kill=refused, waiter_error=error,
-                       rerun_seconds=round(time.monotonic() - started, 1),
-                       left_after_kill=sorted(p.name for p in folder.iterdir()))
+        details.update(
+            killed_exit=running.returncode,
+            waiter_after_kill=refused,
+            waiter_error=error,
+            rerun_seconds=round(time.monotonic() - started, 1),
+            left_after_kill=sorted(p.name for p in folder.iterdir()),
+        )

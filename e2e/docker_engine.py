@@ -44,7 +44,9 @@ class EngineError(RuntimeError):
     """The engine, the base image or an app image could not be had; the message says which step and why."""
 
 
-def _run(argv: list[str], *, timeout: float | None = None, log: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], *, timeout: float | None = None, log: Path | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run a command; on failure raise EngineError with its last output lines (the whole output goes to `log`)."""
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
     if log is not None:
@@ -64,8 +66,11 @@ def _need_root(what: str) -> None:
 
 def install_missing(needs: dict[str, str]) -> None:
     """apt-get install each Debian package whose tool is missing: {package: command on PATH, or absolute path}."""
-    missing = [package for package, tool in needs.items()
-               if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))]
+    missing = [
+        package
+        for package, tool in needs.items()
+        if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))
+    ]
     if not missing:
         return
     _need_root(f"installing {' '.join(missing)}")
@@ -82,8 +87,13 @@ def takes_overlay(where: Path) -> bool:
         for part in ("lower", "upper", "work", "merged"):
             (probe / part).mkdir()
         layers = f"lowerdir={probe / 'lower'},upperdir={probe / 'upper'},workdir={probe / 'work'}"
-        mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", layers, str(probe / "merged")],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "overlay", "overlay", "-o", layers, str(probe / "merged")],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
         if mounted:
             subprocess.run(["umount", str(probe / "merged")], check=False)
         return mounted
@@ -108,13 +118,20 @@ def ensure_engine() -> None:
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
     driver = "overlay2" if takes_overlay(DATA_ROOT) else "vfs"
     log = (OUT / "dockerd.log").open("ab")
-    daemon = subprocess.Popen(["dockerd", "--data-root", str(DATA_ROOT), "--storage-driver", driver],
-                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", str(DATA_ROOT), "--storage-driver", driver],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     (OUT / "dockerd.pid").write_text(f"{daemon.pid}\n")
     deadline = time.monotonic() + ENGINE_TIMEOUT
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise EngineError(f"dockerd ({driver}) exited with code {daemon.returncode}; see {OUT / 'dockerd.log'}")
+            raise EngineError(
+                f"dockerd ({driver}) exited with code {daemon.returncode}; see {OUT / 'dockerd.log'}"
+            )
         if containers.docker_answers():
             return
         time.sleep(1)
@@ -158,7 +175,9 @@ def ensure_base_image() -> str:
     if shutil.which("debootstrap") is None:
         raise EngineError("debootstrap is not installed (ensure_engine installs it)")
     if not SYSTEM_CA.is_file():
-        raise EngineError(f"no system CA bundle at {SYSTEM_CA}: pip in the image could not verify the package index")
+        raise EngineError(
+            f"no system CA bundle at {SYSTEM_CA}: pip in the image could not verify the package index"
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / "base-image.log"
     rootfs = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=OUT))
@@ -166,25 +185,57 @@ def ensure_base_image() -> str:
     cache = OUT / "debootstrap-cache"  # the .debs, so that a rebuild downloads nothing
     cache.mkdir(parents=True, exist_ok=True)
     try:
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={cache}",
-              SUITE, str(rootfs), MIRROR], log=log, timeout=1800)
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                f"--cache-dir={cache}",
+                SUITE,
+                str(rootfs),
+                MIRROR,
+            ],
+            log=log,
+            timeout=1800,
+        )
         # The machine's bundle holds whatever CA intercepts TLS here; pip uses it, not its own certifi.
         shutil.copyfile(SYSTEM_CA, rootfs / "etc/ssl/certs/ca-certificates.crt")
         (rootfs / "etc/pip.conf").write_text(f"[global]\ncert = {SYSTEM_CA}\n")
-        for cache in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"):
+        for cache in (
+            "var/cache/apt/archives",
+            "var/lib/apt/lists",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/info",
+        ):
             for child in (rootfs / cache).glob("*"):
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 elif child.name != "lock":
                     child.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+        )
         try:
-            _run(["docker", "import",
-                  "--change", "ENV LANG=C.UTF-8",
-                  "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                  "--change", f"LABEL {BASE_LABEL}={SUITE}-minbase",
-                  "--change", 'CMD ["python3"]',
-                  "-", tag], stdin=tar.stdout, log=log, timeout=900)
+            _run(
+                [
+                    "docker",
+                    "import",
+                    "--change",
+                    "ENV LANG=C.UTF-8",
+                    "--change",
+                    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "--change",
+                    f"LABEL {BASE_LABEL}={SUITE}-minbase",
+                    "--change",
+                    'CMD ["python3"]',
+                    "-",
+                    tag,
+                ],
+                stdin=tar.stdout,
+                log=log,
+                timeout=900,
+            )
         finally:
             tar.stdout.close()
             tar.wait()
@@ -196,7 +247,11 @@ def ensure_base_image() -> str:
 def prune_replaced_images() -> str:
     """Remove the untagged images built on our base: each run re-tags the same names, and every image
     left behind holds its layers (on vfs, each layer a full copy). Tagged images (the layer cache) stay."""
-    lines = _run(["docker", "image", "prune", "--force", "--filter", f"label={BASE_LABEL}"]).stdout.strip().splitlines()
+    lines = (
+        _run(["docker", "image", "prune", "--force", "--filter", f"label={BASE_LABEL}"])
+        .stdout.strip()
+        .splitlines()
+    )
     return lines[-1] if lines else ""  # "Total reclaimed space: ..."
 
 

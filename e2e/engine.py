@@ -79,6 +79,7 @@ class EngineError(AssertionError):
 @dataclass
 class Pulumi:
     """`pulumi` in the e2e project folder, with the toolchain first on PATH."""
+
     bin: Path
     kubeconfig: Path
     home: Path = HOME
@@ -113,19 +114,29 @@ class Pulumi:
         project["runtime"]["options"]["virtualenv"] = os.path.relpath(ROOT / ".venv", self.project)
         (self.project / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
 
-    def __call__(self, *args: str, stack: str | None = STACK, check: bool = True,
-                 timeout: float = 600) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, stack: str | None = STACK, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
         command = ["pulumi", *args, "--non-interactive"]
         if stack is not None:
             command += ["--stack", stack]
         number = len(self.runs) + 1
         log = self.home / "logs" / f"{number:02d}-{args[0]}.log"
         start = time.monotonic()
-        done = subprocess.run(command, cwd=self.project, env=self.env(), text=True, capture_output=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            command,
+            cwd=self.project,
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
         seconds = round(time.monotonic() - start, 2)
-        log.write_text(f"$ {' '.join(command)}\n# exit {done.returncode} in {seconds} s\n"
-                       f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}\n")
+        log.write_text(
+            f"$ {' '.join(command)}\n# exit {done.returncode} in {seconds} s\n"
+            f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}\n"
+        )
         self.runs.append({"args": list(args), "exit": done.returncode, "seconds": seconds, "log": str(log)})
         if check and done.returncode != 0:
             tail = (done.stdout + done.stderr)[-4000:]
@@ -158,6 +169,7 @@ class Pulumi:
 
 # --- reading the API server -------------------------------------------------------------------
 
+
 def objects_of(record: dict) -> dict[str, tuple[str, str]]:
     """kind -> (API path, name) of a release record's Job, Deployment and Service."""
     paths = {"job": "/apis/batch/v1", "deployment": "/apis/apps/v1", "service": "/api/v1"}
@@ -165,8 +177,10 @@ def objects_of(record: dict) -> dict[str, tuple[str, str]]:
     found = {}
     for kind, base in paths.items():
         metadata = record["objects"][kind]["metadata"]
-        found[kind] = (f"{base}/namespaces/{metadata.get('namespace', NAMESPACE)}/{plural[kind]}/{metadata['name']}",
-                       metadata["name"])
+        found[kind] = (
+            f"{base}/namespaces/{metadata.get('namespace', NAMESPACE)}/{plural[kind]}/{metadata['name']}",
+            metadata["name"],
+        )
     return found
 
 
@@ -190,7 +204,9 @@ def route_weights(cluster: Cluster) -> dict[str, int]:
     """Service name -> weight on the split rule (the rule without a header match) of the one HTTPRoute."""
     found = routes(cluster)
     if len(found) != 1:
-        raise EngineError(f"expected one HTTPRoute in {NAMESPACE}, found {[r['metadata']['name'] for r in found]}")
+        raise EngineError(
+            f"expected one HTTPRoute in {NAMESPACE}, found {[r['metadata']['name'] for r in found]}"
+        )
     for rule in found[0]["spec"]["rules"]:
         if not any(match.get("headers") for match in rule.get("matches", [])):
             return {ref["name"]: ref.get("weight", 1) for ref in rule.get("backendRefs", [])}
@@ -231,19 +247,30 @@ def namespace_snapshot(cluster: Cluster) -> dict[str, str]:
     """kind/name -> fingerprint of what the program declares (labels, annotations, spec or data) of
     everything it manages in the namespace; status, which controllers keep writing, is left out."""
     snapshot = {}
-    for base, plural in (("/apis/batch/v1", "jobs"), ("/apis/apps/v1", "deployments"), ("/api/v1", "services"),
-                         ("/api/v1", "configmaps"), ("/api/v1", "secrets"), ("/api/v1", "persistentvolumeclaims"),
-                         ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
-                         ("/apis/networking.k8s.io/v1", "networkpolicies"),
-                         ("/apis/policy/v1", "poddisruptionbudgets"),
-                         ("/apis/autoscaling/v2", "horizontalpodautoscalers")):
+    for base, plural in (
+        ("/apis/batch/v1", "jobs"),
+        ("/apis/apps/v1", "deployments"),
+        ("/api/v1", "services"),
+        ("/api/v1", "configmaps"),
+        ("/api/v1", "secrets"),
+        ("/api/v1", "persistentvolumeclaims"),
+        ("/apis/gateway.networking.k8s.io/v1", "httproutes"),
+        ("/apis/networking.k8s.io/v1", "networkpolicies"),
+        ("/apis/policy/v1", "poddisruptionbudgets"),
+        ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    ):
         listing = cluster.get(f"{base}/namespaces/{NAMESPACE}/{plural}") or {"items": []}
         for item in listing["items"]:
             metadata = item["metadata"]
-            declared = {"labels": metadata.get("labels"), "annotations": metadata.get("annotations"),
-                        "spec": item.get("spec"), "data": item.get("data")}
+            declared = {
+                "labels": metadata.get("labels"),
+                "annotations": metadata.get("annotations"),
+                "spec": item.get("spec"),
+                "data": item.get("data"),
+            }
             snapshot[f"{plural}/{metadata['name']}"] = hashlib.sha256(
-                json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
+                json.dumps(declared, sort_keys=True).encode()
+            ).hexdigest()[:16]
     return snapshot
 
 
@@ -260,11 +287,16 @@ def of_release(name: str, dns_build: str) -> bool:
     """Whether a resource name belongs to one release: its component (ledger-release-<build>[-...]) or
     its guards (guards-<build>[-...]: network policies, disruption budget, autoscaler)."""
     prefix = f"-release-{dns_build}"
-    return (name.endswith(prefix) or f"{prefix}-" in name
-            or name == f"guards-{dns_build}" or name.startswith(f"guards-{dns_build}-"))
+    return (
+        name.endswith(prefix)
+        or f"{prefix}-" in name
+        or name == f"guards-{dns_build}"
+        or name.startswith(f"guards-{dns_build}-")
+    )
 
 
 # --- what the real node runs ------------------------------------------------------------------
+
 
 def claim_folder(cluster: Cluster, claim: str, timeout: float = 60) -> Path:
     """The host folder behind a bound claim (the cluster's volumes are hostPath)."""
@@ -313,17 +345,21 @@ def serves(cluster: Cluster, record: dict, user: str) -> dict:
         try:
             with urllib.request.urlopen(url, timeout=10) as reply:
                 body = json.loads(reply.read())
-                answers[pod["metadata"]["name"]] = {"build": reply.headers.get("X-Model-Build"),
-                                                    "items": len(body.get("items", []))}
+                answers[pod["metadata"]["name"]] = {
+                    "build": reply.headers.get("X-Model-Build"),
+                    "items": len(body.get("items", [])),
+                }
         except (urllib.error.URLError, OSError) as error:
             answers[pod["metadata"]["name"]] = {"error": str(error)}
     if not answers or any(a.get("build") != record["build"] or not a.get("items") for a in answers.values()):
-        raise EngineError(f"build {record['build']} does not serve from every Ready pod: "
-                          f"{answers or 'no Ready pod'}")
+        raise EngineError(
+            f"build {record['build']} does not serve from every Ready pod: {answers or 'no Ready pod'}"
+        )
     return answers
 
 
 # --- the suite --------------------------------------------------------------------------------
+
 
 def run(report: Report) -> None:
     with report.scenario(SUITE, "toolchain"):
@@ -342,8 +378,12 @@ def run_on_cluster(report: Report) -> None:
         with report.scenario(SUITE, "cluster up") as details:
             began = time.monotonic()
             cluster, facts = start_cluster(folder, started)
-            report.facts["cluster"] = {"server": cluster.server, "kubeconfig": str(cluster.kubeconfig),
-                                       "start_seconds": round(time.monotonic() - began, 2), **facts}
+            report.facts["cluster"] = {
+                "server": cluster.server,
+                "kubeconfig": str(cluster.kubeconfig),
+                "start_seconds": round(time.monotonic() - began, 2),
+                **facts,
+            }
             details.update(facts)
         if "cluster" in report.facts:
             Scenarios(report, started[-1], Pulumi(folder / "bin", started[-1].kubeconfig)).run()
@@ -355,9 +395,16 @@ def run_on_cluster(report: Report) -> None:
 def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
     """A cluster whose node is a kubelet with the suite's images, or kwok's where the kubelet cannot
     run or start here; the facts say which node and why not the kubelet."""
+
     def cluster(node: Node | None) -> Cluster:
-        started.append(Cluster(folder / "bin", crds=folder / "crds" / "gateway-api",
-                               stages=folder / "kwok-stages.yaml", node=node))
+        started.append(
+            Cluster(
+                folder / "bin",
+                crds=folder / "crds" / "gateway-api",
+                stages=folder / "kwok-stages.yaml",
+                node=node,
+            )
+        )
         return started[-1]
 
     reason = install_packages() or unavailable(folder / "bin")
@@ -369,8 +416,13 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
             facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}
             # One build of the images serves every build id: the tag is the only stamp (local.containers)
             built = docker_engine.build_images(BUILDS[0])
-            facts["images"] = real.node.load_images({
-                name: built[app] for build in (*BUILDS, FAILED_BUILD) for app, name in prebuilt_refs(build).items()})
+            facts["images"] = real.node.load_images(
+                {
+                    name: built[app]
+                    for build in (*BUILDS, FAILED_BUILD)
+                    for app, name in prebuilt_refs(build).items()
+                }
+            )
             return real, facts
         except Exception as error:  # noqa: BLE001 - reported, and the suite runs on kwok instead
             reason = f"the kubelet node did not come up: {type(error).__name__}: {str(error)[-1500:]}"
@@ -410,11 +462,14 @@ class Scenarios:
     def prepare_namespace(self) -> None:
         """What a user of the local stack does first: the namespace and the claim with the CSVs."""
         self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        self.cluster.apply({
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "csv-data", "namespace": NAMESPACE},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        })
+        self.cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "csv-data", "namespace": NAMESPACE},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        )
         self.data = claim_folder(self.cluster, "csv-data")
         sample.write(self.data, ROWS)  # the demo's interactions: the real node trains on them
 
@@ -442,25 +497,35 @@ class Scenarios:
         with self.scenario("2 build=2 beside build 1, build 1 untouched") as details:
             before = self.pulumi.outputs()["releases"]["1"]
             versions_before = versions_of(self.cluster, before)
-            changes = [(step["op"], urn_name(step["urn"])) for step in
-                       preview_steps(self.pulumi.preview_json("mlpipeline:build=2"))]
+            changes = [
+                (step["op"], urn_name(step["urn"]))
+                for step in preview_steps(self.pulumi.preview_json("mlpipeline:build=2"))
+            ]
             details["preview_steps"] = changes
             # Build 1's autoscaler follows the traffic like the router does: at 0 % it is pinned at its
             # minimum (kept warm for a rollback). Everything else of build 1 stays as it was.
             follows_traffic = ("update", f"guards-{before['name']}-autoscaler")
-            build1 = [(op, name) for op, name in changes
-                      if of_release(name, before["name"]) and (op, name) != follows_traffic]
+            build1 = [
+                (op, name)
+                for op, name in changes
+                if of_release(name, before["name"]) and (op, name) != follows_traffic
+            ]
             if build1:
                 raise EngineError(f"the preview of build 2 changes build 1's resources: {build1}")
             creates = [name for op, name in changes if op == "create"]
             if not creates or any(not of_release(name, "2") for name in creates):
-                raise EngineError(f"the preview of build 2 creates {creates}, expected build 2's resources only")
+                raise EngineError(
+                    f"the preview of build 2 creates {creates}, expected build 2's resources only"
+                )
             self.pulumi.up("mlpipeline:build=2")
             releases = self.pulumi.outputs()["releases"]
             if sorted(releases) != ["1", "2"]:
                 raise EngineError(f"releases after build 2: {sorted(releases)}")
             versions_after = versions_of(self.cluster, releases["1"])
-            details["build1_generation_resourceVersion"] = {"before": versions_before, "after": versions_after}
+            details["build1_generation_resourceVersion"] = {
+                "before": versions_before,
+                "after": versions_after,
+            }
             if versions_after != versions_before:
                 raise EngineError(f"build 1's objects changed: {versions_before} -> {versions_after}")
             for build in ("1", "2"):
@@ -470,7 +535,9 @@ class Scenarios:
         return False
 
     def traffic_and_rollback(self) -> None:
-        with self.scenario("3 traffic 90/10 reaches the route; rollback 100/0 changes the router (and autoscalers) only") as details:
+        with self.scenario(
+            "3 traffic 90/10 reaches the route; rollback 100/0 changes the router (and autoscalers) only"
+        ) as details:
             releases = self.pulumi.outputs()["releases"]
             services = {build: releases[build]["service"]["name"] for build in ("1", "2")}
             before = namespace_snapshot(self.cluster)
@@ -485,14 +552,18 @@ class Scenarios:
             if weights.get(services["1"]) != 100 or weights.get(services["2"], 0) != 0:
                 raise EngineError(f"route weights after rollback {weights}")
             after_rollback = namespace_snapshot(self.cluster)
-            changed = sorted(k for k in set(before) | set(after_rollback) if before.get(k) != after_rollback.get(k))
+            changed = sorted(
+                k for k in set(before) | set(after_rollback) if before.get(k) != after_rollback.get(k)
+            )
             details["changed_objects"] = changed
             # The router, and the autoscalers that follow the traffic (pinned at minimum at 0 %).
             if any(not key.startswith(("httproutes/", "horizontalpodautoscalers/")) for key in changed):
                 raise EngineError(f"traffic changes touched more than the router and autoscalers: {changed}")
 
     def retire_and_redeploy(self) -> None:
-        with self.scenario("4 keepReleases=2 and build 3 retire build 1; build=1 re-declares it verbatim") as details:
+        with self.scenario(
+            "4 keepReleases=2 and build 3 retire build 1; build=1 re-declares it verbatim"
+        ) as details:
             original = self.pulumi.outputs()["releases"]["1"]
             build1 = objects_of(original)
             # Retention never drops the release serving the traffic: move it to build 2 first.
@@ -500,27 +571,46 @@ class Scenarios:
             self.pulumi("config", "set", "mlpipeline:keepReleases", "2")
             self.pulumi.up("mlpipeline:build=3", "mlpipeline:traffic=auto")
             outputs = self.pulumi.outputs()
-            details["after_build3"] = {"live": sorted(outputs["releases"]), "retired": outputs["retiredBuilds"]}
+            details["after_build3"] = {
+                "live": sorted(outputs["releases"]),
+                "retired": outputs["retiredBuilds"],
+            }
             if sorted(outputs["releases"]) != ["2", "3"] or "1" not in outputs["retiredReleases"]:
-                raise EngineError(f"after build 3 with keepReleases=2: live {sorted(outputs['releases'])}, "
-                                  f"retired records {sorted(outputs['retiredReleases'])}")
+                raise EngineError(
+                    f"after build 3 with keepReleases=2: live {sorted(outputs['releases'])}, "
+                    f"retired records {sorted(outputs['retiredReleases'])}"
+                )
             left = {kind: name for kind, (path, name) in build1.items() if self.cluster.get(path) is not None}
-            left.update({kind: path for path, kind in guards_of(original).items() if self.cluster.get(path) is not None})
+            left.update(
+                {
+                    kind: path
+                    for path, kind in guards_of(original).items()
+                    if self.cluster.get(path) is not None
+                }
+            )
             if left:
                 raise EngineError(f"build 1's objects are still in the API server: {left}")
             # The model folders live on the share, which no retirement touches: its claim stays bound.
-            claims = {name.split("/", 1)[1] for name in namespace_snapshot(self.cluster)
-                      if name.startswith("persistentvolumeclaims/")}
+            claims = {
+                name.split("/", 1)[1]
+                for name in namespace_snapshot(self.cluster)
+                if name.startswith("persistentvolumeclaims/")
+            }
             details["claims"] = sorted(claims)
             if MODEL_CLAIM not in claims:
-                raise EngineError(f"the model share's claim {MODEL_CLAIM} is gone after retiring build 1: {claims}")
+                raise EngineError(
+                    f"the model share's claim {MODEL_CLAIM} is gone after retiring build 1: {claims}"
+                )
             self.pulumi.up("mlpipeline:build=1")
             again = self.pulumi.outputs()["releases"]
             details["after_redeploy"] = sorted(again)
             if "1" not in again:
                 raise EngineError(f"build=1 did not re-declare build 1: live {sorted(again)}")
-            differ = sorted(k for k in set(original) | set(again["1"])
-                            if k not in RENUMBERED and original.get(k) != again["1"].get(k))
+            differ = sorted(
+                k
+                for k in set(original) | set(again["1"])
+                if k not in RENUMBERED and original.get(k) != again["1"].get(k)
+            )
             if differ:
                 raise EngineError(f"build 1 re-declared with other {differ} than its retired record")
             details["objects"] = assert_release_live(self.cluster, again["1"])
@@ -533,23 +623,33 @@ class Scenarios:
             live = sorted(self.pulumi.outputs()["releases"], key=int)
             # prod's own config, promoting from this suite's stack instead of dev
             prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-            self.pulumi.new_stack(PROMOTING_STACK, {**prod, "mlpipeline:promoteFrom": STACK,
-                                                    "mlpipeline:namespace": f"{NAMESPACE}-prod",
-                                                    "mlpipeline:gitSha": "e2e"})
+            self.pulumi.new_stack(
+                PROMOTING_STACK,
+                {
+                    **prod,
+                    "mlpipeline:promoteFrom": STACK,
+                    "mlpipeline:namespace": f"{NAMESPACE}-prod",
+                    "mlpipeline:gitSha": "e2e",
+                },
+            )
             before = namespace_snapshot(self.cluster)
             expected = {
                 "99": f"build 99 is not a live release of stack {STACK} (its releases: {', '.join(live)})",
                 live[-1]: f"stack {STACK}'s images of build {live[-1]} are not pinned by digest",
             }
             for build, message in expected.items():
-                done = self.pulumi("preview", "--config", f"mlpipeline:build={build}", stack=PROMOTING_STACK,
-                                   check=False)
+                done = self.pulumi(
+                    "preview", "--config", f"mlpipeline:build={build}", stack=PROMOTING_STACK, check=False
+                )
                 output = done.stdout + done.stderr
-                details[f"build {build}"] = next((line.strip() for line in output.splitlines() if message in line),
-                                                 None)
+                details[f"build {build}"] = next(
+                    (line.strip() for line in output.splitlines() if message in line), None
+                )
                 if done.returncode == 0 or details[f"build {build}"] is None:
-                    raise EngineError(f"promoting build {build}: exit {done.returncode}, expected {message!r}:\n"
-                                      f"{output[-3000:]}")
+                    raise EngineError(
+                        f"promoting build {build}: exit {done.returncode}, expected {message!r}:\n"
+                        f"{output[-3000:]}"
+                    )
             if namespace_snapshot(self.cluster) != before:
                 raise EngineError("a refused promotion changed objects in the source's namespace")
             self.pulumi("stack", "rm", "--yes", "--force", stack=PROMOTING_STACK)
@@ -558,16 +658,25 @@ class Scenarios:
         live = sorted(self.pulumi.outputs().get("releases", {}), key=int)[:2]
         weights = json.dumps(dict(zip(live, (50, 10))))
         for name, config, expected in (
-            ("6 weights not summing to 100 fail before any change", f"mlpipeline:traffic={weights}",
-             f"traffic {weights} rejected: weights sum to 60, not 100"),
-            ("6 unknown key fails before any change", "mlpipeline:trafic=1", "unknown config key(s) mlpipeline:trafic"),
+            (
+                "6 weights not summing to 100 fail before any change",
+                f"mlpipeline:traffic={weights}",
+                f"traffic {weights} rejected: weights sum to 60, not 100",
+            ),
+            (
+                "6 unknown key fails before any change",
+                "mlpipeline:trafic=1",
+                "unknown config key(s) mlpipeline:trafic",
+            ),
         ):
             with self.scenario(name) as details:
                 before = namespace_snapshot(self.cluster)
                 done = self.pulumi.up(config, check=False)
                 output = done.stdout + done.stderr
                 details["exit"] = done.returncode
-                details["message"] = next((line.strip() for line in output.splitlines() if expected in line), None)
+                details["message"] = next(
+                    (line.strip() for line in output.splitlines() if expected in line), None
+                )
                 if done.returncode == 0:
                     raise EngineError(f"`pulumi up --config {config}` succeeded")
                 if details["message"] is None:
@@ -584,8 +693,10 @@ class Scenarios:
         there with the trainer's reason; the live releases' objects are untouched and they serve, and
         the stack's outputs (the ledger the next update reads) are still those of the last good one."""
         previous = None
-        with self.scenario("7 a failed training (bad CSV) fails up at the Job with the trainer's reason; "
-                           "the old releases keep serving, the ledger stays") as details:
+        with self.scenario(
+            "7 a failed training (bad CSV) fails up at the Job with the trainer's reason; "
+            "the old releases keep serving, the ledger stays"
+        ) as details:
             outputs = self.pulumi.outputs()
             live = outputs["releases"]
             before = {build: versions_of(self.cluster, record) for build, record in live.items()}
@@ -596,34 +707,45 @@ class Scenarios:
             output = done.stdout + done.stderr
             details["exit"], details["up_seconds"] = done.returncode, self.pulumi.seconds()
             expected = ("the data cannot make a trustworthy model", "are broken", "TRAIN_MAX_REJECTED_SHARE")
-            details["reason"] = next((line.strip() for line in output.splitlines() if expected[0] in line), None)
+            details["reason"] = next(
+                (line.strip() for line in output.splitlines() if expected[0] in line), None
+            )
             job = self.cluster.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/train-{FAILED_BUILD}") or {}
             conditions = job.get("status", {}).get("conditions", [])
             details["job_conditions"] = {c["type"]: c.get("reason") for c in conditions}
             if done.returncode == 0:
                 raise EngineError(f"`pulumi up` of build {FAILED_BUILD} on bad CSVs succeeded")
             if details["reason"] is None or not all(part in output for part in expected):
-                raise EngineError(f"the failure does not give the trainer's reason {expected}:\n"
-                                  f"{output[-4000:]}")
+                raise EngineError(
+                    f"the failure does not give the trainer's reason {expected}:\n{output[-4000:]}"
+                )
             if details["job_conditions"].get("Failed") is None:
                 raise EngineError(f"Job train-{FAILED_BUILD} has not failed: {job.get('status')}")
             if self.cluster.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/score-{FAILED_BUILD}"):
-                raise EngineError(f"the update went past the failed Job: Deployment score-{FAILED_BUILD} exists")
+                raise EngineError(
+                    f"the update went past the failed Job: Deployment score-{FAILED_BUILD} exists"
+                )
             after = {build: versions_of(self.cluster, record) for build, record in live.items()}
             if after != before:
-                raise EngineError(f"the failed update changed the live releases' objects: {before} -> "
-                                  f"{after}")
+                raise EngineError(
+                    f"the failed update changed the live releases' objects: {before} -> {after}"
+                )
             user = demo.sample_users(self.data, 1)[0]
             details["serving"] = {build: serves(self.cluster, record, user) for build, record in live.items()}
             for record in live.values():
                 assert_release_live(self.cluster, record)
-            moved = {key: {"before": outputs.get(key), "after": value}
-                     for key, value in self.pulumi.outputs().items() if outputs.get(key) != value}
+            moved = {
+                key: {"before": outputs.get(key), "after": value}
+                for key, value in self.pulumi.outputs().items()
+                if outputs.get(key) != value
+            }
             details["outputs_changed"] = sorted(moved)
             if moved:
-                raise EngineError(f"the failed update moved the stack's outputs on, so the next update "
-                                  f"would read a ledger with build {FAILED_BUILD} live: "
-                                  f"{json.dumps(moved)[:3000]}")
+                raise EngineError(
+                    f"the failed update moved the stack's outputs on, so the next update "
+                    f"would read a ledger with build {FAILED_BUILD} live: "
+                    f"{json.dumps(moved)[:3000]}"
+                )
         # the stack's config as before, whatever happened: the live build and the data folder
         shutil.rmtree(self.data / "bad", ignore_errors=True)
         self.pulumi("config", "rm", "mlpipeline:csvFolder", check=False)

@@ -52,8 +52,14 @@ int main(void) {
 }
 """
 # The Debian package of each tool the node needs (containerd brings ctr; docker.io `docker save`s the images).
-PACKAGES = {"containerd": "containerd", "runc": "runc", "gcc": "gcc", "iproute2": "ip", "docker.io": "docker",
-            "containernetworking-plugins": str(CNI_BIN / "bridge")}
+PACKAGES = {
+    "containerd": "containerd",
+    "runc": "runc",
+    "gcc": "gcc",
+    "iproute2": "ip",
+    "docker.io": "docker",
+    "containernetworking-plugins": str(CNI_BIN / "bridge"),
+}
 
 
 class NodeError(RuntimeError):
@@ -128,10 +134,17 @@ class Node:
         self._wait("containerd answers", lambda: self._ctr_ok(), deadline)
         self._pause_image()
         self._kubelet_config(ca)
-        self._spawn("kubelet", str(self.bin / "kubelet"), f"--config={self.home / 'kubelet' / 'config.yaml'}",
-                    f"--kubeconfig={kubeconfig}", f"--root-dir={self.home / 'kubelet' / 'root'}",
-                    f"--cert-dir={self.home / 'kubelet' / 'pki'}", f"--hostname-override={NAME}",
-                    f"--node-ip={NODE_IP}", "--v=1")
+        self._spawn(
+            "kubelet",
+            str(self.bin / "kubelet"),
+            f"--config={self.home / 'kubelet' / 'config.yaml'}",
+            f"--kubeconfig={kubeconfig}",
+            f"--root-dir={self.home / 'kubelet' / 'root'}",
+            f"--cert-dir={self.home / 'kubelet' / 'pki'}",
+            f"--hostname-override={NAME}",
+            f"--node-ip={NODE_IP}",
+            "--v=1",
+        )
 
     def stop(self, grace: float = 10) -> None:
         """The kubelet first (it would restart the pods), then every container, containerd, their
@@ -158,8 +171,10 @@ class Node:
         """Docker images into the node's store, {name the pods use: Docker tag}: an image containerd
         already holds (same id) is only named, the others are copied in one `docker save`."""
         began = time.monotonic()
-        ids = {name: _run("docker", "image", "inspect", "--format", "{{.Id}}", tag).strip()
-               for name, tag in images.items()}
+        ids = {
+            name: _run("docker", "image", "inspect", "--format", "{{.Id}}", tag).strip()
+            for name, tag in images.items()
+        }
         held = set(self._ctr("images", "ls", "-q").split())
         copy = {}
         for name, image_id in ids.items():
@@ -176,13 +191,24 @@ class Node:
                 raise NodeError(f"`docker save {' '.join(copy.values())}` exited {save.returncode}")
         for name, image_id in ids.items():
             self._ctr("images", "tag", "--force", image_id, normalized(name))
-        return {"names": len(images), "copied": sorted(copy.values()),
-                "seconds": round(time.monotonic() - began, 2)}
+        return {
+            "names": len(images),
+            "copied": sorted(copy.values()),
+            "seconds": round(time.monotonic() - began, 2),
+        }
 
     # --- setup -----------------------------------------------------------------------------
     def _ctr(self, *args: str, timeout: float = 120, stdin=None) -> str:
-        return _run("ctr", "--address", str(self.socket), "--namespace", CRI_NAMESPACE, *args,
-                    timeout=timeout, stdin=stdin)
+        return _run(
+            "ctr",
+            "--address",
+            str(self.socket),
+            "--namespace",
+            CRI_NAMESPACE,
+            *args,
+            timeout=timeout,
+            stdin=stdin,
+        )
 
     def _ctr_ok(self) -> bool:
         try:
@@ -204,17 +230,33 @@ class Node:
     def _containerd_config(self) -> None:
         folder = self.home / "containerd"
         cri = "io.containerd.grpc.v1.cri"
-        (self.home / "cni" / "10-bridge.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0", "name": "mlpipeline-e2e",
-            "plugins": [{"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
-                         "hairpinMode": True,
-                         "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET, "gateway": NODE_IP}]],
-                                  "dataDir": str(self.home / "cni" / "ipam")}}],
-        }, indent=2))
+        (self.home / "cni" / "10-bridge.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "mlpipeline-e2e",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": SUBNET, "gateway": NODE_IP}]],
+                                "dataDir": str(self.home / "cni" / "ipam"),
+                            },
+                        }
+                    ],
+                },
+                indent=2,
+            )
+        )
         # TOML written by hand: the few keys below, all strings, booleans or string lists.
         (folder / "config.toml").write_text(f"""version = 2
-root = "{folder / 'root'}"
-state = "{folder / 'state'}"
+root = "{folder / "root"}"
+state = "{folder / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.internal.v1.opt", "io.containerd.tracing.processor.v1.otlp"]
@@ -236,7 +278,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         SystemdCgroup = false
   [plugins."{cri}".cni]
     bin_dir = "{CNI_BIN}"
-    conf_dir = "{self.home / 'cni'}"
+    conf_dir = "{self.home / "cni"}"
 """)
 
     def _snapshotter(self) -> str:
@@ -248,26 +290,47 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         (folder / "pause.c").write_text(PAUSE_C)
         _run("gcc", "-static", "-Os", "-s", "-o", str(folder / "pause"), str(folder / "pause.c"))
         (folder / "Dockerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
-        _run("docker", "build", "--quiet", "--tag", PAUSE_IMAGE, str(folder),
-             env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        _run(
+            "docker",
+            "build",
+            "--quiet",
+            "--tag",
+            PAUSE_IMAGE,
+            str(folder),
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
         self.load_images({PAUSE_IMAGE: PAUSE_IMAGE})
 
     def _kubelet_config(self, ca: Path) -> None:
         config = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "address": NODE_IP, "port": 10250, "readOnlyPort": 0,
-            "healthzBindAddress": NODE_IP, "healthzPort": 10248,
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                               "x509": {"clientCAFile": str(ca)}},
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": NODE_IP,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "healthzBindAddress": NODE_IP,
+            "healthzPort": 10248,
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(ca)},
+            },
             "authorization": {"mode": "AlwaysAllow"},  # callers hold a certificate of the cluster's CA
-            "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": False,
+            "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             # Disk pressure would evict the pods and delete every image, which cannot be pulled
             # back: the thresholds sit just above a full disk (other jobs may share this one).
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "500Mi",
-                             "imagefs.available": "500Mi", "nodefs.inodesFree": "1%",
-                             "imagefs.inodesFree": "1%"},
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "500Mi",
+                "imagefs.available": "500Mi",
+                "nodefs.inodesFree": "1%",
+                "imagefs.inodesFree": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
             "resolvConf": "/etc/resolv.conf",
             "serializeImagePulls": False,
         }

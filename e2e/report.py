@@ -38,8 +38,10 @@ class Report:
             traceback.print_exc(file=sys.stdout)
         finally:
             record["seconds"] = round(time.monotonic() - start, 2)
-            print(f"e2e: {suite}: {name}: {'pass' if record['pass'] else 'FAIL'} ({record['seconds']} s)",
-                  flush=True)
+            print(
+                f"e2e: {suite}: {name}: {'pass' if record['pass'] else 'FAIL'} ({record['seconds']} s)",
+                flush=True,
+            )
             self.write()
 
     def write(self) -> None:

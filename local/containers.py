@@ -25,7 +25,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,17 @@ CONTEXT = ROOT / "apps"  # the images' build context, as components.images build
 BUILD_LOG = ROOT / ".demo" / "logs" / "docker-build.log"
 LABEL = "org.mlpipeline.play"  # every container started here carries it: `docker ps --filter label=...`
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_BINARY = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BINARY = {
+    "": 1,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
 
 
 def docker_answers() -> bool:
@@ -76,16 +85,28 @@ def build_image(app: str, build: str, log_file: Path = BUILD_LOG, no_cache: bool
     the same id) whatever the build number, as a `--label` would not.
     """
     tag = image_tag(app, build)
-    argv = ["docker", "build", "--file", str(CONTEXT / app / "Dockerfile"), "--tag", tag,
-            *(["--no-cache"] if no_cache else []), str(CONTEXT)]
+    argv = [
+        "docker",
+        "build",
+        "--file",
+        str(CONTEXT / app / "Dockerfile"),
+        "--tag",
+        tag,
+        *(["--no-cache"] if no_cache else []),
+        str(CONTEXT),
+    ]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        result = subprocess.run(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DOCKER_BUILDKIT": "0"}
+        )
     if result.returncode != 0:
         tail = "\n".join(log_file.read_text().splitlines()[-15:])
-        raise PlayError(f"docker build of {tag} failed (exit {result.returncode}; full log {log_file}):\n{tail}")
+        raise PlayError(
+            f"docker build of {tag} failed (exit {result.returncode}; full log {log_file}):\n{tail}"
+        )
     return tag
 
 
@@ -118,7 +139,9 @@ def _security(pod: Pod, container: dict) -> list[str]:
         group = ctx.get("runAsGroup")
         args += ["--user", f"{int(user)}:{int(group)}" if group is not None else str(int(user))]
     if ctx.get("runAsNonRoot") and (user is None or int(user) == 0):
-        raise PlayError(f"container {container['name']}: runAsNonRoot without a non-zero runAsUser cannot be checked here")
+        raise PlayError(
+            f"container {container['name']}: runAsNonRoot without a non-zero runAsUser cannot be checked here"
+        )
     if pod_ctx.get("fsGroup") is not None:
         args += ["--group-add", str(int(pod_ctx["fsGroup"]))]
     if ctx.get("readOnlyRootFilesystem"):
@@ -193,9 +216,22 @@ def prepare(pod: Pod, container: dict) -> Container:
         run_args += ["--entrypoint", command[0], image, *command[1:], *args]
     else:
         run_args += [image, *args]
-    probes = {kind: container[kind] for kind in ("readinessProbe", "livenessProbe", "startupProbe") if kind in container}
-    return Container(name=container["name"], docker_name=docker_name, image=image, run_args=run_args, env=env, ports=ports,
-                     named_ports=named, probes=probes, labels=labels)
+    probes = {
+        kind: container[kind]
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+        if kind in container
+    }
+    return Container(
+        name=container["name"],
+        docker_name=docker_name,
+        image=image,
+        run_args=run_args,
+        env=env,
+        ports=ports,
+        named_ports=named,
+        probes=probes,
+        labels=labels,
+    )
 
 
 def _client_env(container: Container) -> dict[str, str]:
@@ -220,8 +256,13 @@ def exit_code(docker_name: str) -> int | None:
 
 
 def create(container: Container, extra: list[str] = ()) -> None:
-    result = subprocess.run(["docker", "create", *extra, *container.run_args], env=_client_env(container),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["docker", "create", *extra, *container.run_args],
+        env=_client_env(container),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode != 0:
         raise PlayError(f"container {container.name}: docker create failed: {result.stderr.strip()}")
 
@@ -241,8 +282,12 @@ def run_to_completion(container: Container, log, timeout: float | None = None, s
         create(container, ["--mount", f"type=bind,source={message_file},target=/dev/termination-log"])
         try:
             try:
-                subprocess.run(["docker", "start", "--attach", container.docker_name], timeout=timeout,
-                               stdout=stdout or sys.stdout, stderr=subprocess.STDOUT if stdout else sys.stderr)
+                subprocess.run(
+                    ["docker", "start", "--attach", container.docker_name],
+                    timeout=timeout,
+                    stdout=stdout or sys.stdout,
+                    stderr=subprocess.STDOUT if stdout else sys.stderr,
+                )
             except subprocess.TimeoutExpired:
                 raise PlayError(f"container {container.name} did not finish within {timeout:.0f} s") from None
             code = exit_code(container.docker_name)
@@ -250,7 +295,9 @@ def run_to_completion(container: Container, log, timeout: float | None = None, s
             remove(container.docker_name)
         message = message_file.read_text().strip()
     if code != 0:
-        raise PlayError(f"container {container.name} exited with code {code}" + (f": {message}" if message else ""))
+        raise PlayError(
+            f"container {container.name} exited with code {code}" + (f": {message}" if message else "")
+        )
     return message
 
 
@@ -266,8 +313,11 @@ class Running:
             remove(container.docker_name)
             raise PlayError(f"container {container.name}: docker start failed: {started.stderr.strip()}")
         # The container's output, followed into the caller's file for as long as it runs.
-        self._logs = subprocess.Popen(["docker", "logs", "--follow", container.docker_name],
-                                      stdout=stdout or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._logs = subprocess.Popen(
+            ["docker", "logs", "--follow", container.docker_name],
+            stdout=stdout or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
 
     def poll(self) -> int | None:
         if self.returncode is None:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from local import containers, play as processes
+from local import containers
+from local import play as processes
 from local.play import ROOT, PlayError, Pod, prepare
 from local.render import Rendering, render
 
@@ -69,7 +70,9 @@ class Played:
     url: str
     data_dir: Path
     rendering: Rendering
-    scorer: object  # the running scorer (a Popen, or a local.containers.Running); stop it with its runtime's stop
+    scorer: (
+        object  # the running scorer (a Popen, or a local.containers.Running); stop it with its runtime's stop
+    )
 
 
 def shown(path: Path) -> Path:
@@ -105,7 +108,9 @@ def ensure_sample_data(pod: Pod, rows: int) -> Path:
     trainer = prepare(pod, pod.spec["containers"][0])
     data_dir = trainer.env.get("DATA_DIR")
     if not data_dir:
-        raise PlayError("the local stack's trainer reads no DATA_DIR: set dataSource=volume in Pulumi.local.yaml")
+        raise PlayError(
+            "the local stack's trainer reads no DATA_DIR: set dataSource=volume in Pulumi.local.yaml"
+        )
     data_dir = Path(data_dir)
     if not any(data_dir.glob("*.csv")):
         say(f"writing a sample interactions dataset ({rows:,} rows) to {shown(data_dir)}")
@@ -115,8 +120,13 @@ def ensure_sample_data(pod: Pod, rows: int) -> Path:
     return data_dir
 
 
-def play(build: str | None = None, config: dict | None = None, root: Path = DEMO, rows: int = SAMPLE_ROWS,
-         runtime: Runtime = PROCESSES) -> Played:
+def play(
+    build: str | None = None,
+    config: dict | None = None,
+    root: Path = DEMO,
+    rows: int = SAMPLE_ROWS,
+    runtime: Runtime = PROCESSES,
+) -> Played:
     """Render and play one release; return it serving. The caller stops `Played.scorer` with `runtime.stop`."""
     release = render_release(build, config, root, rows, runtime)
     train(release, runtime)
@@ -124,23 +134,32 @@ def play(build: str | None = None, config: dict | None = None, root: Path = DEMO
     played = serve(release, runtime)
     state_file = root / "stack.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"releases": release.rendering.outputs["releases"],
-                                      "podMessages": release.pod_messages}, indent=2, sort_keys=True))
+    state_file.write_text(
+        json.dumps(
+            {"releases": release.rendering.outputs["releases"], "podMessages": release.pod_messages},
+            indent=2,
+            sort_keys=True,
+        )
+    )
     release.job.cleanup()
     return played
 
 
-def render_release(build: str | None, config: dict | None, root: Path, rows: int = SAMPLE_ROWS,
-                   runtime: Runtime = PROCESSES) -> Release:
+def render_release(
+    build: str | None, config: dict | None, root: Path, rows: int = SAMPLE_ROWS, runtime: Runtime = PROCESSES
+) -> Release:
     """Render the stack for `build` (default: the next one after the last play's) with the sample data in place."""
     state_file = root / "stack.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     previous, pod_messages = state.get("releases"), state.get("podMessages", {})
     build = build or next_build(previous or {})
-    say(f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
-        + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else ""))
-    rendering = render(STACK, {**(config or {}), "build": build}, previous_releases=previous,
-                       pod_messages=pod_messages)
+    say(
+        f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
+        + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else "")
+    )
+    rendering = render(
+        STACK, {**(config or {}), "build": build}, previous_releases=previous, pod_messages=pod_messages
+    )
     secrets = secrets_of(rendering)
     volumes = root / "volumes"
     job = Pod.of(release_object(rendering, "Job", build), volumes, secrets)
@@ -151,9 +170,18 @@ def render_release(build: str | None, config: dict | None, root: Path, rows: int
         try:
             containers.build_images(build)
         except PlayError as exc:
-            raise PlayError(f"{exc}\n(to play the release as local processes instead: {RUNTIME_ENV}=process)") from None
-    return Release(build=build, root=root, rendering=rendering, job=job, deployment=deployment, data_dir=data_dir,
-                   pod_messages=dict(pod_messages))
+            raise PlayError(
+                f"{exc}\n(to play the release as local processes instead: {RUNTIME_ENV}=process)"
+            ) from None
+    return Release(
+        build=build,
+        root=root,
+        rendering=rendering,
+        job=job,
+        deployment=deployment,
+        data_dir=data_dir,
+        pod_messages=dict(pod_messages),
+    )
 
 
 def train(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
@@ -171,7 +199,9 @@ def train(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
 def hold(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
     """The Deployment's init containers, which hold the pod until the model is verified and good enough."""
     deployment = release.deployment
-    say(f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough")
+    say(
+        f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough"
+    )
     for container in deployment.spec.get("initContainers", []):
         runtime.run_to_completion(runtime.prepare(deployment, container), say, stdout=stdout)
 
@@ -189,7 +219,9 @@ def serve(release: Release, runtime: Runtime = PROCESSES) -> Played:
         runtime.stop(handle)
         raise
     say(f"{scorer.name} of build {release.build} is ready at {url} (log: {shown(log_file)})")
-    return Played(build=release.build, url=url, data_dir=release.data_dir, rendering=release.rendering, scorer=handle)
+    return Played(
+        build=release.build, url=url, data_dir=release.data_dir, rendering=release.rendering, scorer=handle
+    )
 
 
 def sample_users(data_dir: Path, count: int = 3) -> list[str]:
@@ -211,8 +243,10 @@ def get(url: str) -> dict:
 def show(played: Played, users: list[str]) -> None:
     version = get(f"{played.url}/version")
     metrics = version.get("metrics", {})
-    say(f"model {version['model_sha256'][:12]}: nDCG@{metrics.get('k')} {metrics.get('model', {}).get('ndcg_at_k', 0):.3f} "
-        f"vs popularity {metrics.get('popularity', {}).get('ndcg_at_k', 0):.3f} (lift {metrics.get('lift_ndcg', 0):.2f})")
+    say(
+        f"model {version['model_sha256'][:12]}: nDCG@{metrics.get('k')} {metrics.get('model', {}).get('ndcg_at_k', 0):.3f} "
+        f"vs popularity {metrics.get('popularity', {}).get('ndcg_at_k', 0):.3f} (lift {metrics.get('lift_ndcg', 0):.2f})"
+    )
     for user in users + ["someone-new"]:
         answer = get(f"{played.url}/recommendations/{urllib.parse.quote(user)}?k=5")
         items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in answer["items"])
@@ -238,12 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--build", help="build id to play (default: the next number)")
     parser.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows of the sample dataset")
-    parser.add_argument("--root", type=Path, default=DEMO, help="folder for the demo's volumes, logs and stack state")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a stack config value, as `pulumi up --config` does (JSON for maps)")
-    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default=os.environ.get(RUNTIME_ENV) or None,
-                        help=f"run the pods as Docker containers or as local processes (env {RUNTIME_ENV}; "
-                             "default: docker when a Docker engine answers, else process)")
+    parser.add_argument(
+        "--root", type=Path, default=DEMO, help="folder for the demo's volumes, logs and stack state"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stack config value, as `pulumi up --config` does (JSON for maps)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default=os.environ.get(RUNTIME_ENV) or None,
+        help=f"run the pods as Docker containers or as local processes (env {RUNTIME_ENV}; "
+        "default: docker when a Docker engine answers, else process)",
+    )
     args = parser.parse_args(argv)
     if args.runtime and args.runtime not in RUNTIMES:
         parser.error(f"{RUNTIME_ENV}={args.runtime}: choose one of {sorted(RUNTIMES)}")

@@ -48,7 +48,7 @@ class Pod:
     _empty_dirs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, obj: dict, volumes_root: Path, secrets: dict | None = None) -> "Pod":
+    def of(cls, obj: dict, volumes_root: Path, secrets: dict | None = None) -> Pod:
         """A Job or Deployment (their pod template) or a bare Pod."""
         kind = obj.get("kind")
         if kind in ("Job", "Deployment"):
@@ -75,7 +75,9 @@ class Pod:
                 path = self.volumes_root / volume["persistentVolumeClaim"]["claimName"]
             elif "emptyDir" in volume:
                 if volume_name not in self._empty_dirs:
-                    self._empty_dirs[volume_name] = Path(tempfile.mkdtemp(prefix=f"{self.name}-{volume_name}-"))
+                    self._empty_dirs[volume_name] = Path(
+                        tempfile.mkdtemp(prefix=f"{self.name}-{volume_name}-")
+                    )
                 path = self._empty_dirs[volume_name]
             elif "hostPath" in volume:
                 path = Path(volume["hostPath"]["path"])
@@ -83,7 +85,9 @@ class Pod:
                 raise PlayError(f"pod {self.name}: volume {volume_name} has a type the player does not know")
             path.mkdir(parents=True, exist_ok=True)
             return path
-        raise PlayError(f"pod {self.name}: a container mounts volume {volume_name}, which the pod does not declare")
+        raise PlayError(
+            f"pod {self.name}: a container mounts volume {volume_name}, which the pod does not declare"
+        )
 
     def mount_source(self, mount: dict) -> Path:
         """The folder a container's volumeMount shows: its volume's, or the subPath inside it."""
@@ -133,7 +137,7 @@ def _mount_map(pod: Pod, container: dict) -> list[tuple[str, str]]:
 def _rewrite(value: str, mounts: list[tuple[str, str]]) -> str:
     for mount_path, local in mounts:
         if value == mount_path or value.startswith(mount_path + "/"):
-            return local + value[len(mount_path):]
+            return local + value[len(mount_path) :]
     return value
 
 
@@ -147,16 +151,20 @@ def _env_value(pod: Pod, container: dict, item: dict) -> str | None:
         if secret is None or ref["key"] not in secret:
             if ref.get("optional"):
                 return None
-            raise PlayError(f"container {container['name']}: env {item['name']} needs secret {ref['name']}/{ref['key']}, which is not rendered")
+            raise PlayError(
+                f"container {container['name']}: env {item['name']} needs secret {ref['name']}/{ref['key']}, which is not rendered"
+            )
         return secret[ref["key"]]
     if "fieldRef" in source:
         field_path = source["fieldRef"]["fieldPath"]
         fields = {"metadata.name": pod.name, "metadata.namespace": pod.namespace, "status.podIP": "127.0.0.1"}
         if field_path.startswith("metadata.labels['"):
-            return pod.labels.get(field_path[len("metadata.labels['"):-2], "")
+            return pod.labels.get(field_path[len("metadata.labels['") : -2], "")
         if field_path in fields:
             return fields[field_path]
-    raise PlayError(f"container {container['name']}: env {item['name']} uses a source the player does not know: {source}")
+    raise PlayError(
+        f"container {container['name']}: env {item['name']} uses a source the player does not know: {source}"
+    )
 
 
 def prepare(pod: Pod, container: dict) -> Process:
@@ -164,7 +172,9 @@ def prepare(pod: Pod, container: dict) -> Process:
     mounts = _mount_map(pod, container)
     argv = [*container.get("command", []), *container.get("args", [])]
     if not argv:
-        raise PlayError(f"container {container['name']} has no explicit command: the image's entrypoint cannot be played")
+        raise PlayError(
+            f"container {container['name']} has no explicit command: the image's entrypoint cannot be played"
+        )
     ports = {}
     for port in container.get("ports", []):
         number = int(port["containerPort"])  # mocked renderings carry numbers as floats
@@ -179,14 +189,22 @@ def prepare(pod: Pod, container: dict) -> Process:
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
 
-    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     for item in container.get("env", []):
         value = _env_value(pod, container, item)
         if value is None:
             continue
         env[item["name"]] = translate(value)
-    probes = {kind: container[kind] for kind in ("readinessProbe", "livenessProbe", "startupProbe") if kind in container}
+    probes = {
+        kind: container[kind]
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+        if kind in container
+    }
     named = {p["name"]: int(p["containerPort"]) for p in container.get("ports", []) if p.get("name")}
     return Process(name=container["name"], argv=argv, env=env, ports=ports, named_ports=named, probes=probes)
 
@@ -199,16 +217,27 @@ def run_to_completion(process: Process, log, timeout: float | None = None, stdou
     with tempfile.TemporaryDirectory(prefix=f"{process.name}-termination-") as folder:
         message_file = Path(folder) / "termination-log"
         env = {**process.env, "TERMINATION_LOG": str(message_file)}
-        result = subprocess.run(process.argv, env=env, cwd=ROOT, timeout=timeout, stdout=stdout or sys.stdout,
-                                stderr=subprocess.STDOUT if stdout else sys.stderr)
+        result = subprocess.run(
+            process.argv,
+            env=env,
+            cwd=ROOT,
+            timeout=timeout,
+            stdout=stdout or sys.stdout,
+            stderr=subprocess.STDOUT if stdout else sys.stderr,
+        )
         message = message_file.read_text().strip() if message_file.is_file() else ""
     if result.returncode != 0:
-        raise PlayError(f"container {process.name} exited with code {result.returncode}" + (f": {message}" if message else ""))
+        raise PlayError(
+            f"container {process.name} exited with code {result.returncode}"
+            + (f": {message}" if message else "")
+        )
     return message
 
 
 def start(process: Process, stdout=None) -> subprocess.Popen:
-    return subprocess.Popen(process.argv, env=process.env, cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+    return subprocess.Popen(
+        process.argv, env=process.env, cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT if stdout else None
+    )
 
 
 def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0) -> str:
@@ -228,7 +257,9 @@ def wait_ready(process: Process, popen: subprocess.Popen, timeout: float = 60.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen.poll() is not None:
-            raise PlayError(f"container {process.name} exited with code {popen.returncode} before it was ready")
+            raise PlayError(
+                f"container {process.name} exited with code {popen.returncode} before it was ready"
+            )
         try:
             with urllib.request.urlopen(probe_url, timeout=2) as answer:
                 if 200 <= answer.status < 400:

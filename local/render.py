@@ -163,8 +163,13 @@ def _digest(text: str) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, stack: str, previous: Mapping[str, Any] | None, other_stacks: Mapping[str, Any],
-                 preview: bool = False):
+    def __init__(
+        self,
+        stack: str,
+        previous: Mapping[str, Any] | None,
+        other_stacks: Mapping[str, Any],
+        preview: bool = False,
+    ):
         self.preview = preview
         self.self_reference = f"{ORGANIZATION}/{PROJECT}/{stack}"
         self.previous = previous
@@ -212,7 +217,9 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "azure-native:storage:listStorageAccountKeys":
-            return {"keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]}
+            return {
+                "keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]
+            }
         if args.token == "azure-native:containerregistry:listRegistryCredentials":
             return {
                 "username": args.args.get("registryName", "registry"),
@@ -264,16 +271,18 @@ class _Monitor(sdk_internals.MockMonitor):
                 },
                 "dependencies": sorted(request.dependencies),
             }
-        self.registered.append(RenderedResource(
-            type=request.type,
-            name=request.name,
-            urn=urn,
-            parent=request.parent or None,
-            custom=custom,
-            inputs=reveal_secrets(raw),
-            public_inputs=_mask(raw),
-            options=options,
-        ))
+        self.registered.append(
+            RenderedResource(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                parent=request.parent or None,
+                custom=custom,
+                inputs=reveal_secrets(raw),
+                public_inputs=_mask(raw),
+                options=options,
+            )
+        )
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -324,16 +333,29 @@ def render(
     values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
     strings = _config_strings(values)
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
-    previous = previous_outputs if previous_outputs is not None else (
-        None if previous_releases is None else {"releases": previous_releases})
+    previous = (
+        previous_outputs
+        if previous_outputs is not None
+        else (None if previous_releases is None else {"releases": previous_releases})
+    )
     return context.run(
-        _render, stack, strings, previous, dict(other_stacks or {}), preview, _run_program_file,
+        _render,
+        stack,
+        strings,
+        previous,
+        dict(other_stacks or {}),
+        preview,
+        _run_program_file,
         dict(pod_messages or {}),
     )
 
 
-def render_components(declare: Callable[[], Any], stack: str = "dev", config: Mapping[str, Any] | None = None,
-                      previous_outputs: Mapping[str, Any] | None = None) -> Rendering:
+def render_components(
+    declare: Callable[[], Any],
+    stack: str = "dev",
+    config: Mapping[str, Any] | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
+) -> Rendering:
     """Run `declare` as the whole program (component tests): what it declares, and in `result` what
     it returns (an Output is awaited). Same mocks as `render`, no stack file."""
     strings = _config_strings(config or {})
@@ -358,15 +380,23 @@ def _render(stack, strings, previous, other_stacks, preview, declare, pod_messag
     policy.set_event_loop(loop)  # Pulumi's runtime schedules its work on the thread's current loop
     try:
         sdk_internals.reset_root_resource()
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
-                                 organization=ORGANIZATION)
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization=ORGANIZATION
+        )
         pulumi.runtime.set_all_config(strings, [k for k in strings if k.split(":", 1)[1] in SECRET_KEYS])
         outputs, secret, unknown, result = loop.run_until_complete(_evaluate(declare))
     finally:
         policy.set_event_loop(outer_loop)  # leave the caller's loop (e.g. other Pulumi tests') in place
         loop.close()
-    return Rendering(stack=stack, config=strings, resources=monitor.registered, outputs=outputs,
-                     secret_outputs=secret, unknown_outputs=unknown, result=result)
+    return Rendering(
+        stack=stack,
+        config=strings,
+        resources=monitor.registered,
+        outputs=outputs,
+        secret_outputs=secret,
+        unknown_outputs=unknown,
+        result=result,
+    )
 
 
 async def _evaluate(declare: Callable[[], Any]) -> tuple[dict[str, Any], set[str], set[str], Any]:
@@ -414,13 +444,18 @@ def main(argv: list[str] | None = None) -> int:
         config[key] = value
     previous = json.loads(args.previous.read_text()) if args.previous else None
     rendering = render(args.stack, config, previous_releases=previous)
-    json.dump({
-        "outputs": rendering.public_outputs(),
-        "resources": [
-            {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.public_inputs}
-            for r in rendering.resources
-        ],
-    }, sys.stdout, indent=2, default=str)
+    json.dump(
+        {
+            "outputs": rendering.public_outputs(),
+            "resources": [
+                {"type": r.type, "name": r.name, "parent": r.parent, "inputs": r.public_inputs}
+                for r in rendering.resources
+            ],
+        },
+        sys.stdout,
+        indent=2,
+        default=str,
+    )
     print()
     return 0
 

@@ -58,7 +58,9 @@ class Decision:
     traffic: dict[str, int] | None  # the split to apply; None to change nothing
 
 
-def decide(champion_build: str, champion: Signals, canary_build: str, canary: Signals, limits: Limits) -> Decision:
+def decide(
+    champion_build: str, champion: Signals, canary_build: str, canary: Signals, limits: Limits
+) -> Decision:
     """The rule: enough canary traffic first, then each signal against the champion's."""
     if canary.requests < limits.min_requests or champion.requests < limits.min_requests:
         return Decision(
@@ -132,7 +134,9 @@ class PrometheusSource:
         w, release = self.window, _release_info(build, self.namespace)
         route = 'route=~"/recommendations.*"'
         requests = self.query(_by_build(f"increase(scorer_requests_total{{{route}}}[{w}])", release))
-        errors = self.query(_by_build(f'increase(scorer_requests_total{{{route}, status=~"5.."}}[{w}])', release))
+        errors = self.query(
+            _by_build(f'increase(scorer_requests_total{{{route}, status=~"5.."}}[{w}])', release)
+        )
         users = self.query(_by_build(f"increase(scorer_predictions_total[{w}])", release))
         fallbacks = self.query(_by_build(f"increase(scorer_fallbacks_total[{w}])", release))
         buckets = (
@@ -142,7 +146,9 @@ class PrometheusSource:
         p99 = self.query(f"histogram_quantile(0.99, {buckets})") if requests else math.nan
         known = self.query(_by_build(f"increase(scorer_novelty_count[{w}])", release))
         typical = self.query(_by_build(f'increase(scorer_novelty_bucket{{le="0.95"}}[{w}])', release))
-        return Signals(requests, _ratio(errors, requests), p99, _ratio(fallbacks, users), _ratio(known - typical, known))
+        return Signals(
+            requests, _ratio(errors, requests), p99, _ratio(fallbacks, users), _ratio(known - typical, known)
+        )
 
 
 # ---- signals from the scorers' /metrics ---------------------------------------------------------
@@ -237,8 +243,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--champion", required=True, help="build, or build=URL[,URL...] without --prometheus")
     parser.add_argument("--canary", required=True, help="build, or build=URL[,URL...] without --prometheus")
     parser.add_argument("--prometheus", help="Prometheus base URL; else the scorers' /metrics are read")
-    parser.add_argument("--namespace", help="with --prometheus: the releases' namespace, when one "
-                        "Prometheus watches several stacks (dev and prod both run build 153)")
+    parser.add_argument(
+        "--namespace",
+        help="with --prometheus: the releases' namespace, when one "
+        "Prometheus watches several stacks (dev and prod both run build 153)",
+    )
     parser.add_argument("--window", default="30m", help="how much live traffic to judge (default 30m)")
     parser.add_argument("--stack", help="the Pulumi stack of the pulumi up (default: the selected one)")
     parser.add_argument("--run", action="store_true", help="run the pulumi up instead of printing it")
@@ -289,8 +298,10 @@ def main(argv: list[str]) -> int:
     }
     print(_dump(report))
     # The same for a human reading the job's log (stdout stays one JSON document).
-    print(f"canary {args.canary} vs champion {args.champion}: {decision.action}: {'; '.join(decision.reasons)}",
-          file=sys.stderr)
+    print(
+        f"canary {args.canary} vs champion {args.champion}: {decision.action}: {'; '.join(decision.reasons)}",
+        file=sys.stderr,
+    )
     if command:
         print(("running: " if args.run else "to apply it: ") + shlex.join(command), file=sys.stderr)
     if command and args.run:
@@ -302,6 +313,7 @@ def main(argv: list[str]) -> int:
 
 def _dump(report: dict) -> str:
     """JSON with NaN (no request answered) written as null."""
+
     def clean(value):
         if isinstance(value, float) and math.isnan(value):
             return None

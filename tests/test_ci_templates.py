@@ -54,10 +54,12 @@ def test_nightly_retrains_dev_with_the_run_number_as_build():
     assert "traffic" not in config_keys_used(script)
 
 
-@pytest.mark.parametrize("path", [WORKFLOWS / "nightly.yml", ROOT / "azure-pipelines.yml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [WORKFLOWS / "nightly.yml", ROOT / "azure-pipelines.yml"], ids=lambda p: p.name
+)
 def test_nightly_lets_the_canary_analysis_decide_a_new_canary(path):
     text = path.read_text()
-    assert "--champion \"$champion\"" in text and "pulumi stack output traffic --stack dev --json" in text
+    assert '--champion "$champion"' in text and "pulumi stack output traffic --stack dev --json" in text
     analysis = text.index("python -m monitoring.canary --prometheus")
     assert analysis > text.index("--config build=")  # after the release is deployed
     assert "--window 30m" in text[analysis:] and "--run" in text[analysis:]
@@ -93,7 +95,9 @@ def test_azure_pipelines_has_the_same_three_flows():
     assert "build=$(Build.BuildId)" in text and "build=${{ parameters.promoteBuild }}" in text
 
 
-@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")) + [ROOT / "azure-pipelines.yml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(WORKFLOWS.glob("*.yml")) + [ROOT / "azure-pipelines.yml"], ids=lambda p: p.name
+)
 def test_templates_only_set_config_keys_the_program_declares(path):
     used = config_keys_used(path.read_text())
     assert "build" in used and "gitSha" in used

@@ -11,12 +11,20 @@ from local.render import render
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
 DOCUMENTS = sorted(
-    [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("apps/*/README.md"), *ROOT.glob("components/*.md")],
+    [
+        ROOT / "README.md",
+        *ROOT.glob("docs/*.md"),
+        *ROOT.glob("apps/*/README.md"),
+        *ROOT.glob("components/*.md"),
+    ],
 )
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Names an app reads through a call: env_str("PORT"), os.environ.get("GIT_SHA"), _ratio("GATE_MIN_NDCG").
 READ_CALL = re.compile(r"\w+\(\s*\"([A-Z][A-Z0-9_]+)\"")
-INTERNAL = {"PROMETHEUS_MULTIPROC_DIR", "SCORER_HEARTBEATS"}  # the scorer sets them for its own worker processes
+INTERNAL = {
+    "PROMETHEUS_MULTIPROC_DIR",
+    "SCORER_HEARTBEATS",
+}  # the scorer sets them for its own worker processes
 
 
 def anchors(markdown: str) -> set[str]:
@@ -69,12 +77,22 @@ def test_every_variable_an_app_reads_is_in_the_contracts():
     assert not missing, f"docs/CONTRACTS.md section 2 does not document {missing}"
 
 
-@pytest.mark.parametrize("config", [
-    {},
-    {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": "k",
-     "blobEndpoint": "http://azurite:10000/devstoreaccount1", "dataContainer": "etl",
-     "csvFolder": "2018/05/08"},
-], ids=["volume", "blob"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {
+            "dataSource": "blob",
+            "dataClaim": "",
+            "blobAccount": "devstoreaccount1",
+            "blobKey": "k",
+            "blobEndpoint": "http://azurite:10000/devstoreaccount1",
+            "dataContainer": "etl",
+            "csvFolder": "2018/05/08",
+        },
+    ],
+    ids=["volume", "blob"],
+)
 def test_every_variable_a_release_sets_is_in_the_contracts(config):
     contracts = CONTRACTS.read_text(encoding="utf-8")
     rendering = render("local", {"build": "153", **config})

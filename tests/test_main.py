@@ -9,7 +9,6 @@ from components import release_spec
 from components.plan import normalize
 from components.settings import SettingsError
 from local.render import MOCK_SECRETS, render
-
 from tests.components.conftest import AZURITE_KEY, GIT_SHA, descendants_of_release, public_text
 from tests.components.crd_schemas import validate as validate_object
 
@@ -25,8 +24,11 @@ def state_of(rendering, build_dns):
 
 
 def up(stack, build, previous=None, **config):
-    return render(stack, {"build": build, "gitSha": GIT_SHA, "keepReleases": 3, **config},
-                  previous_releases=None if previous is None else previous.outputs["releases"])
+    return render(
+        stack,
+        {"build": build, "gitSha": GIT_SHA, "keepReleases": 3, **config},
+        previous_releases=None if previous is None else previous.outputs["releases"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,17 @@ def test_first_run_declares_one_release(history):
     first = history[0]
     # The second Service is the router's (router service on the local stack): the stable address.
     assert kinds(first) == [
-        "Deployment", "HorizontalPodAutoscaler", "Job", "Namespace",
-        "NetworkPolicy", "NetworkPolicy", "NetworkPolicy",  # default-deny, score-153, train-153
-        "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "Namespace",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "NetworkPolicy",  # default-deny, score-153, train-153
+        "PersistentVolumeClaim",
+        "PodDisruptionBudget",
+        "Service",
+        "Service",
     ]
     assert [o["metadata"]["name"] for o in first.k8s("Job")] == ["train-153"]
     assert [o["metadata"]["name"] for o in first.k8s("Deployment")] == ["score-153"]
@@ -63,7 +73,8 @@ def test_second_run_keeps_the_first_release_with_identical_inputs(history):
     assert state_of(second, "153") == state_of(first, "153")
     # Only the new build gets images; the old release reuses the references of its record.
     assert {r.name for r in second.of_type("docker:index/image:Image")} == {
-        f"ledger-images-154-{app}" for app in ("trainer", "waiter", "scorer")}
+        f"ledger-images-154-{app}" for app in ("trainer", "waiter", "scorer")
+    }
 
 
 def test_every_later_run_leaves_every_earlier_release_identical(history):
@@ -76,7 +87,9 @@ def test_every_later_run_leaves_every_earlier_release_identical(history):
 def test_retention_retires_exactly_the_oldest(history):
     third, fourth = history[2], history[3]
     assert third.outputs["liveBuilds"] == ["153", "154", "155"] and third.outputs["retiredBuilds"] == []
-    assert fourth.outputs["liveBuilds"] == ["154", "155", "156"] and fourth.outputs["retiredBuilds"] == ["153"]
+    assert fourth.outputs["liveBuilds"] == ["154", "155", "156"] and fourth.outputs["retiredBuilds"] == [
+        "153"
+    ]
     assert set(fourth.outputs["releases"]) == {"154", "155", "156"}
     assert not [r for r in fourth.resources if "153" in r.name]
 
@@ -86,7 +99,9 @@ def test_a_change_of_the_template_code_never_reaches_an_old_release(history, mon
     # Simulate a later commit that changes how releases are rendered.
     monkeypatch.setattr(release_spec, "TRAIN_BACKOFF_LIMIT", 6)
     monkeypatch.setattr(release_spec, "POLL_INTERVAL_SECONDS", 1)
-    monkeypatch.setattr(release_spec, "CONTAINER_SECURITY", {**release_spec.CONTAINER_SECURITY, "runAsUser": 20002})
+    monkeypatch.setattr(
+        release_spec, "CONTAINER_SECURITY", {**release_spec.CONTAINER_SECURITY, "runAsUser": 20002}
+    )
     changed = up("local", "155", second)
     assert state_of(changed, "153") == state_of(second, "153")
     assert state_of(changed, "154") == state_of(second, "154")
@@ -96,8 +111,17 @@ def test_a_change_of_the_template_code_never_reaches_an_old_release(history, mon
 
 def test_a_change_of_config_never_reaches_an_old_release(history):
     second = history[1]
-    changed = up("local", "155", second, minReplicas=3, trainerEnv={"TRAIN_FAMILIES": "als"}, csvFolder="2018/05/09",
-                 trainTimeoutMinutes=5, resources={"scorer": {"limits": {"memory": "3Gi"}}}, gitSha="feedface")
+    changed = up(
+        "local",
+        "155",
+        second,
+        minReplicas=3,
+        trainerEnv={"TRAIN_FAMILIES": "als"},
+        csvFolder="2018/05/09",
+        trainTimeoutMinutes=5,
+        resources={"scorer": {"limits": {"memory": "3Gi"}}},
+        gitSha="feedface",
+    )
     assert state_of(changed, "153") == state_of(second, "153")
     assert state_of(changed, "154") == state_of(second, "154")
     new = next(o for o in changed.k8s("Deployment") if o["metadata"]["name"] == "score-155")
@@ -124,20 +148,39 @@ def test_jobs_are_locked_against_replacement(history):
             assert resource.options["ignoreChanges"] == ["spec"]
 
 
-@pytest.mark.parametrize("stack, config", [
-    ("local", {}),
-    ("dev", {}),
-    ("prod", {}),
-    ("local", {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": AZURITE_KEY,
-               "dataContainer": "etl", "csvFolder": "2018/05/08"}),
-])
+@pytest.mark.parametrize(
+    "stack, config",
+    [
+        ("local", {}),
+        ("dev", {}),
+        ("prod", {}),
+        (
+            "local",
+            {
+                "dataSource": "blob",
+                "dataClaim": "",
+                "blobAccount": "devstoreaccount1",
+                "blobKey": AZURITE_KEY,
+                "dataContainer": "etl",
+                "csvFolder": "2018/05/08",
+            },
+        ),
+    ],
+)
 def test_every_kubernetes_object_validates_against_the_1_30_schemas(stack, config):
     # prod promotes from dev: it needs dev's outputs holding the build.
     source = {"organization/mlpipeline/dev": up("dev", "20180523.5").outputs} if stack == "prod" else None
-    rendering = render(stack, {"build": "20180523.5", "gitSha": GIT_SHA, "keepReleases": 3, **config},
-                       other_stacks=source)
+    rendering = render(
+        stack, {"build": "20180523.5", "gitSha": GIT_SHA, "keepReleases": 3, **config}, other_stacks=source
+    )
     objects = rendering.k8s()
-    assert {o["kind"] for o in objects} >= {"Namespace", "PersistentVolumeClaim", "Job", "Deployment", "Service"}
+    assert {o["kind"] for o in objects} >= {
+        "Namespace",
+        "PersistentVolumeClaim",
+        "Job",
+        "Deployment",
+        "Service",
+    }
     for obj in objects:
         # Core kinds: kubernetes_validate 1.30 strict; Gateway API / Istio CRDs: their documented structure.
         validate_object(obj)
@@ -151,7 +194,9 @@ def test_every_kubernetes_object_carries_labels_and_provenance():
         assert labels["app.kubernetes.io/version"] == "20180523.5", meta["name"]
         assert labels["app.kubernetes.io/part-of"] == "mlpipeline"
         assert labels["app.kubernetes.io/managed-by"] == "pulumi"
-        assert {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} <= set(labels)
+        assert {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} <= set(
+            labels
+        )
         assert meta["annotations"]["mlpipeline/build"] == "20180523.5"
         assert meta["annotations"]["mlpipeline/git-sha"] == GIT_SHA
 
@@ -161,19 +206,35 @@ def test_release_objects_carry_the_provenance_known_when_they_are_declared():
     record = rendering.outputs["releases"]["20180523.5"]
     for obj in record["objects"].values():
         annotations = obj["metadata"]["annotations"]
-        assert {app: annotations[f"mlpipeline/{app}-image"] for app in ("trainer", "waiter", "scorer")} == record["images"]
+        assert {
+            app: annotations[f"mlpipeline/{app}-image"] for app in ("trainer", "waiter", "scorer")
+        } == record["images"]
         assert "@sha256:" in annotations["mlpipeline/trainer-image"]
         assert annotations["mlpipeline/data"] == rendering.outputs["trainingData"]
         assert annotations["mlpipeline/model-folder"] == "/mnt/models/20180523.5"
         config = json.loads(annotations["mlpipeline/config"])
-        assert config["gate"]["GATE_MIN_LIFT"] == "1.0" and config["trainerEnv"] == {"TUNE_BUDGET_SECONDS": "1800"}
+        assert config["gate"]["GATE_MIN_LIFT"] == "1.0" and config["trainerEnv"] == {
+            "TUNE_BUDGET_SECONDS": "1800"
+        }
 
 
-@pytest.mark.parametrize("stack, config", [
-    ("dev", {}),
-    ("local", {"dataSource": "blob", "dataClaim": "", "blobAccount": "devstoreaccount1", "blobKey": AZURITE_KEY,
-               "dataContainer": "etl", "csvFolder": "2018/05/08"}),
-])
+@pytest.mark.parametrize(
+    "stack, config",
+    [
+        ("dev", {}),
+        (
+            "local",
+            {
+                "dataSource": "blob",
+                "dataClaim": "",
+                "blobAccount": "devstoreaccount1",
+                "blobKey": AZURITE_KEY,
+                "dataContainer": "etl",
+                "csvFolder": "2018/05/08",
+            },
+        ),
+    ],
+)
 def test_no_secret_appears_outside_a_secret(stack, config):
     rendering = up(stack, "7", **config)
     text = public_text(rendering)
@@ -181,7 +242,9 @@ def test_no_secret_appears_outside_a_secret(stack, config):
         assert secret not in text
     # ...while the Secrets do hold them (so the check above is not vacuous).
     revealed = json.dumps([r.inputs for r in rendering.resources])
-    expected = [MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"]] if stack == "dev" else [AZURITE_KEY]
+    expected = (
+        [MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"]] if stack == "dev" else [AZURITE_KEY]
+    )
     for secret in expected:
         assert secret in revealed
     # No output had to be wrapped but the one meant for promoting stacks, itself a secret.
@@ -214,8 +277,12 @@ def test_program_outputs_name_the_store_and_registry():
 
 def test_a_preview_declares_the_new_release_and_leaves_the_old_one_identical(history):
     first = history[0]
-    preview = render("local", {"build": "154", "gitSha": GIT_SHA, "keepReleases": 3},
-                     previous_releases=first.outputs["releases"], preview=True)
+    preview = render(
+        "local",
+        {"build": "154", "gitSha": GIT_SHA, "keepReleases": 3},
+        previous_releases=first.outputs["releases"],
+        preview=True,
+    )
     assert state_of(preview, "153") == state_of(first, "153")
     assert sorted(o["metadata"]["name"] for o in preview.k8s("Job")) == ["train-153", "train-154"]
     # Nothing is built in a preview: the new digests, hence the new ledger, are known only after `up`.

@@ -14,7 +14,6 @@ from components.router import RouterError
 from components.traffic import TrafficError
 from local import render as render_module
 from local.render import MOCK_SECRETS, render
-
 from tests.components.conftest import GIT_SHA, public_text
 from tests.components.crd_schemas import validate
 
@@ -186,9 +185,15 @@ def test_rollback_changes_only_the_routers_weights(dev_runs):
     assert before.keys() == after.keys()
     route_urn = router_objects(steady)["score-httproute"].urn
     # The autoscalers follow the traffic: 153 may scale again, 154 sits at its minimum, warm.
-    scalers = {r.inputs["metadata"]["name"]: r.urn for r in steady.resources if r.kind == "HorizontalPodAutoscaler"}
-    bounds = {name: [(r[u].inputs["spec"]["minReplicas"], r[u].inputs["spec"]["maxReplicas"]) for r in (before, after)]
-              for name, u in scalers.items()}
+    scalers = {
+        r.inputs["metadata"]["name"]: r.urn for r in steady.resources if r.kind == "HorizontalPodAutoscaler"
+    }
+    bounds = {
+        name: [
+            (r[u].inputs["spec"]["minReplicas"], r[u].inputs["spec"]["maxReplicas"]) for r in (before, after)
+        ]
+        for name, u in scalers.items()
+    }
     assert bounds == {"score-153": [(1, 1), (1, 3)], "score-154": [(1, 3), (1, 1)]}
     for urn in before:
         if urn == route_urn or urn in scalers.values():
@@ -246,8 +251,11 @@ def test_a_build_whose_record_is_gone_is_refused_not_rendered_again(local_runs):
     assert third.outputs["deployedBuilds"] == ["153", "154", "155"]
     forgotten = copy.deepcopy(third)
     forgotten.outputs["retiredReleases"].pop("153")  # dropped out of the newest 20 retired records
-    with pytest.raises(Exception, match="build 153 was deployed on this stack before and its record is no "
-                                        "longer kept .* deploy under a new build id"):
+    with pytest.raises(
+        Exception,
+        match="build 153 was deployed on this stack before and its record is no "
+        "longer kept .* deploy under a new build id",
+    ):
         up("local", "153", forgotten)
     assert up("local", "156", forgotten).outputs["deployedBuilds"] == ["153", "154", "155", "156"]
 
@@ -310,7 +318,10 @@ def test_without_a_tolerance_there_is_no_champion_gate(local_runs):
 def test_drift_thresholds_reach_the_new_trainer_only(dev_runs):
     drifted = up("dev", "155", dev_runs[1], drift={"fail": {"item_popularity_psi": 0.25}})
     env = trainer_env(drifted, "155")
-    assert env["DRIFT_FAIL_ITEM_POPULARITY_PSI"] == "0.25" and env["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/154"
+    assert (
+        env["DRIFT_FAIL_ITEM_POPULARITY_PSI"] == "0.25"
+        and env["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/154"
+    )
     assert not any(name.startswith("DRIFT_") for name in waiter_env(drifted, "155"))  # the trainer decides
     assert not any(name.startswith("DRIFT_") for name in trainer_env(drifted, "154"))  # kept releases stay
     assert normalize(drifted.outputs["releases"]["154"]) == normalize(dev_runs[1].outputs["releases"]["154"])

@@ -38,8 +38,12 @@ def stacks() -> dict[str, list[dict]]:
     dev_first = render("dev", {"build": "152", "gitSha": GIT_SHA})
     dev = render("dev", {"build": "153", "gitSha": GIT_SHA}, previous_outputs=dev_first.outputs)
     prod_first = render("prod", {"build": "152", "gitSha": GIT_SHA}, other_stacks={DEV: dev.outputs})
-    prod = render("prod", {"build": "153", "gitSha": GIT_SHA}, previous_outputs=prod_first.outputs,
-                  other_stacks={DEV: dev.outputs})
+    prod = render(
+        "prod",
+        {"build": "153", "gitSha": GIT_SHA},
+        previous_outputs=prod_first.outputs,
+        other_stacks={DEV: dev.outputs},
+    )
     local_first = render("local", {"build": "1", "gitSha": GIT_SHA})
     local = render("local", {"build": "2", "gitSha": GIT_SHA}, previous_outputs=local_first.outputs)
     return {
@@ -63,9 +67,20 @@ def checkov_report(rendered, tmp_path_factory):
             name = f"{stack}-{i:03d}-{obj['kind']}-{obj['metadata']['name']}.yaml"
             (folder / name).write_text(yaml.safe_dump(obj, sort_keys=False))
     run = subprocess.run(
-        [str(CHECKOV), "-d", str(folder), "--framework", "kubernetes", "--output", "json",
-         "--compact", "--skip-download"],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(CHECKOV),
+            "-d",
+            str(folder),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+            "--compact",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     report = json.loads(run.stdout)
     return report[0] if isinstance(report, list) else report
@@ -89,7 +104,9 @@ def test_every_skip_is_in_the_object_with_its_reason_and_in_the_readme(rendered,
             for key, value in (obj["metadata"].get("annotations") or {}).items():
                 if SKIP.match(key):
                     check, _, reason = value.partition("=")
-                    assert reason.strip(), f"{obj['kind']} {obj['metadata']['name']}: {check} skipped without a reason"
+                    assert reason.strip(), (
+                        f"{obj['kind']} {obj['metadata']['name']}: {check} skipped without a reason"
+                    )
                     skips.add(check)
     for check in skips:
         assert f"`{check}`" in readme, f"{check} is skipped but not listed in components/README.md"

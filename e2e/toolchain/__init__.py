@@ -40,10 +40,15 @@ def versions(path: Path = HERE / "versions.env") -> dict[str, str]:
 
 
 def _go(*args: str, cwd: Path, env: dict | None = None, capture: bool = False) -> str:
-    run_env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local",
-               **(env or {})}
-    done = subprocess.run(["go", *args], cwd=cwd, env=run_env, text=True,
-                          stdout=subprocess.PIPE if capture else None, check=False)
+    run_env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local", **(env or {})}
+    done = subprocess.run(
+        ["go", *args],
+        cwd=cwd,
+        env=run_env,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"toolchain: `go {' '.join(args)}` failed in {cwd} (exit {done.returncode})")
     return done.stdout or ""
@@ -51,14 +56,16 @@ def _go(*args: str, cwd: Path, env: dict | None = None, capture: bool = False) -
 
 def _module_dir(module: str, version: str) -> Path:
     """Where the module cache holds module@version (downloading it through the module proxy)."""
-    out = _go("mod", "download", "-json", f"{module}@{version}", cwd=HERE, capture=True,
-              env={"GOFLAGS": "-mod=mod"})
+    out = _go(
+        "mod", "download", "-json", f"{module}@{version}", cwd=HERE, capture=True, env={"GOFLAGS": "-mod=mod"}
+    )
     return Path(json.loads(out)["Dir"])
 
 
 @dataclass
 class Step:
     """One binary (or file set) of bin/: how to build it and which pin it carries."""
+
     name: str
     module: str  # wrapper module folder under e2e/toolchain
     package: str = ""
@@ -71,25 +78,51 @@ def _steps(pins: dict[str, str]) -> list[Step]:
     kube_flags = [
         f"-X {pkg}.{name}={value}"
         for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-        for name, value in (("gitVersion", kube), ("gitMajor", major), ("gitMinor", minor),
-                            ("gitTreeState", "clean"))
+        for name, value in (
+            ("gitVersion", kube),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        )
     ]
     return [
-        Step("pulumi", "pulumi", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
-             [f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={pins['PULUMI']}"]),
-        Step("pulumi-language-python", "pulumi", "./langhost",
-             [f"-X main.version={pins['PULUMI'].lstrip('v')}"]),
-        Step("pulumi-resource-kubernetes", "kubernetes-provider", ".",
-             ["-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
-              + pins["PULUMI_KUBERNETES_PROVIDER_RELEASE"]]),
+        Step(
+            "pulumi",
+            "pulumi",
+            "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+            [f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={pins['PULUMI']}"],
+        ),
+        Step(
+            "pulumi-language-python",
+            "pulumi",
+            "./langhost",
+            [f"-X main.version={pins['PULUMI'].lstrip('v')}"],
+        ),
+        Step(
+            "pulumi-resource-kubernetes",
+            "kubernetes-provider",
+            ".",
+            [
+                "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
+                + pins["PULUMI_KUBERNETES_PROVIDER_RELEASE"]
+            ],
+        ),
         Step("etcd", "kubernetes", "./etcd"),
         Step("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", kube_flags),
-        Step("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager",
-             kube_flags),
+        Step(
+            "kube-controller-manager",
+            "kubernetes",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            kube_flags,
+        ),
         Step("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", kube_flags),
         Step("kubelet", "kubernetes", "k8s.io/kubernetes/cmd/kubelet", kube_flags),
-        Step("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok",
-             [f"-X sigs.k8s.io/kwok/pkg/consts.Version={pins['KWOK'].lstrip('v')}"]),
+        Step(
+            "kwok",
+            "kwok",
+            "sigs.k8s.io/kwok/cmd/kwok",
+            [f"-X sigs.k8s.io/kwok/pkg/consts.Version={pins['KWOK'].lstrip('v')}"],
+        ),
     ]
 
 
@@ -112,16 +145,20 @@ def check_pins(pins: dict[str, str]) -> None:
         text = (HERE / module / "go.mod").read_text()
         found = re.findall(rf"(?m)^\s*(?:require\s+)?{re.escape(path)}\s+(?:=>\s+\S+\s+)?(v\S+)", text)
         if pins[pin] not in found:
-            raise RuntimeError(f"toolchain: {module}/go.mod has {path} at {found or 'no version'}, "
-                               f"versions.env pins {pin}={pins[pin]}")
+            raise RuntimeError(
+                f"toolchain: {module}/go.mod has {path} at {found or 'no version'}, "
+                f"versions.env pins {pin}={pins[pin]}"
+            )
 
 
 def key(pins: dict[str, str]) -> str:
-    digest = hashlib.sha256(subprocess.run(["go", "version"], capture_output=True, text=True,
-                                           check=True).stdout.encode())
+    digest = hashlib.sha256(
+        subprocess.run(["go", "version"], capture_output=True, text=True, check=True).stdout.encode()
+    )
     digest.update(json.dumps(pins, sort_keys=True).encode())
     inputs = [HERE / "versions.env"] + sorted(
-        p for p in HERE.rglob("*") if p.suffix in (".mod", ".sum", ".go") and p.is_file())
+        p for p in HERE.rglob("*") if p.suffix in (".mod", ".sum", ".go") and p.is_file()
+    )
     for path in inputs:
         digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
     return f"pulumi-{pins['PULUMI']}-k8s-{pins['KUBERNETES']}-{digest.hexdigest()[:12]}"
@@ -132,8 +169,16 @@ def _build(step: Step, out: Path, src: Path) -> None:
     workdir = module
     if step.module == "kubernetes-provider":
         workdir = _provider_source(module, src)
-    _go("build", "-trimpath", "-ldflags", " ".join(["-s", "-w", *step.ldflags]),
-        "-o", str(out / step.name), step.package, cwd=workdir)
+    _go(
+        "build",
+        "-trimpath",
+        "-ldflags",
+        " ".join(["-s", "-w", *step.ldflags]),
+        "-o",
+        str(out / step.name),
+        step.package,
+        cwd=workdir,
+    )
 
 
 def _provider_source(module: Path, src: Path) -> Path:
@@ -145,7 +190,9 @@ def _provider_source(module: Path, src: Path) -> Path:
     workdir.mkdir(parents=True)
     for name in ("go.mod", "go.sum"):
         shutil.copy(module / name, workdir / name)
-    upstream = _module_dir("github.com/pulumi/pulumi-kubernetes/provider/v4", pins["PULUMI_KUBERNETES_PROVIDER"])
+    upstream = _module_dir(
+        "github.com/pulumi/pulumi-kubernetes/provider/v4", pins["PULUMI_KUBERNETES_PROVIDER"]
+    )
     for name in ("main.go", "generate.go", "schema.json", "terraform-mapping.json"):
         shutil.copy(upstream / "cmd" / "pulumi-resource-kubernetes" / name, workdir / name)
         (workdir / name).chmod(0o644)
@@ -167,9 +214,16 @@ def _extras(folder: Path, pins: dict[str, str]) -> None:
         (crds / crd.name).chmod(0o644)
     # kwok's own stages: nodes initialise and heartbeat, pods become Ready, Job pods complete.
     stages = _module_dir("sigs.k8s.io/kwok", pins["KWOK"]) / "kustomize" / "stage"
-    documents = [(stages / part).read_text() for part in (
-        "node/fast/node-initialize.yaml", "node/heartbeat/node-heartbeat.yaml",
-        "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")]
+    documents = [
+        (stages / part).read_text()
+        for part in (
+            "node/fast/node-initialize.yaml",
+            "node/heartbeat/node-heartbeat.yaml",
+            "pod/fast/pod-ready.yaml",
+            "pod/fast/pod-complete.yaml",
+            "pod/fast/pod-delete.yaml",
+        )
+    ]
     (folder / "kwok-stages.yaml").write_text("\n---\n".join(documents))
 
 
@@ -202,19 +256,34 @@ def ensure(names: tuple[str, ...] | None = None, log=print) -> dict:
         LINK.unlink()
     LINK.symlink_to(folder)
     seconds = round(time.monotonic() - start, 2)
-    log(f"toolchain: {LINK / 'bin'} -> {folder / 'bin'} "
-        f"({'built ' + ', '.join(built) if built else 'cached'}: {seconds} s now)")
-    return {"bin": str(LINK / "bin"), "cache": str(folder), "key": folder.name, "versions": pins,
-            "binaries": [step.name for step in steps], "cold_seconds": record["cold_seconds"],
-            "this_run_seconds": seconds, "cached": not built}
+    log(
+        f"toolchain: {LINK / 'bin'} -> {folder / 'bin'} "
+        f"({'built ' + ', '.join(built) if built else 'cached'}: {seconds} s now)"
+    )
+    return {
+        "bin": str(LINK / "bin"),
+        "cache": str(folder),
+        "key": folder.name,
+        "versions": pins,
+        "binaries": [step.name for step in steps],
+        "cold_seconds": record["cold_seconds"],
+        "this_run_seconds": seconds,
+        "cached": not built,
+    }
 
 
 def _build_missing(folder: Path, pins: dict[str, str], steps: list[Step], log) -> list[str]:
     (folder / "bin").mkdir(parents=True, exist_ok=True)
     record_path = folder / RECORD
-    record = json.loads(record_path.read_text()) if record_path.exists() else {
-        "versions": pins, "cold_seconds": {},
-        "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()}
+    record = (
+        json.loads(record_path.read_text())
+        if record_path.exists()
+        else {
+            "versions": pins,
+            "cold_seconds": {},
+            "go": subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip(),
+        }
+    )
     missing = [step for step in steps if not (folder / "bin" / step.name).exists()]
     if missing:
         log(f"toolchain: building {len(missing)} binaries into {folder} (cold: tens of minutes on 2 cores)")
@@ -227,12 +296,16 @@ def _build_missing(folder: Path, pins: dict[str, str], steps: list[Step], log) -
         _build(step, aside, folder / "src")
         (aside / step.name).rename(folder / "bin" / step.name)
         record["cold_seconds"][step.name] = round(time.monotonic() - began, 1)
-        log(f"toolchain: [{number}/{len(missing)}] {step.name} built in {record['cold_seconds'][step.name]} s")
+        log(
+            f"toolchain: [{number}/{len(missing)}] {step.name} built in {record['cold_seconds'][step.name]} s"
+        )
         record_path.write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(aside, ignore_errors=True)
     if not (folder / "kwok-stages.yaml").exists():
         _extras(folder, pins)
     shutil.rmtree(folder / "src", ignore_errors=True)
-    record["cold_seconds"]["total"] = round(sum(v for k, v in record["cold_seconds"].items() if k != "total"), 1)
+    record["cold_seconds"]["total"] = round(
+        sum(v for k, v in record["cold_seconds"].items() if k != "total"), 1
+    )
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return [step.name for step in missing]

@@ -16,7 +16,11 @@ GUARDS = "mlpipeline:release_guards:ReleaseGuards"
 def descendants_of_release(rendering, build_dns):
     """The release's own objects, declared from its record (not its guards, which follow the config
     and the traffic: components/release_guards.py)."""
-    release = next(r for r in rendering.resources if r.type == "mlpipeline:release:Release" and r.name.endswith(f"-release-{build_dns}"))
+    release = next(
+        r
+        for r in rendering.resources
+        if r.type == "mlpipeline:release:Release" and r.name.endswith(f"-release-{build_dns}")
+    )
     guards = {r.urn for r in rendering.resources if r.type == GUARDS}
     return [r for r in rendering.descendants(release.urn) if r.urn not in guards and r.parent not in guards]
 
@@ -35,7 +39,9 @@ def local_first():
 
 @pytest.fixture(scope="session")
 def local_second(local_first):
-    return render("local", {"build": "154", "gitSha": GIT_SHA}, previous_releases=local_first.outputs["releases"])
+    return render(
+        "local", {"build": "154", "gitSha": GIT_SHA}, previous_releases=local_first.outputs["releases"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +52,17 @@ def dev():
 @pytest.fixture(scope="session")
 def azurite():
     """A local stack reading its CSVs from Azurite: blob data source with a secret account key."""
-    return render("local", {
-        "build": "7",
-        "gitSha": GIT_SHA,
-        "dataSource": "blob",
-        "dataClaim": "",
-        "blobAccount": "devstoreaccount1",
-        "blobKey": AZURITE_KEY,
-        "blobEndpoint": "http://azurite.default.svc:10000/devstoreaccount1",
-        "dataContainer": "etl",
-        "csvFolder": "2018/05/08",
-    })
+    return render(
+        "local",
+        {
+            "build": "7",
+            "gitSha": GIT_SHA,
+            "dataSource": "blob",
+            "dataClaim": "",
+            "blobAccount": "devstoreaccount1",
+            "blobKey": AZURITE_KEY,
+            "blobEndpoint": "http://azurite.default.svc:10000/devstoreaccount1",
+            "dataContainer": "etl",
+            "csvFolder": "2018/05/08",
+        },
+    )

@@ -13,7 +13,11 @@ def test_each_app_is_built_from_its_dockerfile_in_the_apps_context(dev):
     built = images(dev)
     assert set(built) == {"trainer", "waiter", "scorer"}
     for app, image in built.items():
-        assert image["build"] == {"context": "apps", "dockerfile": f"apps/{app}/Dockerfile", "platform": "linux/amd64"}
+        assert image["build"] == {
+            "context": "apps",
+            "dockerfile": f"apps/{app}/Dockerfile",
+            "platform": "linux/amd64",
+        }
         assert image["imageName"] == f"{dev.outputs['registry']}/mlpipeline/{app}:20180523.5"
         assert image["skipPush"] is False
 
@@ -27,16 +31,19 @@ def test_pushed_images_are_referenced_by_digest(dev):
 
 
 def test_local_images_are_not_pushed_and_referenced_by_tag(local_first):
-    for app, image in images(local_first).items():
+    for _app, image in images(local_first).items():
         assert image["skipPush"] is True and "registry" not in image
     assert local_first.outputs["releases"]["153"]["images"]["scorer"] == "mlpipeline/scorer:153"
 
 
-@pytest.mark.parametrize("digest, name, expected", [
-    ("r/x@sha256:ab", "r/x:1", "r/x@sha256:ab"),
-    ("", "x:1", "x:1"),
-    (None, "x:1", "x:1"),
-])
+@pytest.mark.parametrize(
+    "digest, name, expected",
+    [
+        ("r/x@sha256:ab", "r/x:1", "r/x@sha256:ab"),
+        ("", "x:1", "x:1"),
+        (None, "x:1", "x:1"),
+    ],
+)
 def test_reference_prefers_the_digest(digest, name, expected):
     assert pick_reference(digest, name) == expected
 
@@ -66,16 +73,25 @@ def test_a_local_registry_gets_the_images_before_the_job_and_pods_pull_them_by_d
         assert image["skipPush"] is False and "registry" not in image  # the daemon pushes, no credentials
     refs = local.outputs["releases"]["153"]["images"]
     job = local.k8s("Job")[0]["spec"]["template"]["spec"]["containers"][0]
-    assert refs["trainer"].startswith("localhost:5001/mlpipeline/trainer@sha256:") and job["image"] == refs["trainer"]
+    assert (
+        refs["trainer"].startswith("localhost:5001/mlpipeline/trainer@sha256:")
+        and job["image"] == refs["trainer"]
+    )
     # The Job's image is the push's own output (its digest), so the engine creates the Job only
     # after the push; a digest never changes, so IfNotPresent pulls it once per node.
     assert job["imagePullPolicy"] == "IfNotPresent"
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"localRegistry": "http://localhost:5001"}, "localRegistry must be a registry host[:port]"),
-    ({"localRegistry": "localhost:5001", "cloud": "azure", "csvFolder": "x"}, "localRegistry only applies to cloud local"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"localRegistry": "http://localhost:5001"}, "localRegistry must be a registry host[:port]"),
+        (
+            {"localRegistry": "localhost:5001", "cloud": "azure", "csvFolder": "x"},
+            "localRegistry only applies to cloud local",
+        ),
+    ],
+)
 def test_a_bad_local_registry_names_the_key(raw, message):
     import re
 

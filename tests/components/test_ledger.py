@@ -8,13 +8,22 @@ import pytest
 
 from components.plan import LedgerError, normalize
 from local.render import render
-
 from tests.components.conftest import GIT_SHA
 
 
 def test_the_new_record_has_everything_to_redeclare_the_release(local_first):
     rec = local_first.outputs["releases"]["153"]
-    assert {"build", "name", "sequence", "createdAt", "gitSha", "modelFolder", "images", "service", "objects"} <= set(rec)
+    assert {
+        "build",
+        "name",
+        "sequence",
+        "createdAt",
+        "gitSha",
+        "modelFolder",
+        "images",
+        "service",
+        "objects",
+    } <= set(rec)
     assert rec["sequence"] == 1 and rec["gitSha"] == GIT_SHA and rec["modelFolder"] == "/mnt/models/153"
     assert rec["images"] == {app: f"mlpipeline/{app}:153" for app in ("trainer", "waiter", "scorer")}
     assert rec["service"]["address"] == "score-153.mlpipeline-local.svc.cluster.local"

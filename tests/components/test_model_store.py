@@ -29,7 +29,9 @@ def test_azure_share_is_bound_read_write_many_through_the_csi_driver(dev):
     assert csi["volumeAttributes"] == {"shareName": share["shareName"]}
     assert csi["nodeStageSecretRef"] == {"name": "azure-storage", "namespace": "mlpipeline-dev"}
     account = one(dev, "azure-native:storage:StorageAccount").inputs["accountName"]
-    assert csi["volumeHandle"] == f"mlpipeline-dev-{account}-{share['shareName']}"  # no "#": the driver refuses it
+    assert (
+        csi["volumeHandle"] == f"mlpipeline-dev-{account}-{share['shareName']}"
+    )  # no "#": the driver refuses it
     assert volume["spec"]["accessModes"] == claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["volumeName"] == volume["metadata"]["name"] == "mlpipeline-dev-models"
     assert claim["spec"]["storageClassName"] == volume["spec"]["storageClassName"] == ""
@@ -41,7 +43,9 @@ def test_azure_share_is_bound_read_write_many_through_the_csi_driver(dev):
 
 
 def test_account_key_reaches_the_cluster_only_as_a_secret(dev):
-    [secret] = [r for r in dev.resources if r.kind == "Secret" and r.inputs["metadata"]["name"] == "azure-storage"]
+    [secret] = [
+        r for r in dev.resources if r.kind == "Secret" and r.inputs["metadata"]["name"] == "azure-storage"
+    ]
     assert secret.inputs["stringData"]["azurestorageaccountkey"] == MOCK_SECRETS["storage_key"]
     assert secret.public_inputs["stringData"] == "[secret]"
 
@@ -55,9 +59,12 @@ def test_local_claim_uses_the_default_class_and_is_not_awaited(local_first):
     assert not [r for r in local_first.resources if r.type.startswith("azure-native:")]
 
 
-@pytest.mark.parametrize("extra, mode, class_name", [
-    ({"localAccessMode": "ReadWriteMany", "localStorageClass": "nfs"}, "ReadWriteMany", "nfs"),
-])
+@pytest.mark.parametrize(
+    "extra, mode, class_name",
+    [
+        ({"localAccessMode": "ReadWriteMany", "localStorageClass": "nfs"}, "ReadWriteMany", "nfs"),
+    ],
+)
 def test_local_claim_can_ask_for_another_class_and_mode(extra, mode, class_name):
     from local.render import render
 

@@ -70,33 +70,54 @@ def test_the_rendered_split_makes_the_no_traffic_alert_fire(tmp_path):
     """promtool evaluates the rendered rule: 153 gets 10 % by the split yet answers nothing."""
     rule = monitoring("prometheus-operator").one("PrometheusRule").inputs
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    (tmp_path / "test.yml").write_text(yaml.safe_dump({
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [
-                {"series": 'scorer_model_info{namespace="mlpipeline-dev", instance="a:8080", build="152", model_sha256="aa"}',
-                 "values": "1x30"},
-                {"series": 'scorer_requests_total{namespace="mlpipeline-dev", instance="a:8080", method="GET", '
-                           'route="/recommendations/{user_id}", status="200"}', "values": "0+540x30"},
-            ],
-            "alert_rule_test": [{
-                "alertname": "ScorerReleaseWithoutTraffic",
-                "eval_time": "20m",
-                "exp_alerts": [{
-                    "exp_labels": {"severity": "critical", "namespace": "mlpipeline-dev", "build": "153", "role": "canary"},
-                    "exp_annotations": {
-                        "summary": "Release 153 should get 10 % of the traffic but answers no request",
-                        "description": "The router's split gives this release traffic while the other releases "
-                                       "answer requests and it answers none.",
-                    },
-                }],
-            }],
-        }],
-    }))
-    result = subprocess.run([tool("promtool"), "test", "rules", str(tmp_path / "test.yml")],
-                            capture_output=True, text=True)
+    (tmp_path / "test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["rules.yml"],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": [
+                            {
+                                "series": 'scorer_model_info{namespace="mlpipeline-dev", instance="a:8080", build="152", model_sha256="aa"}',
+                                "values": "1x30",
+                            },
+                            {
+                                "series": 'scorer_requests_total{namespace="mlpipeline-dev", instance="a:8080", method="GET", '
+                                'route="/recommendations/{user_id}", status="200"}',
+                                "values": "0+540x30",
+                            },
+                        ],
+                        "alert_rule_test": [
+                            {
+                                "alertname": "ScorerReleaseWithoutTraffic",
+                                "eval_time": "20m",
+                                "exp_alerts": [
+                                    {
+                                        "exp_labels": {
+                                            "severity": "critical",
+                                            "namespace": "mlpipeline-dev",
+                                            "build": "153",
+                                            "role": "canary",
+                                        },
+                                        "exp_annotations": {
+                                            "summary": "Release 153 should get 10 % of the traffic but answers no request",
+                                            "description": "The router's split gives this release traffic while the other releases "
+                                            "answer requests and it answers none.",
+                                        },
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -114,17 +135,24 @@ def test_the_program_watches_its_releases_as_configured():
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8080"
     assert not plain.k8s("ServiceMonitor") and not plain.k8s("PrometheusRule")
 
-    operator = render_program("local", {"build": "153", "monitoring": "prometheus-operator",
-                                        "monitoringLabels": '{"release": "kps"}'})
+    operator = render_program(
+        "local",
+        {"build": "153", "monitoring": "prometheus-operator", "monitoringLabels": '{"release": "kps"}'},
+    )
     [monitor], [rule] = operator.k8s("ServiceMonitor"), operator.k8s("PrometheusRule")
     selected = [
-        s["metadata"]["name"] for s in operator.k8s("Service")
+        s["metadata"]["name"]
+        for s in operator.k8s("Service")
         if monitor["spec"]["selector"]["matchLabels"].items() <= (s["metadata"].get("labels") or {}).items()
     ]
     assert selected == ["score-153"]  # the release's Service, not the router's or any other
-    assert rule["metadata"]["labels"]["release"] == "kps" and rule["metadata"]["namespace"] == "mlpipeline-local"
+    assert (
+        rule["metadata"]["labels"]["release"] == "kps" and rule["metadata"]["namespace"] == "mlpipeline-local"
+    )
     split = rule["spec"]["groups"][-1]["rules"]
-    assert [(r["labels"]["build"], r["labels"]["role"], r["expr"]) for r in split] == [("153", "champion", "vector(100)")]
+    assert [(r["labels"]["build"], r["labels"]["role"], r["expr"]) for r in split] == [
+        ("153", "champion", "vector(100)")
+    ]
 
 
 def test_a_bad_monitoring_setting_is_refused_naming_the_key():

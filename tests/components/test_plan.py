@@ -5,7 +5,6 @@ import pytest
 from components import release_spec
 from components.plan import LedgerError, check_record, normalize, plan_releases
 from local.render import render
-
 from tests.components.conftest import GIT_SHA
 
 
@@ -14,11 +13,20 @@ def record(build, sequence, name=None):
     name = name or build.replace(".", "-")
     obj = lambda api, kind: {"apiVersion": api, "kind": kind, "metadata": {"name": f"x-{name}"}, "spec": {}}  # noqa: E731
     return {
-        "schema": release_spec.SCHEMA, "build": build, "name": name, "sequence": sequence,
-        "createdAt": "2026-01-01T00:00:00Z", "gitSha": "abc", "modelFolder": f"/mnt/models/{build}",
-        "images": {}, "service": {},
-        "objects": {"job": obj("batch/v1", "Job"), "deployment": obj("apps/v1", "Deployment"),
-                    "service": obj("v1", "Service")},
+        "schema": release_spec.SCHEMA,
+        "build": build,
+        "name": name,
+        "sequence": sequence,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "gitSha": "abc",
+        "modelFolder": f"/mnt/models/{build}",
+        "images": {},
+        "service": {},
+        "objects": {
+            "job": obj("batch/v1", "Job"),
+            "deployment": obj("apps/v1", "Deployment"),
+            "service": obj("v1", "Service"),
+        },
     }
 
 
@@ -64,13 +72,16 @@ def test_two_builds_with_the_same_dns_name_are_refused():
         plan_releases(ledger("1.5"), "1_5", "1-5", keep=3)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("objects"), "release 7: record lacks objects"),
-    (lambda r: r.update(schema=99), "release 7: record schema 99"),
-    (lambda r: r.update(build="8"), "release 7: record is for build '8'"),
-    (lambda r: r.update(sequence=0), "release 7: sequence must be a positive whole number"),
-    (lambda r: r["objects"]["job"].update(kind="Pod"), "release 7: objects.job must be a batch/v1 Job"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("objects"), "release 7: record lacks objects"),
+        (lambda r: r.update(schema=99), "release 7: record schema 99"),
+        (lambda r: r.update(build="8"), "release 7: record is for build '8'"),
+        (lambda r: r.update(sequence=0), "release 7: sequence must be a positive whole number"),
+        (lambda r: r["objects"]["job"].update(kind="Pod"), "release 7: objects.job must be a batch/v1 Job"),
+    ],
+)
 def test_a_malformed_previous_record_is_named(mutate, message):
     broken = record("7", 1)
     mutate(broken)

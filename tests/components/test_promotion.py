@@ -3,7 +3,6 @@
 import pytest
 
 from components import release_spec
-from components.settings import DEFAULT_RESOURCES
 from components.promotion import (
     PromotionError,
     SourceAccess,
@@ -12,8 +11,9 @@ from components.promotion import (
     promotion_job,
     source_record,
 )
-from tests.components.crd_schemas import validate
+from components.settings import DEFAULT_RESOURCES
 from local.render import MASK, render_components
+from tests.components.crd_schemas import validate
 
 DIGEST = "@sha256:" + "a" * 64
 IMAGES = {app: f"mlpdev.azurecr.io/mlpipeline/{app}{DIGEST}" for app in ("trainer", "waiter", "scorer")}
@@ -42,7 +42,9 @@ def template(namespace="mlpipeline-prod", train_timeout_seconds=1800):
 
 def source_build(build="153"):
     """The source's release of `build`: its images, git sha and created time."""
-    return release_spec.BuildInfo(build, build.replace(".", "-"), 4, "2026-11-20T03:00:00Z", "0123abc", IMAGES)
+    return release_spec.BuildInfo(
+        build, build.replace(".", "-"), 4, "2026-11-20T03:00:00Z", "0123abc", IMAGES
+    )
 
 
 def test_promoted_record_swaps_training_for_the_copy_job_and_keeps_the_rest():
@@ -126,17 +128,20 @@ def test_only_a_live_source_release_pinned_by_digest_can_be_promoted():
 def source_access(account_key=KEY, password=PASSWORD):
     rendering = render_components(
         lambda: (
-            SourceAccess("source", SourceAccessArgs(
-                namespace="mlpipeline-prod",
-                account_name="mlpdevaccount",
-                share_name="models",
-                account_key=account_key,  # plain on purpose: the component must make it secret
-                registry_server="mlpdev.azurecr.io",
-                registry_username="mlpdev",
-                registry_password=password,
-                labels={"app.kubernetes.io/part-of": "mlpipeline"},
-                annotations={"mlpipeline/build": "153"},
-            )).claim_name
+            SourceAccess(
+                "source",
+                SourceAccessArgs(
+                    namespace="mlpipeline-prod",
+                    account_name="mlpdevaccount",
+                    share_name="models",
+                    account_key=account_key,  # plain on purpose: the component must make it secret
+                    registry_server="mlpdev.azurecr.io",
+                    registry_username="mlpdev",
+                    registry_password=password,
+                    labels={"app.kubernetes.io/part-of": "mlpipeline"},
+                    annotations={"mlpipeline/build": "153"},
+                ),
+            ).claim_name
         )
     )
     for child in rendering.descendants(rendering.one("SourceAccess").urn):

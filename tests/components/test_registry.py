@@ -10,13 +10,19 @@ from local.render import MOCK_SECRETS
 def test_azure_stack_gets_a_registry_and_a_dockerconfigjson_pull_secret(dev):
     [acr] = dev.of_type("azure-native:containerregistry:Registry")
     assert acr.inputs["adminUserEnabled"] is True and acr.inputs["sku"] == {"name": "Basic"}
-    [secret] = [r for r in dev.resources if r.kind == "Secret" and r.inputs["type"] == "kubernetes.io/dockerconfigjson"]
+    [secret] = [
+        r
+        for r in dev.resources
+        if r.kind == "Secret" and r.inputs["type"] == "kubernetes.io/dockerconfigjson"
+    ]
     assert secret.public_inputs["stringData"] == "[secret]"
     auths = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
     server = dev.outputs["registry"]
     assert auths[server]["password"] == MOCK_SECRETS["registry_password"]
     job = next(o for o in dev.k8s("Job"))
-    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": secret.inputs["metadata"]["name"]}]
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": secret.inputs["metadata"]["name"]}
+    ]
 
 
 def test_docker_config_auth_is_user_colon_password():

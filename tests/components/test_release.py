@@ -3,7 +3,6 @@
 import pytest
 
 from components.release import RecordError, check_objects
-
 from tests.components.conftest import descendants_of_release
 
 
@@ -27,14 +26,20 @@ def test_release_types_and_names_derive_from_the_ledger(local_first):
     release = next(r for r in local_first.resources if r.type == "mlpipeline:release:Release")
     assert release.name == "ledger-release-153"
     assert {r.name for r in local_first.descendants(release.urn) if r.parent == release.urn} == {
-        "ledger-release-153-train", "ledger-release-153-score", "ledger-release-153-service",
-        "guards-153"}  # its NetworkPolicies, budget and autoscaler go when the release goes
+        "ledger-release-153-train",
+        "ledger-release-153-score",
+        "ledger-release-153-service",
+        "guards-153",
+    }  # its NetworkPolicies, budget and autoscaler go when the release goes
 
 
-@pytest.mark.parametrize("objects, message", [
-    (None, "record has no objects"),
-    ({"job": {"apiVersion": "v1", "kind": "Pod"}}, "objects.job must be a batch/v1 Job"),
-])
+@pytest.mark.parametrize(
+    "objects, message",
+    [
+        (None, "record has no objects"),
+        ({"job": {"apiVersion": "v1", "kind": "Pod"}}, "objects.job must be a batch/v1 Job"),
+    ],
+)
 def test_records_without_the_three_objects_are_refused(objects, message):
     with pytest.raises(RecordError, match=message.replace(".", r"\.")):
         check_objects({"build": "9", "objects": objects})

@@ -5,7 +5,6 @@ and gone with the release when it retires."""
 import pytest
 
 from local.render import render
-
 from tests.components.conftest import GIT_SHA
 from tests.components.crd_schemas import validate
 
@@ -13,8 +12,11 @@ KINDS = ("NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler")
 
 
 def up(stack, build, previous=None, **config):
-    return render(stack, {"build": build, "gitSha": GIT_SHA, **config},
-                  previous_outputs=None if previous is None else previous.outputs)
+    return render(
+        stack,
+        {"build": build, "gitSha": GIT_SHA, **config},
+        previous_outputs=None if previous is None else previous.outputs,
+    )
 
 
 def named(rendering, kind, name):
@@ -46,7 +48,8 @@ def test_every_live_release_has_its_guards_and_a_retired_one_loses_them(three_up
     for rendering, live in ((first, ["1"]), (second, ["1", "2"]), (third, ["2", "3"])):
         names = {kind: sorted(o["metadata"]["name"] for o in rendering.k8s(kind)) for kind in KINDS}
         assert names["NetworkPolicy"] == sorted(
-            ["default-deny"] + [f"score-{b}" for b in live] + [f"train-{b}" for b in live])
+            ["default-deny"] + [f"score-{b}" for b in live] + [f"train-{b}" for b in live]
+        )
         assert names["PodDisruptionBudget"] == [f"score-{b}" for b in live]
         assert names["HorizontalPodAutoscaler"] == [f"score-{b}" for b in live]
         for obj in [o for kind in KINDS for o in rendering.k8s(kind)]:
@@ -63,28 +66,46 @@ def test_guards_select_exactly_their_releases_pods(three_updates):
         for guard in (guards["scorer"], guards["budget"]):
             selector = guard["spec"].get("podSelector") or guard["spec"]["selector"]
             assert selector["matchLabels"].items() <= pod_labels.items()
-        assert guards["job"]["spec"]["podSelector"]["matchLabels"] == job["spec"]["template"]["metadata"]["labels"]
+        assert (
+            guards["job"]["spec"]["podSelector"]["matchLabels"]
+            == job["spec"]["template"]["metadata"]["labels"]
+        )
         target = guards["autoscaler"]["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", f"score-{dns}")
 
 
 def test_scorer_ingress_only_from_the_router_and_the_scraper_on_its_port():
-    rendering = up("local", "5", scorerIngressFrom=[{"namespaceSelector": {"matchLabels": {"team": "edge"}}}],
-                   metricsScrapers=[{"namespaceSelector": {"matchLabels": {"name": "obs"}},
-                                     "podSelector": {"matchLabels": {"app": "prom"}}}])
+    rendering = up(
+        "local",
+        "5",
+        scorerIngressFrom=[{"namespaceSelector": {"matchLabels": {"team": "edge"}}}],
+        metricsScrapers=[
+            {
+                "namespaceSelector": {"matchLabels": {"name": "obs"}},
+                "podSelector": {"matchLabels": {"app": "prom"}},
+            }
+        ],
+    )
     policy = guards_of(rendering, "5")["scorer"]["spec"]
-    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []  # the scorer calls nobody
+    assert (
+        policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
+    )  # the scorer calls nobody
     [rule] = policy["ingress"]
     assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"team": "edge"}}},
-        {"namespaceSelector": {"matchLabels": {"name": "obs"}}, "podSelector": {"matchLabels": {"app": "prom"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"name": "obs"}},
+            "podSelector": {"matchLabels": {"app": "prom"}},
+        },
     ]
 
 
 def test_gateway_router_admits_the_gateways_namespace_by_default(dev):
     [rule] = guards_of(dev, "20180523-5")["scorer"]["spec"]["ingress"]
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}} in rule["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}} in rule[
+        "from"
+    ]
 
 
 def test_training_egress_only_dns_and_the_storage_endpoint(dev, azurite, local_first):

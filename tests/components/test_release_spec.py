@@ -9,8 +9,11 @@ from local.render import render
 
 def release_objects(rendering, build):
     def one(kind):
-        [obj] = [o for o in rendering.k8s(kind) if o["metadata"]["labels"]["app.kubernetes.io/version"] == build]
+        [obj] = [
+            o for o in rendering.k8s(kind) if o["metadata"]["labels"]["app.kubernetes.io/version"] == build
+        ]
         return obj
+
     return one("Job"), one("Deployment"), one("Service")
 
 
@@ -30,7 +33,10 @@ def dotted(dev):
 def test_names_are_dns_safe_and_labels_keep_the_build(dotted):
     job, deployment, service = dotted
     assert (job["metadata"]["name"], deployment["metadata"]["name"], service["metadata"]["name"]) == (
-        "train-20180523-5", "score-20180523-5", "score-20180523-5")
+        "train-20180523-5",
+        "score-20180523-5",
+        "score-20180523-5",
+    )
     assert job["metadata"]["labels"]["app.kubernetes.io/version"] == "20180523.5"
 
 
@@ -80,7 +86,11 @@ def test_waiter_gets_the_gate_and_timeouts_from_config(dotted):
     _, deployment, _ = dotted
     waiter = env(deployment["spec"]["template"]["spec"]["initContainers"][0])
     # Pulumi.dev.yaml: gateMinLift 1.0; defaults: gateMinNdcg 0.0, waitTimeoutSeconds 600.
-    assert (waiter["GATE_MIN_LIFT"], waiter["GATE_MIN_NDCG"], waiter["WAIT_TIMEOUT_SECONDS"]) == ("1.0", "0.0", "600")
+    assert (waiter["GATE_MIN_LIFT"], waiter["GATE_MIN_NDCG"], waiter["WAIT_TIMEOUT_SECONDS"]) == (
+        "1.0",
+        "0.0",
+        "600",
+    )
 
 
 def test_job_deadlines_and_await_timeouts_follow_config(dotted):
@@ -101,7 +111,9 @@ def test_every_pod_is_restricted_and_every_container_bounded(dotted):
         for container in pod.get("initContainers", []) + pod["containers"]:
             sc = container["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
-            assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {
+                "type": "RuntimeDefault"
+            }
             assert sc["runAsUser"] == 10001
             assert set(container["resources"]) == {"requests", "limits"}
             assert mounts(container)["/tmp"]["name"] == "tmp"  # writable scratch on a read-only root
@@ -144,9 +156,11 @@ def pulumi_job_error(job, pods):
     """(seconds after the first decision, error text) for pods = [(decision time, exit code, message,
     disrupted)], each a pod the Job controller starts after the previous one failed."""
     spec, failed = job["spec"], 0
-    ignored = [rule for rule in spec.get("podFailurePolicy", {}).get("rules", []) if rule["action"] == "Ignore"]
+    ignored = [
+        rule for rule in spec.get("podFailurePolicy", {}).get("rules", []) if rule["action"] == "Ignore"
+    ]
     subErrors = []
-    for decided, exit_code, message, disrupted in pods:
+    for decided, _exit_code, message, disrupted in pods:
         seen = decided + KUBELET_REPORT
         subErrors.append(f"[Pod {job['metadata']['name']}-x]: -- [Error] {message}")
         if disrupted and any(c["type"] == "DisruptionTarget" for r in ignored for c in r["onPodConditions"]):
@@ -154,15 +168,20 @@ def pulumi_job_error(job, pods):
         failed += 1
         if failed > spec["backoffLimit"]:
             at = seen + CONTROLLER_SYNC + WATCH
-            return at - pods[0][0], "[BackoffLimitExceeded] Job has reached the specified backoff limit; " + "; ".join(subErrors)
+            return at - pods[0][
+                0
+            ], "[BackoffLimitExceeded] Job has reached the specified backoff limit; " + "; ".join(subErrors)
     return float(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]), "timeout"
 
 
-@pytest.mark.parametrize("reason", [
-    "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test users "
-    "-0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
-    "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < TRAIN_MIN_USERS 100",
-])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test users "
+        "-0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
+        "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < TRAIN_MIN_USERS 100",
+    ],
+)
 def test_a_failed_training_or_gate_fails_the_update_within_a_minute_naming_build_and_reason(dotted, reason):
     job, _, _ = dotted
     trainer = job["spec"]["template"]["spec"]["containers"][0]
@@ -177,7 +196,9 @@ def test_a_failed_training_or_gate_fails_the_update_within_a_minute_naming_build
 
 def test_a_pod_lost_with_its_node_is_replaced_not_counted(dotted):
     job, _, _ = dotted
-    seconds, error = pulumi_job_error(job, [(600.0, 137, "node lost", True), (4200.0, 3, "below the gate", False)])
+    seconds, error = pulumi_job_error(
+        job, [(600.0, 137, "node lost", True), (4200.0, 3, "below the gate", False)]
+    )
     assert error.startswith("[BackoffLimitExceeded]") and "below the gate" in error
     assert seconds - (4200.0 - 600.0) < 60  # the failure of the replacement decides, at once
 
@@ -207,7 +228,12 @@ def test_only_never_pushed_local_images_skip_the_pull_and_digest_checks(dotted, 
     [local_deployment] = local_first.k8s("Deployment")
     assert skipped(local_job) == skipped(local_deployment) == skips
     prebuilt = render("local", {"build": "1", "images": "prebuilt"})  # tags in the nodes' store
-    assert {frozenset(skipped(o)) for o in prebuilt.k8s("Job") + prebuilt.k8s("Deployment")} == {frozenset(skips)}
+    assert {frozenset(skipped(o)) for o in prebuilt.k8s("Job") + prebuilt.k8s("Deployment")} == {
+        frozenset(skips)
+    }
     pushed = render("local", {"build": "1", "localRegistry": "localhost:5001"})  # pulled by digest
-    assert all("@sha256:" in c["image"] for c in pushed.k8s("Deployment")[0]["spec"]["template"]["spec"]["containers"])
+    assert all(
+        "@sha256:" in c["image"]
+        for c in pushed.k8s("Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    )
     assert {frozenset(skipped(o)) for o in pushed.k8s("Job") + pushed.k8s("Deployment")} == {frozenset()}

@@ -8,8 +8,8 @@ import pytest
 
 from components.router import GatewayRef, LiveRelease, Router, RouterArgs, RouterError, check_router
 from components.traffic import plan_traffic
-from tests.components.crd_schemas import InvalidObject, validate
 from local.render import Rendering, render_components
+from tests.components.crd_schemas import InvalidObject, validate
 
 LIVE = ["151", "152", "153"]
 
@@ -48,16 +48,19 @@ def route(kind, traffic=None, shadow=None, live=LIVE, gateway="default", hostnam
             )
             for build in live
         ]
-        router = Router("score", RouterArgs(
-            kind=kind,
-            releases=releases,
-            plan=plan,
-            namespace="ml-dev",
-            labels={"app.kubernetes.io/part-of": "mlpipeline", "app.kubernetes.io/managed-by": "pulumi"},
-            annotations={"mlpipeline/git-sha": "abc123"},
-            gateway=gateway,
-            hostnames=hostnames,
-        ))
+        router = Router(
+            "score",
+            RouterArgs(
+                kind=kind,
+                releases=releases,
+                plan=plan,
+                namespace="ml-dev",
+                labels={"app.kubernetes.io/part-of": "mlpipeline", "app.kubernetes.io/managed-by": "pulumi"},
+                annotations={"mlpipeline/git-sha": "abc123"},
+                gateway=gateway,
+                hostnames=hostnames,
+            ),
+        )
         return router.service_name
 
     rendering = render_components(declare)
@@ -272,11 +275,14 @@ def test_gateway_route_holds_at_most_fifteen_releases():
 def test_router_refuses_releases_that_differ_from_the_plan():
     with pytest.raises(RouterError, match="differ from the traffic plan"):
         render_components(
-            lambda: Router("score", RouterArgs(
-                kind="service",
-                releases=[LiveRelease("152", "152", "score-152", 80, 8080, pod_labels("152"))],
-                plan=plan_traffic(None, LIVE),
-            ))
+            lambda: Router(
+                "score",
+                RouterArgs(
+                    kind="service",
+                    releases=[LiveRelease("152", "152", "score-152", 80, 8080, pod_labels("152"))],
+                    plan=plan_traffic(None, LIVE),
+                ),
+            )
         )
 
 

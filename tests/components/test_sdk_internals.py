@@ -27,16 +27,19 @@ def test_the_pinned_sdk_is_the_one_the_internals_were_checked_against():
     )
 
 
-@pytest.mark.parametrize(("module", "name"), [
-    ("pulumi.runtime.sync_await", "_sync_await"),
-    ("pulumi.runtime.config", "CONFIG"),
-    ("pulumi.runtime.config", "get_config_env"),
-    ("pulumi.runtime.rpc", "is_rpc_secret"),
-    ("pulumi.runtime.rpc", "deserialize_properties"),
-    ("pulumi.runtime.settings", "ROOT"),
-    ("pulumi.runtime.stack", "run_pulumi_func"),
-    ("pulumi.runtime.mocks", "MockMonitor"),
-])
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("pulumi.runtime.sync_await", "_sync_await"),
+        ("pulumi.runtime.config", "CONFIG"),
+        ("pulumi.runtime.config", "get_config_env"),
+        ("pulumi.runtime.rpc", "is_rpc_secret"),
+        ("pulumi.runtime.rpc", "deserialize_properties"),
+        ("pulumi.runtime.settings", "ROOT"),
+        ("pulumi.runtime.stack", "run_pulumi_func"),
+        ("pulumi.runtime.mocks", "MockMonitor"),
+    ],
+)
 def test_every_internal_is_still_there(module, name):
     assert hasattr(importlib.import_module(module), name), (
         f"{module}.{name} is gone from pulumi {importlib.metadata.version('pulumi')}: "
@@ -86,7 +89,9 @@ def test_a_stack_output_is_a_plain_value_while_the_program_runs():
 
 def test_secrets_are_recognised_in_what_reaches_the_engine():
     rendering = render_components(
-        lambda: k8s.core.v1.Secret("s", metadata={"name": "s"}, string_data=pulumi.Output.secret({"k": "hush"}))
+        lambda: k8s.core.v1.Secret(
+            "s", metadata={"name": "s"}, string_data=pulumi.Output.secret({"k": "hush"})
+        )
     )
     secret = rendering.one("Secret")
     assert secret.public_inputs["stringData"] == MASK

@@ -136,7 +136,9 @@ def test_auto_returns_to_the_newest_taking_everything(clear):
 
 def test_auto_stays_auto_and_a_new_explicit_split_replaces_the_old_one():
     assert plan_traffic(None, LIVE, previous={"mode": "auto", "weights": {"153": 100}}).mode == "auto"
-    assert plan_traffic(None, LIVE, previous={"weights": {"153": 100}}).mode == "auto"  # outputs of older code
+    assert (
+        plan_traffic(None, LIVE, previous={"weights": {"153": 100}}).mode == "auto"
+    )  # outputs of older code
     plan = plan_traffic({"153": 100}, LIVE, previous=EXPLICIT_152)
     assert dict(plan.weights) == {"151": 0, "152": 0, "153": 100} and plan.mode == "explicit"
 

@@ -16,7 +16,9 @@ def test_volume_source_mounts_the_claim_read_only_at_data_dir(local_first):
     pod, trainer = trainer_of(local_first)
     assert env(trainer)["DATA_DIR"]["value"] == "/mnt/data"
     assert {"name": "data", "mountPath": "/mnt/data", "readOnly": True} in trainer["volumeMounts"]
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": "csv-data", "readOnly": True}} in pod["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "csv-data", "readOnly": True}} in pod[
+        "volumes"
+    ]
     assert not {"BLOB_STORAGE_ACCOUNT", "BLOB_STORAGE_KEY_FILE"} & set(env(trainer))
     assert not [v for v in pod["volumes"] if "secret" in v]
 

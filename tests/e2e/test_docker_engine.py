@@ -12,12 +12,16 @@ def test_every_dockerfile_takes_the_same_python_base_as_a_build_arg():
 def test_a_dockerfile_without_the_build_arg_is_named(tmp_path, monkeypatch):
     for app in docker_engine.APPS:
         (tmp_path / app).mkdir()
-        (tmp_path / app / "Dockerfile").write_text("ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n")
+        (tmp_path / app / "Dockerfile").write_text(
+            "ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n"
+        )
     (tmp_path / "waiter" / "Dockerfile").write_text("FROM python:3.11-slim\n")
     monkeypatch.setattr(docker_engine.containers, "CONTEXT", tmp_path)
     with pytest.raises(docker_engine.EngineError, match="apps/waiter/Dockerfile has no `ARG PYTHON_IMAGE"):
         docker_engine.base_image_name()
-    (tmp_path / "waiter" / "Dockerfile").write_text("ARG PYTHON_IMAGE=python:3.12-slim\nFROM ${PYTHON_IMAGE}\n")
+    (tmp_path / "waiter" / "Dockerfile").write_text(
+        "ARG PYTHON_IMAGE=python:3.12-slim\nFROM ${PYTHON_IMAGE}\n"
+    )
     with pytest.raises(docker_engine.EngineError, match="different Python bases"):
         docker_engine.base_image_name()
 
@@ -30,7 +34,9 @@ def test_the_overlay_probe_leaves_no_folder_and_no_mount_behind(tmp_path):
 
 
 @pytest.mark.parametrize(("overlay", "driver"), [(True, "overlay2"), (False, "vfs")])
-def test_a_daemon_started_here_uses_overlay2_only_where_the_data_root_takes_it(overlay, driver, tmp_path, monkeypatch):
+def test_a_daemon_started_here_uses_overlay2_only_where_the_data_root_takes_it(
+    overlay, driver, tmp_path, monkeypatch
+):
     started = []
 
     class Daemon:
@@ -60,8 +66,12 @@ def test_only_the_packages_whose_tool_is_missing_are_installed(tmp_path, monkeyp
     monkeypatch.setattr(docker_engine.os, "geteuid", lambda: 0)
     monkeypatch.setattr(docker_engine, "_run", lambda argv, **_: commands.append(argv))
     (tmp_path / "bridge").write_text("")
-    needs = {"coreutils": "ls", "containernetworking-plugins": str(tmp_path / "bridge"),
-             "no-such-package": "no-such-tool", "other-plugins": str(tmp_path / "missing")}
+    needs = {
+        "coreutils": "ls",
+        "containernetworking-plugins": str(tmp_path / "bridge"),
+        "no-such-package": "no-such-tool",
+        "other-plugins": str(tmp_path / "missing"),
+    }
     docker_engine.install_missing(needs)
     assert commands[-1][-2:] == ["no-such-package", "other-plugins"]
     commands.clear()

@@ -5,12 +5,15 @@ import pytest
 from e2e import node
 
 
-@pytest.mark.parametrize("tag, name", [
-    ("mlpipeline/trainer:7", "docker.io/mlpipeline/trainer:7"),
-    ("python:3.11.11-slim-bookworm", "docker.io/library/python:3.11.11-slim-bookworm"),
-    ("e2e.local/pause:1", "e2e.local/pause:1"),
-    ("localhost:5001/mlpipeline/scorer:3", "localhost:5001/mlpipeline/scorer:3"),
-])
+@pytest.mark.parametrize(
+    "tag, name",
+    [
+        ("mlpipeline/trainer:7", "docker.io/mlpipeline/trainer:7"),
+        ("python:3.11.11-slim-bookworm", "docker.io/library/python:3.11.11-slim-bookworm"),
+        ("e2e.local/pause:1", "e2e.local/pause:1"),
+        ("localhost:5001/mlpipeline/scorer:3", "localhost:5001/mlpipeline/scorer:3"),
+    ],
+)
 def test_an_image_is_tagged_in_the_node_under_the_name_the_kubelet_asks_for(tag, name):
     """The pods say mlpipeline/<app>:<build>; containerd's CRI looks that up fully qualified."""
     assert node.normalized(tag) == name

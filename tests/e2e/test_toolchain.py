@@ -11,7 +11,9 @@ def test_every_wrapper_module_requires_exactly_the_pinned_versions():
 
 def test_a_pin_the_go_mod_files_do_not_carry_is_refused_naming_both():
     pins = {**toolchain.versions(), "KUBERNETES": "v1.36.1"}
-    with pytest.raises(RuntimeError, match=r"kubernetes/go.mod has k8s.io/kubernetes at \['v1.34.4'\].*KUBERNETES=v1.36.1"):
+    with pytest.raises(
+        RuntimeError, match=r"kubernetes/go.mod has k8s.io/kubernetes at \['v1.34.4'\].*KUBERNETES=v1.36.1"
+    ):
         toolchain.check_pins(pins)
 
 

@@ -11,8 +11,13 @@ from local.containers import cpus, memory_bytes, prepare
 from local.play import PlayError, Pod
 
 SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
-CONTAINER_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
-                      "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def pod(containers, init=(), kind="Deployment"):
@@ -20,24 +25,35 @@ def pod(containers, init=(), kind="Deployment"):
         "securityContext": SECURITY,
         "initContainers": list(init),
         "containers": list(containers),
-        "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": [
+            {"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
     }
-    return {"kind": kind, "metadata": {"name": "score-7", "namespace": "ml"},
-            "spec": {"template": {"metadata": {"labels": {}}, "spec": spec}}}
+    return {
+        "kind": kind,
+        "metadata": {"name": "score-7", "namespace": "ml"},
+        "spec": {"template": {"metadata": {"labels": {}}, "spec": spec}},
+    }
 
 
 def scorer(**extra):
     return {
-        "name": "scorer", "image": "mlpipeline/scorer:7", "command": ["python", "-m", "scorer"],
-        "env": [{"name": "PORT", "value": "8080"},
-                {"name": "BLOB_KEY", "valueFrom": {"secretKeyRef": {"name": "blob", "key": "key"}}}],
+        "name": "scorer",
+        "image": "mlpipeline/scorer:7",
+        "command": ["python", "-m", "scorer"],
+        "env": [
+            {"name": "PORT", "value": "8080"},
+            {"name": "BLOB_KEY", "valueFrom": {"secretKeyRef": {"name": "blob", "key": "key"}}},
+        ],
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
         "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "500m", "memory": "1Gi"}},
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "models", "mountPath": "/mnt/models", "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "models", "mountPath": "/mnt/models", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
         **extra,
     }
 
@@ -66,7 +82,9 @@ def test_image_command_and_env_are_the_spec_s_and_secret_values_stay_out_of_the_
 def test_security_context_becomes_user_read_only_root_and_no_capabilities(played):
     _, container = played
     args = container.run_args
-    assert option_values(args, "--user") == ["10001:10001"] and option_values(args, "--group-add") == ["10001"]
+    assert option_values(args, "--user") == ["10001:10001"] and option_values(args, "--group-add") == [
+        "10001"
+    ]
     assert "--read-only" in args and option_values(args, "--cap-drop") == ["ALL"]
     assert option_values(args, "--security-opt") == ["no-new-privileges"]
 
@@ -109,4 +127,6 @@ def test_unplayable_specs_fail_with_the_reason(tmp_path):
 
 def test_kubernetes_quantities():
     assert cpus("2") == "2" and cpus("250m") == "0.25" and cpus(1.5) == "1.5"
-    assert memory_bytes("512Mi") == 512 * 2**20 and memory_bytes("1G") == 10**9 and memory_bytes("1000") == 1000
+    assert (
+        memory_bytes("512Mi") == 512 * 2**20 and memory_bytes("1G") == 10**9 and memory_bytes("1000") == 1000
+    )

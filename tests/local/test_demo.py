@@ -58,16 +58,33 @@ def test_a_changed_env_value_in_the_program_reaches_the_played_process(two_plays
     root, _, _ = two_plays
     # The program turns gateMinLift into GATE_MIN_LIFT of the trainer and the waiter; an impossible
     # gate must fail the played Job, exactly as the cluster's Job would (the trainer decides the gate).
-    with pytest.raises(PlayError, match="container trainer exited with code 3: build 3 is below the quality "
-                                        "gate: lift_ndcg .* < GATE_MIN_LIFT 1000"):
+    with pytest.raises(
+        PlayError,
+        match="container trainer exited with code 3: build 3 is below the quality "
+        "gate: lift_ndcg .* < GATE_MIN_LIFT 1000",
+    ):
         play(config={**FAST, "gateMinLift": 1000}, root=root, rows=ROWS)
 
 
 def test_make_demo_without_a_terminal_prints_recommendations_and_exits(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "local.demo", "--runtime", "process", "--rows", str(ROWS), "--root", str(tmp_path),
-         "--config", "trainerEnv=" + json.dumps(FAST["trainerEnv"])],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "local.demo",
+            "--runtime",
+            "process",
+            "--rows",
+            str(ROWS),
+            "--root",
+            str(tmp_path),
+            "--config",
+            "trainerEnv=" + json.dumps(FAST["trainerEnv"]),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "[popular fallback]" in run.stdout and "/docs" in run.stdout
@@ -80,4 +97,7 @@ def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch, capsys):
     monkeypatch.setenv("DEMO_RUNTIME", "vm")
     with pytest.raises(SystemExit) as exited:
         main([])
-    assert exited.value.code == 2 and "DEMO_RUNTIME=vm: choose one of ['docker', 'process']" in capsys.readouterr().err
+    assert (
+        exited.value.code == 2
+        and "DEMO_RUNTIME=vm: choose one of ['docker', 'process']" in capsys.readouterr().err
+    )

@@ -14,7 +14,12 @@ def job(container, volumes):
     return {
         "kind": "Job",
         "metadata": {"name": "train-7", "namespace": "ml"},
-        "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [container], "volumes": volumes}}},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [container], "volumes": volumes},
+            }
+        },
     }
 
 
@@ -35,10 +40,15 @@ def test_env_mounts_and_secrets_are_translated(tmp_path):
             {"name": "BLOB_STORAGE_KEY", "valueFrom": {"secretKeyRef": {"name": "blob", "key": "key"}}},
             {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ],
-        "volumeMounts": [{"name": "models", "mountPath": "/mnt/models"}, {"name": "data", "mountPath": "/mnt/data", "readOnly": True}],
+        "volumeMounts": [
+            {"name": "models", "mountPath": "/mnt/models"},
+            {"name": "data", "mountPath": "/mnt/data", "readOnly": True},
+        ],
     }
-    volumes = [{"name": "models", "persistentVolumeClaim": {"claimName": "models-claim"}},
-               {"name": "data", "persistentVolumeClaim": {"claimName": "data-claim"}}]
+    volumes = [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "models-claim"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-claim"}},
+    ]
     env = played_env(tmp_path, container, volumes, {"blob": {"key": "s3cret"}})
     assert env["MODELFOLDER"] == str(tmp_path / "volumes" / "models-claim" / "7")
     assert env["DATA_DIR"] == str(tmp_path / "volumes" / "data-claim" / "2018" / "05" / "08")
@@ -46,8 +56,11 @@ def test_env_mounts_and_secrets_are_translated(tmp_path):
 
 
 def test_unplayable_objects_fail_with_the_reason(tmp_path):
-    container = {"name": "scorer", "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}],
-                 "command": ["python"]}
+    container = {
+        "name": "scorer",
+        "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}],
+        "command": ["python"],
+    }
     pod = Pod.of(job(container, []), tmp_path)
     with pytest.raises(PlayError, match="needs secret absent/k"):
         prepare(pod, container)
@@ -119,7 +132,11 @@ def test_the_local_interpreter_is_not_mistaken_for_a_mounted_path(tmp_path, monk
     # A container mounting /tmp (an emptyDir) must still run the venv's python, even when
     # that interpreter lives under /tmp, as in CI's clone.
     monkeypatch.setattr("sys.executable", "/tmp/ci/.venv/bin/python")
-    container = {"name": "c", "command": ["python", "-m", "x", "/tmp/out"], "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    container = {
+        "name": "c",
+        "command": ["python", "-m", "x", "/tmp/out"],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
     pod = Pod.of(job(container, [{"name": "tmp", "emptyDir": {}}]), tmp_path)
     process = prepare(pod, container)
     assert process.argv[0] == "/tmp/ci/.venv/bin/python"

@@ -45,7 +45,10 @@ class Prometheus:
             "rule_files": [str(path) for path in rule_files],
             # The namespace label a Kubernetes scrape adds; the rules and the canary analysis use it.
             "scrape_configs": [
-                {"job_name": "scorer", "static_configs": [{"targets": targets, "labels": {"namespace": "dev"}}]}
+                {
+                    "job_name": "scorer",
+                    "static_configs": [{"targets": targets, "labels": {"namespace": "dev"}}],
+                }
             ],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -67,7 +70,9 @@ class Prometheus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.process.returncode}:\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"prometheus exited with {self.process.returncode}:\n{self.log.read_text()}"
+                )
             try:
                 if self.client.get("/-/ready").status_code == 200:
                     return

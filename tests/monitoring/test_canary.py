@@ -19,8 +19,16 @@ def canary_command(releases, champion: str, canary: str, *extra: str) -> list[st
     def release(build):
         return f"{build}={releases.scorers[build].url}"
 
-    return [sys.executable, "-m", "monitoring.canary", "--champion", release(champion),
-            "--canary", release(canary), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "monitoring.canary",
+        "--champion",
+        release(champion),
+        "--canary",
+        release(canary),
+        *extra,
+    ]
 
 
 def run_under_traffic(releases, command: list[str], builds: list[str], env=None) -> tuple[int, str]:
@@ -42,7 +50,9 @@ def report(output: str) -> dict:
 
 def test_a_canary_that_does_not_know_the_users_is_rolled_back(releases):
     status, output = run_under_traffic(
-        releases, canary_command(releases, "152", "153", "--window", "3s", "--min-requests", "20"), ["152", "153"]
+        releases,
+        canary_command(releases, "152", "153", "--window", "3s", "--min-requests", "20"),
+        ["152", "153"],
     )
     assert status == 4, output
     doc = report(output)
@@ -58,8 +68,19 @@ def test_a_canary_as_good_as_the_champion_is_promoted(releases):
         releases,
         # 50 ms of latency slack: on a shared test machine one stalled request is the p99 of a few
         # hundred; the rule itself is tested with exact figures below.
-        canary_command(releases, "152", "154", "--window", "3s", "--min-requests", "20", "--stack", "dev",
-                       "--latency-slack", "0.05"),
+        canary_command(
+            releases,
+            "152",
+            "154",
+            "--window",
+            "3s",
+            "--min-requests",
+            "20",
+            "--stack",
+            "dev",
+            "--latency-slack",
+            "0.05",
+        ),
         ["152", "154"],
     )
     assert status == 0, output
@@ -72,8 +93,13 @@ def test_a_canary_as_good_as_the_champion_is_promoted(releases):
 
 
 def test_without_enough_traffic_the_split_is_held(releases):
-    result = subprocess.run(canary_command(releases, "152", "153", "--window", "1s"), cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        canary_command(releases, "152", "153", "--window", "1s"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3, result.stdout + result.stderr
     doc = report(result.stdout)
     assert doc["decision"] == "hold" and doc["command"] is None
@@ -89,13 +115,21 @@ def test_run_applies_the_decision_with_pulumi(releases, tmp_path):
     env = {**os.environ, "PATH": f"{pulumi.parent}:{os.environ['PATH']}"}
     status, output = run_under_traffic(
         releases,
-        canary_command(releases, "152", "153", "--window", "2s", "--min-requests", "10", "--run", "--stack", "dev"),
+        canary_command(
+            releases, "152", "153", "--window", "2s", "--min-requests", "10", "--run", "--stack", "dev"
+        ),
         ["152", "153"],
         env=env,
     )
     assert status == 4, output
     assert calls.read_text().split("\n")[:-1] == [
-        "up", "--yes", "--skip-preview", "--stack", "dev", "--config", 'traffic={"152":100}'
+        "up",
+        "--yes",
+        "--skip-preview",
+        "--stack",
+        "dev",
+        "--config",
+        'traffic={"152":100}',
     ]
 
 
@@ -108,8 +142,13 @@ def test_run_applies_the_decision_with_pulumi(releases, tmp_path):
     ],
 )
 def test_bad_arguments_are_refused_naming_the_problem(args, message):
-    result = subprocess.run([sys.executable, "-m", "monitoring.canary", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring.canary", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and message in result.stderr
 
 
@@ -119,7 +158,10 @@ def test_an_unreachable_source_is_an_error_not_a_decision(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(
         [sys.executable, "-m", "monitoring.canary", "--prometheus", url, "--champion", "1", "--canary", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1 and "could not read the signals" in result.stderr
     assert "decision" not in result.stdout
@@ -140,6 +182,8 @@ def test_latency_and_errors_roll_back_too():
     assert decide("1", champion, "2", slow, Limits()).action == "rollback"
     assert "p99 latency" in decide("1", champion, "2", slow, Limits()).reasons[0]
     assert decide("1", champion, "2", failing, Limits()).traffic == {"1": 100}
-    atypical = Signals(requests=500, error_ratio=0.001, p99_seconds=0.004, fallback_ratio=0.1, novelty_ratio=0.3)
+    atypical = Signals(
+        requests=500, error_ratio=0.001, p99_seconds=0.004, fallback_ratio=0.1, novelty_ratio=0.3
+    )
     assert "atypical-user share" in decide("1", champion, "2", atypical, Limits()).reasons[0]
     assert decide("1", champion, "2", champion, Limits()).traffic == {"2": 100}

@@ -28,7 +28,9 @@ def test_prometheus_scrapes_the_scorers_and_evaluates_the_rules(releases, start_
 
     releases.drive(["152", "153"], rules_see_both_builds)
     # One scrape more, so the fallback counters have moved on both sides too.
-    releases.drive(["152", "153"], lambda: len(values(prometheus.query("build:scorer_fallbacks:ratio_rate5m"))) == 2)
+    releases.drive(
+        ["152", "153"], lambda: len(values(prometheus.query("build:scorer_fallbacks:ratio_rate5m"))) == 2
+    )
 
     errors = values(prometheus.query("build:scorer_request_errors:ratio_rate5m"))
     assert errors == {"152": 0.0, "153": 0.0}
@@ -54,9 +56,24 @@ def test_canary_analysis_reads_prometheus_and_rolls_back_the_canary_that_does_no
         return len(values(prometheus.query("build:scorer_fallbacks:ratio_rate5m"))) == 2
 
     releases.drive(["152", "153"], both_seen)
-    command = [sys.executable, "-m", "monitoring.canary", "--prometheus", prometheus.url,
-               "--champion", "152", "--canary", "153", "--window", "5m", "--min-requests", "5",
-               "--stack", "dev", "--namespace"]
+    command = [
+        sys.executable,
+        "-m",
+        "monitoring.canary",
+        "--prometheus",
+        prometheus.url,
+        "--champion",
+        "152",
+        "--canary",
+        "153",
+        "--window",
+        "5m",
+        "--min-requests",
+        "5",
+        "--stack",
+        "dev",
+        "--namespace",
+    ]
     # prod's releases are not in this Prometheus: nothing to judge there.
     elsewhere = subprocess.run([*command, "prod"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert elsewhere.returncode == 3 and json.loads(elsewhere.stdout)["canary"]["requests"] == 0

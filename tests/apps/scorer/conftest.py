@@ -52,7 +52,9 @@ class Scorer:
         )
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
-    def wait(self, path: str = "/readyz", status: int = 200, timeout: float = 30.0, base: str = "") -> httpx.Response:
+    def wait(
+        self, path: str = "/readyz", status: int = 200, timeout: float = 30.0, base: str = ""
+    ) -> httpx.Response:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

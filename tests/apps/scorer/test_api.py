@@ -169,7 +169,12 @@ def test_openapi_documents_the_real_schemas(factor):
         ("POST", "/recommendations", b'{"user_ids": ["u1"', "JSON decode error"),
         ("POST", "/recommendations", b"", "expected a JSON object"),
         ("POST", "/recommendations", [1, 2], "expected a JSON object"),
-        ("POST", "/recommendations", b'{"user_ids": ["\\ud800"]}', "unable to parse raw data as a unicode string"),
+        (
+            "POST",
+            "/recommendations",
+            b'{"user_ids": ["\\ud800"]}',
+            "unable to parse raw data as a unicode string",
+        ),
     ],
 )
 def test_invalid_requests_get_422_saying_what_is_wrong(factor, method, path, body, message):

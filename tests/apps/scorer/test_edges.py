@@ -105,7 +105,11 @@ def test_a_body_fastapi_cannot_parse_gets_the_documented_422(edge, body, headers
         (b"FROB /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400, "not a valid HTTP/1.1 request"),
         (b"hello there\r\n\r\n", 400, "not a valid HTTP/1.1 request"),
         (b"GET /" + b"x" * 20_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "URL longer than"),
-        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 20_000 + b"\r\n\r\n", 431, "request head larger"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 20_000 + b"\r\n\r\n",
+            431,
+            "request head larger",
+        ),
     ],
     ids=["bad-method", "not-http", "long-url", "big-header"],
 )
@@ -125,7 +129,10 @@ def test_a_megabyte_of_headers_is_refused_while_it_arrives(edge):
 @pytest.mark.parametrize(
     "parts, phrase",
     [
-        ([b"POST /recommendations HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n", b'{"user_ids": '], "did not arrive"),
+        (
+            [b"POST /recommendations HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n", b'{"user_ids": '],
+            "did not arrive",
+        ),
         ([b"GET /healthz HTTP/1.1\r\nHost: t\r\n"], "did not arrive"),
     ],
     ids=["body-never-completes", "head-never-completes"],
@@ -184,7 +191,11 @@ def test_k_is_read_alike_in_the_query_and_the_body(edge, method, path, body, sta
 
 @pytest.mark.parametrize(
     "path, user_id",
-    [("/recommendations/team/u1", "team/u1"), ("/recommendations/team%2Fu1", "team/u1"), ("/recommendations/%20", " ")],
+    [
+        ("/recommendations/team/u1", "team/u1"),
+        ("/recommendations/team%2Fu1", "team/u1"),
+        ("/recommendations/%20", " "),
+    ],
 )
 def test_any_id_with_slashes_is_an_id(edge, path, user_id):
     response = edge.client.get(path)

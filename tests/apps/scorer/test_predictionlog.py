@@ -53,8 +53,9 @@ def test_without_an_id_one_is_generated_and_shared_by_the_users_of_a_batch(facto
 def test_a_large_batch_answered_off_the_event_loop_keeps_its_request_id(factor):
     _, scorer = factor
     users = [f"u{i}" for i in range(20)]  # 20 users x k=1000: scored in the scoring thread
-    reply = scorer.client.post("/recommendations", json={"user_ids": users, "k": 1000},
-                               headers={"X-Request-ID": "big-batch-1"})
+    reply = scorer.client.post(
+        "/recommendations", json={"user_ids": users, "k": 1000}, headers={"X-Request-ID": "big-batch-1"}
+    )
     assert reply.status_code == 200 and reply.headers["x-request-id"] == "big-batch-1"
     time.sleep(0.3)
     assert sorted(r["user"] for r in predictions(scorer) if r["request_id"] == "big-batch-1") == sorted(users)
@@ -62,7 +63,7 @@ def test_a_large_batch_answered_off_the_event_loop_keeps_its_request_id(factor):
 
 def test_an_unsafe_incoming_id_is_replaced_and_fastapi_answers_carry_the_id_too(factor):
     _, scorer = factor
-    unsafe = scorer.client.get("/recommendations/u3", headers={"X-Request-ID": "a b\"c" + "x" * 200})
+    unsafe = scorer.client.get("/recommendations/u3", headers={"X-Request-ID": 'a b"c' + "x" * 200})
     assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
     # An extra query parameter goes through FastAPI rather than the front's fast path.
     slow_path = scorer.client.get("/recommendations/u3?k=2&debug=1", headers={"X-Request-ID": "r-99"})
@@ -77,8 +78,9 @@ def test_an_unsafe_incoming_id_is_replaced_and_fastapi_answers_carry_the_id_too(
 def test_the_sample_rate_keeps_that_share_of_requests(tmp_path, start_scorer):
     folder = tmp_path / BUILD
     write_model_folder(folder, BUILD, n_users=30, n_items=20)
-    none, half = start_scorer(folder, BUILD, PREDICTION_LOG_SAMPLE="0"), start_scorer(
-        folder, BUILD, PREDICTION_LOG_SAMPLE="0.5"
+    none, half = (
+        start_scorer(folder, BUILD, PREDICTION_LOG_SAMPLE="0"),
+        start_scorer(folder, BUILD, PREDICTION_LOG_SAMPLE="0.5"),
     )
     for scorer in (none, half):
         scorer.wait()
@@ -91,9 +93,15 @@ def test_the_sample_rate_keeps_that_share_of_requests(tmp_path, start_scorer):
 
 
 def test_a_sample_rate_outside_0_to_1_is_refused_naming_it(tmp_path):
-    env = {"MODELFOLDER": str(tmp_path), "BUILD_NUMBER": "1", "PREDICTION_LOG_SAMPLE": "1.5", "PATH": "/usr/bin"}
-    result = subprocess.run([sys.executable, "-m", "scorer"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
+    env = {
+        "MODELFOLDER": str(tmp_path),
+        "BUILD_NUMBER": "1",
+        "PREDICTION_LOG_SAMPLE": "1.5",
+        "PATH": "/usr/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "PREDICTION_LOG_SAMPLE" in result.stdout + result.stderr
 
 
@@ -104,7 +112,9 @@ def test_known_users_carry_their_novelty_into_the_line_and_the_histogram(factor)
     time.sleep(0.2)
     lines = {r["user"]: r for r in predictions(scorer) if r["request_id"] == reply.headers["x-request-id"]}
     served = np.load(model.path / "model" / "novelty.npy")
-    assert lines["u5"]["novelty"] == round(float(served[5]), 4) and lines["u9"]["novelty"] == round(float(served[9]), 4)
+    assert lines["u5"]["novelty"] == round(float(served[5]), 4) and lines["u9"]["novelty"] == round(
+        float(served[9]), 4
+    )
     assert lines["stranger"]["novelty"] is None  # unknown: counted as a fallback instead
     after = scorer.client.get("/metrics").text
     assert count(after, "scorer_novelty_count") - count(before, "scorer_novelty_count") == 2

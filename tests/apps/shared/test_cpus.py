@@ -38,7 +38,11 @@ def four_cpus(monkeypatch):
         # v2 without a namespace: the own cgroup and its ancestors; the tightest wins
         (
             "0::/kubepods/pod1/c1\n",
-            {"kubepods/pod1/c1/cpu.max": "max 100000", "kubepods/pod1/cpu.max": "300000 100000", "cpu.max": "max 100000"},
+            {
+                "kubepods/pod1/c1/cpu.max": "max 100000",
+                "kubepods/pod1/cpu.max": "300000 100000",
+                "cpu.max": "max 100000",
+            },
             3.0,
             3,
         ),
@@ -49,7 +53,12 @@ def four_cpus(monkeypatch):
             1.0,
             1,
         ),
-        ("1:cpu:/\n2:cpuacct:/\n", {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None, 4),
+        (
+            "1:cpu:/\n2:cpuacct:/\n",
+            {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"},
+            None,
+            4,
+        ),
         # v1, the host's path in /proc but only the container's cgroup mounted (no namespace)
         (
             "3:cpu,cpuacct:/docker/abc\n",

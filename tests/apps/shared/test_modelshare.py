@@ -81,7 +81,9 @@ def test_promote_refuses_a_corrupt_source_and_leaves_no_complete_release(tmp_pat
     write_release(source)
     (source / "metrics.json").write_text('{"k": 11}')
     env = {**os.environ, "SOURCE_MODELFOLDER": str(source), "MODELFOLDER": str(dest), "BUILD_NUMBER": "7"}
-    run = subprocess.run([sys.executable, "-m", "modelshare.promote"], env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "modelshare.promote"], env=env, capture_output=True, text=True
+    )
     assert run.returncode == 1
     assert "metrics.json has" in run.stdout
     assert modelshare.folder_state(dest) is FolderState.FAILED

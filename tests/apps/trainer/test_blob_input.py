@@ -39,8 +39,17 @@ def azurite(tmp_path_factory):
         pytest.fail(f"{AZURITE} is missing: run `make setup` (npm ci) first")
     port = free_port()
     proc = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--location", str(tmp_path_factory.mktemp("azurite")), "--skipApiVersionCheck", "--silent"],
+        [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(tmp_path_factory.mktemp("azurite")),
+            "--skipApiVersionCheck",
+            "--silent",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

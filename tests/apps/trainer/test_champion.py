@@ -45,8 +45,17 @@ def test_a_changed_holdout_cannot_flip_the_gate_for_identical_models(champion_fo
     raw = []
     for holdout_seed in (11, 12, 13):
         train, test, _, _ = nested_holdout(data.matrix, 0.2, [holdout_seed, SPLIT])
-        paired = champion.compare(loaded, identical, data.user_ids, data.item_ids, train, test,
-                                  max_users=5000, min_users=100, seed=[holdout_seed, CHAMPION_USERS])
+        paired = champion.compare(
+            loaded,
+            identical,
+            data.user_ids,
+            data.item_ids,
+            train,
+            test,
+            max_users=5000,
+            min_users=100,
+            seed=[holdout_seed, CHAMPION_USERS],
+        )
         assert paired["users"] >= 100 and "error" not in paired
         assert paired["ndcg_gain"]["gain"] == 0 and paired["ndcg_gain"]["interval"] == [0, 0]
         verdict = evaluate(Gate(champion_folder=str(champion_folder)), {"champion": paired}, "/mnt/models/2")
@@ -77,14 +86,23 @@ def test_the_champion_ranks_as_the_scorer_serves_it(champion_folder):
 
 def test_the_trainer_records_the_paired_comparison_and_decides_the_gate(tmp_path, champion_folder, next_day):
     folder = tmp_path / "2"
-    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "2", "DATA_DIR": next_day, **QUICK,
-                "GATE_CHAMPION_MODELFOLDER": champion_folder, "GATE_CHAMPION_TOLERANCE": "1"}
+    settings = {
+        "MODELFOLDER": folder,
+        "BUILD_NUMBER": "2",
+        "DATA_DIR": next_day,
+        **QUICK,
+        "GATE_CHAMPION_MODELFOLDER": champion_folder,
+        "GATE_CHAMPION_TOLERANCE": "1",
+    }
     run = run_trainer(**settings)
     assert run.returncode == 0, run.stdout + run.stderr
     metrics = modelshare.read_json(folder / "metrics.json")
     paired = metrics["champion"]
     assert paired["build"] == "1" and paired["model_sha256"] == modelshare.model_sha256(champion_folder)
-    assert paired["users"] >= 100 and 0.8 * paired["users"] < paired["users_known_to_champion"] <= paired["users"]
+    assert (
+        paired["users"] >= 100
+        and 0.8 * paired["users"] < paired["users_known_to_champion"] <= paired["users"]
+    )
     assert paired["held_out_pairs_dropped_as_seen_by_champion"] > 0
     gain = paired["ndcg_gain"]
     assert gain["interval"][0] <= gain["gain"] <= gain["interval"][1]
@@ -95,12 +113,16 @@ def test_the_trainer_records_the_paired_comparison_and_decides_the_gate(tmp_path
     assert strict.passed == (gain["interval"][0] >= 0)
 
 
-@pytest.mark.parametrize("damage, reason", [
-    ("tampered", "its folder does not verify"),
-    ("unreadable", "its model format cannot be read"),
-])
-def test_a_champion_that_cannot_be_compared_fails_the_gate_and_says_why(tmp_path, champion_folder, next_day,
-                                                                        damage, reason):
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("tampered", "its folder does not verify"),
+        ("unreadable", "its model format cannot be read"),
+    ],
+)
+def test_a_champion_that_cannot_be_compared_fails_the_gate_and_says_why(
+    tmp_path, champion_folder, next_day, damage, reason
+):
     broken = tmp_path / "share" / "1"
     broken.parent.mkdir()
     import shutil
@@ -111,9 +133,15 @@ def test_a_champion_that_cannot_be_compared_fails_the_gate_and_says_why(tmp_path
     if damage == "unreadable":  # a consistent manifest over a model this trainer cannot read
         modelshare.make_manifest(broken, build="1")
     folder = tmp_path / "share" / "2"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="2", DATA_DIR=next_day, **QUICK,
-                      GATE_CHAMPION_MODELFOLDER=broken, GATE_CHAMPION_TOLERANCE="1",
-                      TERMINATION_LOG=tmp_path / "termination")
+    run = run_trainer(
+        MODELFOLDER=folder,
+        BUILD_NUMBER="2",
+        DATA_DIR=next_day,
+        **QUICK,
+        GATE_CHAMPION_MODELFOLDER=broken,
+        GATE_CHAMPION_TOLERANCE="1",
+        TERMINATION_LOG=tmp_path / "termination",
+    )
     assert run.returncode == 3, run.stdout + run.stderr
     message = (tmp_path / "termination").read_text()
     assert message.startswith("build 2 is below the quality gate: champion") and reason in message

@@ -19,8 +19,12 @@ from .conftest import QUICK, REPO, run_trainer, trainer_env
 def kill_when(settings: dict, stop) -> None:
     """Run the trainer and SIGKILL it as soon as its log shows an event for which stop() is true."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer"], env=trainer_env(**settings), cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-m", "trainer"],
+        env=trainer_env(**settings),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         for line in proc.stdout:
@@ -79,12 +83,23 @@ def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_
     starts mid-run of the first, the first publishes, and while the second runs on and finishes,
     the complete folder verifies at every look and never changes."""
     folder = tmp_path / "13"
-    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "13", "DATA_DIR": small_dir, **QUICK,
-                "TUNE_TRIALS_PER_FAMILY": 3}
+    settings = {
+        "MODELFOLDER": folder,
+        "BUILD_NUMBER": "13",
+        "DATA_DIR": small_dir,
+        **QUICK,
+        "TUNE_TRIALS_PER_FAMILY": 3,
+    }
 
     def start():
-        return subprocess.Popen([sys.executable, "-m", "trainer"], env=trainer_env(**settings), cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "trainer"],
+            env=trainer_env(**settings),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     def events(proc):
         for line in proc.stdout:
@@ -125,14 +140,22 @@ def test_a_complete_folder_of_another_release_is_refused_and_kept(tmp_path, smal
     """One build id, one release: the id re-used by other code (its record long retired) must not
     pair new images with the old model, nor retrain over it."""
     folder = tmp_path / "14"
-    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "14", "DATA_DIR": small_dir, **QUICK,
-                "GIT_SHA": "aaaa111", "TRAINER_IMAGE": "registry/trainer@sha256:01"}
+    settings = {
+        "MODELFOLDER": folder,
+        "BUILD_NUMBER": "14",
+        "DATA_DIR": small_dir,
+        **QUICK,
+        "GIT_SHA": "aaaa111",
+        "TRAINER_IMAGE": "registry/trainer@sha256:01",
+    }
     assert run_trainer(**settings).returncode == 0
     digest = modelshare.model_sha256(folder)
     for other in ({"GIT_SHA": "bbbb222"}, {"TRAINER_IMAGE": "registry/trainer@sha256:02"}):
         run = run_trainer(**{**settings, **other, "TERMINATION_LOG": tmp_path / "termination"})
         assert run.returncode == 4, run.stdout
         message = (tmp_path / "termination").read_text()
-        assert "already holds a model of another release" in message and "deploy under a new build id" in message
+        assert (
+            "already holds a model of another release" in message and "deploy under a new build id" in message
+        )
         assert modelshare.model_sha256(folder) == digest
     assert run_trainer(**settings).event("already-complete")["exit_code"] == 0

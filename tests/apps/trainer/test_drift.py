@@ -219,4 +219,6 @@ def test_a_champion_folder_that_did_not_verify_is_not_read(tmp_path):
     paired = {"folder": str(tmp_path / "share" / "1"), "error": "its folder does not verify: model/seen.npz"}
     report = drift.report(ours, data.matrix, data.user_ids, data.item_ids, paired, default_thresholds())
     assert "figures" not in report and report["failures"] == []
-    assert report["error"] == "the champion's folder cannot be used: its folder does not verify: model/seen.npz"
+    assert (
+        report["error"] == "the champion's folder cannot be used: its folder does not verify: model/seen.npz"
+    )

@@ -64,13 +64,21 @@ def test_metrics_match_a_hand_computed_example():
     result = evaluate(Fixed([1, 0, 4, 2, 3, 6, 7, 8, 9, 10]), np.array([0]), seen, relevant, k=10)
     dcg = 1 + 1 / np.log2(4)
     ideal = 1 + 1 / np.log2(3) + 1 / np.log2(4)
-    assert result == pytest.approx({
-        "precision_at_k": 0.2, "recall_at_k": 2 / 3, "ndcg_at_k": dcg / ideal, "map_at_k": (1 + 2 / 3) / 3,
-    }, abs=1e-6)
+    assert result == pytest.approx(
+        {
+            "precision_at_k": 0.2,
+            "recall_at_k": 2 / 3,
+            "ndcg_at_k": dcg / ideal,
+            "map_at_k": (1 + 2 / 3) / 3,
+        },
+        abs=1e-6,
+    )
 
 
 def test_per_user_metrics_are_the_users_own_and_average_to_the_means():
-    relevant = sparse.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 1, 0, 0]], dtype=np.float32))
+    relevant = sparse.csr_matrix(
+        np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 1, 0, 0]], dtype=np.float32)
+    )
     seen = sparse.csr_matrix((3, 5), dtype=np.float32)
     users = np.array([0, 1, 2])
     values = per_user(Fixed([0, 1, 2]), users, seen, relevant, k=3)
@@ -163,12 +171,15 @@ def test_every_family_serves_through_the_one_product_it_is_evaluated_with():
 def test_the_blend_adds_the_spread_scaled_scores_of_ease_and_als_in_one_product():
     matrix = random_matrix(seed=6)
     ease = families.fit("ease", {"lambda": 30.0, "dropout": 0.25, "input": "log"}, matrix, 2, 0)
-    als = families.fit("als-plain", {"factors": 8, "regularization": 1.0, "alpha": 3.0, "iterations": 5}, matrix, 2, 0)
+    als = families.fit(
+        "als-plain", {"factors": 8, "regularization": 1.0, "alpha": 3.0, "iterations": 5}, matrix, 2, 0
+    )
     users = np.arange(30)
     params = {"weight": 0.35, "ease": ease.params, "als": {"family": "als-plain", **als.params}}
     blended = families.blend(ease, als, 0.35, 0, params)
-    expected = (0.35 * ease.scores(users) / families.score_spread(ease, 0)
-                + 0.65 * als.scores(users) / families.score_spread(als, 0))
+    expected = 0.35 * ease.scores(users) / families.score_spread(ease, 0) + 0.65 * als.scores(
+        users
+    ) / families.score_spread(als, 0)
     np.testing.assert_allclose(blended.scores(users), expected, rtol=1e-4, atol=1e-6)
     items = blended.item_vectors  # the scorer's one product: ITEM_VECTORS @ user_vector
     assert items.shape == (matrix.shape[1], matrix.shape[1] + 8)
@@ -187,8 +198,18 @@ def test_the_blend_tunes_its_weight_on_the_best_ease_and_als_without_refitting()
     matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
     _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])
     users = sample_users(validation, 1000, [1, 4])
-    selection = tune(("als-plain", "ease", "ease+als"), train, train, validation, users, threads=2, seed=1,
-                     max_trials=3, budget_seconds=600, log=lambda *a, **k: None)
+    selection = tune(
+        ("als-plain", "ease", "ease+als"),
+        train,
+        train,
+        validation,
+        users,
+        threads=2,
+        seed=1,
+        max_trials=3,
+        budget_seconds=600,
+        log=lambda *a, **k: None,
+    )
     record = selection.record
     blends = [t for t in record["trials"] if t["family"] == "ease+als"]
     assert [t["params"]["weight"] for t in blends] == families.BLEND_WEIGHTS[:3]
@@ -207,9 +228,23 @@ def test_tuning_is_deterministic_for_a_seed():
     users = sample_users(validation, 1000, [1, 4])
 
     def run():
-        selection = tune(("als-plain", "ease"), train, train, validation, users, threads=2, seed=1,
-                         max_trials=4, budget_seconds=600, log=lambda *a, **k: None)
-        return selection.family, selection.params, [(t["params"], t["validation_ndcg"]) for t in selection.record["trials"]]
+        selection = tune(
+            ("als-plain", "ease"),
+            train,
+            train,
+            validation,
+            users,
+            threads=2,
+            seed=1,
+            max_trials=4,
+            budget_seconds=600,
+            log=lambda *a, **k: None,
+        )
+        return (
+            selection.family,
+            selection.params,
+            [(t["params"], t["validation_ndcg"]) for t in selection.record["trials"]],
+        )
 
     first = run()
     assert first == run()
@@ -235,8 +270,18 @@ def test_the_climb_leaves_the_best_starts_basin_for_a_better_one():
 def test_a_zero_budget_still_fits_one_model_per_family():
     matrix = random_matrix(users=300, items=80, density=0.1, seed=5)
     _, _, train, validation = nested_holdout(matrix, 0.2, [1, 2])
-    selection = tune(("als-plain", "item-knn"), train, train, validation, sample_users(validation, 1000, 0),
-                     threads=2, seed=1, max_trials=5, budget_seconds=0, log=lambda *a, **k: None)
+    selection = tune(
+        ("als-plain", "item-knn"),
+        train,
+        train,
+        validation,
+        sample_users(validation, 1000, 0),
+        threads=2,
+        seed=1,
+        max_trials=5,
+        budget_seconds=0,
+        log=lambda *a, **k: None,
+    )
     assert len(selection.record["trials"]) == 2 and selection.record["budget_exhausted"]
 
 

@@ -29,7 +29,10 @@ def assert_failed(folder, run, code, *phrases):
         ({"a.csv": b"user_id,item_id\nu,i\n", "b.csv": b"\x00\xff\xfe garbage \x00"}, ["b.csv", "not UTF-8"]),
         ({"a.csv": b"user,item,weight\nu,i,1\n"}, ["a.csv", "no column user_id"]),
         ({"a.csv": b"user_id,item_id,weight\nu,i,n/a\n,i,3\n"}, ["no usable rows", "a.csv"]),
-        ({"a.csv": b"user_id,item_id\nu1,i1\nu2,i2\n"}, ["2 users < TRAIN_MIN_USERS 100", "2 items < TRAIN_MIN_ITEMS"]),
+        (
+            {"a.csv": b"user_id,item_id\nu1,i1\nu2,i2\n"},
+            ["2 users < TRAIN_MIN_USERS 100", "2 items < TRAIN_MIN_ITEMS"],
+        ),
     ],
     ids=["empty-folder", "garbage-file", "missing-column", "zero-usable-rows", "too-small"],
 )
@@ -60,7 +63,17 @@ def test_bad_input_writes_failed_txt_naming_the_problem(tmp_path, csvs, phrases)
         ({"DATA_DIR": "/data", "TRAIN_FAMILIES": "als,ease+als"}, "needs ease"),
         ({"DATA_DIR": "/data", "HOLDOUT_FRACTION": "0.9"}, "HOLDOUT_FRACTION"),
     ],
-    ids=["no-input", "two-inputs", "blob-without-key", "key-file-missing", "key-in-env", "budget", "families", "blend-without-ease", "holdout"],
+    ids=[
+        "no-input",
+        "two-inputs",
+        "blob-without-key",
+        "key-file-missing",
+        "key-in-env",
+        "budget",
+        "families",
+        "blend-without-ease",
+        "holdout",
+    ],
 )
 def test_misconfiguration_names_the_variable(tmp_path, settings, variable):
     folder = tmp_path / "9"
@@ -93,7 +106,8 @@ def test_a_failed_attempt_is_cleared_and_retried(tmp_path, small_dir):
     manifest = modelshare.verify(folder, build="9")
     assert not (folder / "failed.txt").exists()
     assert "model/user_vectors.npy" not in manifest["files"] or (
-        (folder / "model" / "user_vectors.npy").read_bytes() != b"half a file")
+        (folder / "model" / "user_vectors.npy").read_bytes() != b"half a file"
+    )
 
 
 def one_user(rows: list[str]) -> list[str]:
@@ -131,20 +145,34 @@ def test_data_that_cannot_make_a_trustworthy_model_fails_training(tmp_path, smal
         assert header.replace('"', "").split(",")[:3] == ["user_id", "item_id", "weight"], header
         (data / source.name).write_text("\n".join([header, *hostile(rows)]) + "\n")
     folder = tmp_path / "share" / "9"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=data, **QUICK, GATE_MIN_NDCG="0", GATE_MIN_LIFT="1")
+    run = run_trainer(
+        MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=data, **QUICK, GATE_MIN_NDCG="0", GATE_MIN_LIFT="1"
+    )
     reason = assert_failed(folder, run, 1, "the data cannot make a trustworthy model", *phrases)
     assert reason in run.event("failed")["reason"]
 
 
 def test_the_data_limits_are_configurable_and_reported(tmp_path, small_dir):
     folder = tmp_path / "9"
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=small_dir, **QUICK, TRAIN_MIN_USERS="1000")
+    run = run_trainer(
+        MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=small_dir, **QUICK, TRAIN_MIN_USERS="1000"
+    )
     assert_failed(folder, run, 1, "149 users < TRAIN_MIN_USERS 1000")
-    run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=small_dir, **QUICK, EVAL_MIN_USERS="1000")
+    run = run_trainer(
+        MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=small_dir, **QUICK, EVAL_MIN_USERS="1000"
+    )
     assert_failed(folder, run, 1, "test users", "< EVAL_MIN_USERS 1000")
     run = run_trainer(MODELFOLDER=folder, BUILD_NUMBER="9", DATA_DIR=small_dir, **QUICK, TRAIN_MIN_ITEMS="10")
     assert run.returncode == 0, run.stdout + run.stderr
     checks = modelshare.read_json(folder / "metrics.json")["data_checks"]
-    assert checks == {"rejected_share": 0.0, "max_rejected_share": 0.1, "n_users": 149, "min_users": 100,
-                      "n_items": 120, "min_items": 10, "n_eval_users": checks["n_eval_users"], "min_eval_users": 100}
+    assert checks == {
+        "rejected_share": 0.0,
+        "max_rejected_share": 0.1,
+        "n_users": 149,
+        "min_users": 100,
+        "n_items": 120,
+        "min_items": 10,
+        "n_eval_users": checks["n_eval_users"],
+        "min_eval_users": 100,
+    }
     assert 100 <= checks["n_eval_users"] <= 149

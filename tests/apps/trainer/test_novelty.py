@@ -11,8 +11,8 @@ import pytest
 from scipy import sparse
 
 import modelshare
-from modelshare import layout
 from bench.novelty import auc, binary
+from modelshare import layout
 from tests.apps.trainer.conftest import QUICK, run_trainer
 from trainer import novelty, sample
 

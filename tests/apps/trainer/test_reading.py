@@ -22,7 +22,9 @@ def entry(matrix, data, user, item):
 
 
 def test_reads_ids_as_strings_and_weights_as_numbers(tmp_path):
-    data = read_interactions(files(tmp_path, a="user_id,item_id,weight,timestamp\n007,42,2.5,1\nu2,042,1e1,2\n"))
+    data = read_interactions(
+        files(tmp_path, a="user_id,item_id,weight,timestamp\n007,42,2.5,1\nu2,042,1e1,2\n")
+    )
     assert data.user_ids == ["007", "u2"] and data.item_ids == ["42", "042"]  # never cast to ints
     assert entry(data.matrix, data, "007", "42") == 2.5 and entry(data.matrix, data, "u2", "042") == 10.0
     assert data.report["files"][0]["weight_column"] == "weight"
@@ -67,7 +69,9 @@ def test_duplicates_add_up_for_weights_and_keep_the_best_rating(tmp_path):
 
 
 def test_without_a_weight_column_each_row_counts_once(tmp_path):
-    data = read_interactions(files(tmp_path, a="user_id,item_id\nu,i\nu,i\nu,j\n", b="item_id,user_id\nj,v\n"))
+    data = read_interactions(
+        files(tmp_path, a="user_id,item_id\nu,i\nu,i\nu,j\n", b="item_id,user_id\nj,v\n")
+    )
     assert entry(data.matrix, data, "u", "i") == 2.0 and entry(data.matrix, data, "v", "j") == 1.0
     assert data.report["rows_used"] == 4 and data.report["n_interactions"] == 3
 

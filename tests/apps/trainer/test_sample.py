@@ -14,8 +14,13 @@ from .conftest import REPO
 
 def test_cli_writes_seeded_csvs_in_the_input_format(tmp_path):
     for out in (tmp_path / "a", tmp_path / "b"):
-        proc = subprocess.run([sys.executable, "-m", "trainer.sample", str(out), "--rows", "3000", "--files", "3"],
-                              cwd=REPO, capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "trainer.sample", str(out), "--rows", "3000", "--files", "3"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert proc.stdout.split() == [str(out / f"part-{n:05d}.csv") for n in range(3)]
     tables = [pa_csv.read_csv(path) for path in sorted((tmp_path / "a").glob("*.csv"))]
     assert tables[0].column_names == ["user_id", "item_id", "weight", "timestamp"]
@@ -27,8 +32,12 @@ def test_cli_writes_seeded_csvs_in_the_input_format(tmp_path):
 
 
 def test_cli_refuses_nonsense_sizes(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "trainer.sample", str(tmp_path), "--rows", "0"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.sample", str(tmp_path), "--rows", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--rows" in proc.stderr
 
 

@@ -46,8 +46,17 @@ def test_release_verifies_and_manifest_records_provenance(release, planted_dir):
     assert data["rows_read"] == PLANTED["rows"] and data["rows_rejected"] == 0
     assert manifest["params"]["family"] in {"als", "als-plain", "item-knn", "ease", "ease+als"}
     assert manifest["params"]["hyperparameters"]
-    model_files = {f"{layout.MODEL_DIR}/{name}" for name in (
-        layout.USER_IDS, layout.ITEM_IDS, layout.SEEN, layout.POPULAR, layout.POPULAR_SCORES, layout.MODEL_CARD)}
+    model_files = {
+        f"{layout.MODEL_DIR}/{name}"
+        for name in (
+            layout.USER_IDS,
+            layout.ITEM_IDS,
+            layout.SEEN,
+            layout.POPULAR,
+            layout.POPULAR_SCORES,
+            layout.MODEL_CARD,
+        )
+    }
     assert model_files | {layout.METRICS} <= set(manifest["files"])
     assert not any(name.endswith(layout.TMP_SUFFIX) for name in manifest["files"])
 
@@ -57,14 +66,19 @@ def test_metrics_follow_the_contract_and_beat_popularity(release):
     metrics = json.loads((folder / layout.METRICS).read_text())
     assert metrics["k"] == 10
     assert set(metrics["model"]) == METRIC_KEYS and set(metrics["popularity"]) == METRIC_KEYS
-    assert metrics["lift_ndcg"] == pytest.approx(metrics["model"]["ndcg_at_k"] / metrics["popularity"]["ndcg_at_k"], rel=1e-4)
+    assert metrics["lift_ndcg"] == pytest.approx(
+        metrics["model"]["ndcg_at_k"] / metrics["popularity"]["ndcg_at_k"], rel=1e-4
+    )
     assert metrics["lift_ndcg"] > 2.5, metrics
     assert "per-user" in metrics["protocol"] and "seed" in metrics["protocol"].lower()
     manifest = modelshare.read_json(folder / layout.MANIFEST)
     assert metrics["n_interactions"] == manifest["data"]["n_interactions"] > 0
     card = json.loads((folder / layout.MODEL_DIR / layout.MODEL_CARD).read_text())
     assert (card["n_users"], card["n_items"], card["n_interactions"]) == (
-        metrics["n_users"], metrics["n_items"], metrics["n_interactions"])
+        metrics["n_users"],
+        metrics["n_items"],
+        metrics["n_interactions"],
+    )
     assert card["family"] == metrics["family"]
 
 
@@ -101,7 +115,9 @@ def test_the_one_scoring_path_recommends_unseen_items_of_the_users_tastes(releas
     assert np.all(np.diff(np.load(model / layout.POPULAR_SCORES)) <= 0)
 
     shape = sample.default_shape(PLANTED["rows"])
-    truth = sample.interactions(PLANTED["rows"], users=shape[0], items=shape[1], clusters=shape[2], seed=PLANTED["seed"])
+    truth = sample.interactions(
+        PLANTED["rows"], users=shape[0], items=shape[1], clusters=shape[2], seed=PLANTED["seed"]
+    )
     in_taste, popular_in_taste = [], []
     for row in range(0, len(user_ids), 7):
         vector = user_vectors[row].toarray().ravel() if sparse.issparse(user_vectors) else user_vectors[row]
@@ -114,14 +130,27 @@ def test_the_one_scoring_path_recommends_unseen_items_of_the_users_tastes(releas
         clusters = [truth["item_cluster"][int(item_ids[i][1:])] for i in top]
         in_taste.append(np.mean([c in tastes for c in clusters]))
         unseen_popular = [i for i in popular if i not in set(seen[row].indices)][:10]
-        popular_in_taste.append(np.mean([truth["item_cluster"][int(item_ids[i][1:])] in tastes for i in unseen_popular]))
+        popular_in_taste.append(
+            np.mean([truth["item_cluster"][int(item_ids[i][1:])] in tastes for i in unseen_popular])
+        )
     assert np.mean(in_taste) > 0.8
     assert np.mean(in_taste) > 2 * np.mean(popular_in_taste)
 
 
 def test_log_has_one_line_per_stage_with_timings(release):
     _, run = release
-    for stage in ("start", "fetch", "read", "split", "tune", "refit", "evaluate", "write-files", "write", "complete"):
+    for stage in (
+        "start",
+        "fetch",
+        "read",
+        "split",
+        "tune",
+        "refit",
+        "evaluate",
+        "write-files",
+        "write",
+        "complete",
+    ):
         event = run.event(stage)
         assert event["app"] == "trainer"
         if stage != "start":

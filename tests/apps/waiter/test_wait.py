@@ -161,10 +161,17 @@ def compared_with(champion, gain: float, lower: float, **more) -> dict:
 
 @pytest.mark.parametrize(
     "gain, lower, tolerance, code",
-    [(-0.01, -0.03, "0", 5), (-0.01, -0.03, "0.05", 0), (0.0, 0.0, "", 0), (0.02, 0.01, "", 0),
-     (-0.01, -0.021, "0.02", 5)],
+    [
+        (-0.01, -0.03, "0", 5),
+        (-0.01, -0.03, "0.05", 0),
+        (0.0, 0.0, "", 0),
+        (0.02, 0.01, "", 0),
+        (-0.01, -0.021, "0.02", 5),
+    ],
 )
-def test_the_challenger_must_not_be_worse_than_the_champion_on_the_same_users(tmp_path, gain, lower, tolerance, code):
+def test_the_challenger_must_not_be_worse_than_the_champion_on_the_same_users(
+    tmp_path, gain, lower, tolerance, code
+):
     # The champion's own number (on its own, older holdout) plays no part: 0.9 would fail any
     # comparison of raw NDCGs, yet only the paired gain on this build's holdout counts.
     champion = write_model_folder(tmp_path / "6", "6", metrics_doc=metrics(ndcg=0.9))
@@ -175,7 +182,9 @@ def test_the_challenger_must_not_be_worse_than_the_champion_on_the_same_users(tm
     if code:
         assert expected + " < -GATE_CHAMPION_TOLERANCE" in waiter.message
     else:
-        assert any(check.startswith(expected + " >= -GATE_CHAMPION_TOLERANCE") for check in waiter.last["gate"])
+        assert any(
+            check.startswith(expected + " >= -GATE_CHAMPION_TOLERANCE") for check in waiter.last["gate"]
+        )
 
 
 @pytest.mark.parametrize(
@@ -200,7 +209,10 @@ def test_a_champion_that_was_not_compared_fails_the_gate_with_the_reason(tmp_pat
     elif damage == "compared with another model":
         doc["champion"]["model_sha256"] = "0" * 64
     elif damage == "unreadable":
-        doc["champion"] = {"folder": str(champion.path), "error": "its model format cannot be read (ValueError: x)"}
+        doc["champion"] = {
+            "folder": str(champion.path),
+            "error": "its model format cannot be read (ValueError: x)",
+        }
     model = write_model_folder(tmp_path / "7", "7", metrics_doc=doc)
     waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(champion.path), GATE_MIN_NDCG="0.2")
     assert waiter.process.returncode == 5, waiter.events
@@ -212,7 +224,8 @@ def test_the_champion_gate_does_not_apply_to_the_champion_itself(tmp_path):
     waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(model.path))
     assert waiter.process.returncode == 0
     assert [e["note"] for e in waiter.events if e["event"] == "gate-note"] == [
-        "champion check skipped: the champion is this release"]
+        "champion check skipped: the champion is this release"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +244,10 @@ def test_a_manifest_of_another_release_exits_4(tmp_path, env, code):
     waiter = run(model.path, **env)
     assert waiter.process.returncode == code
     if code:
-        assert "holds a model of another release" in waiter.message and "deploy under a new build id" in waiter.message
+        assert (
+            "holds a model of another release" in waiter.message
+            and "deploy under a new build id" in waiter.message
+        )
 
 
 def test_timeout_exits_6_saying_what_it_waited_for(tmp_path):
