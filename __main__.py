@@ -30,8 +30,8 @@ from components.promotion import (
     read_source,
 )
 from components.registry import Registry, RegistryArgs
-from components.release_guards import ReleaseGuards, ReleaseGuardsArgs
-from components.router import LiveRelease, Router, RouterArgs
+from components.release_guards import OperatingPolicy
+from components.router import Router, RouterArgs
 from components.settings import Settings
 from components.training_data import TrainingData, TrainingDataArgs
 
@@ -43,8 +43,8 @@ settings = Settings.load()
 def shared(name: str, component: str, **annotations: str) -> dict:
     """Labels and annotations of an object the whole stack shares (not one release's)."""
     return {
-        "labels": labels.for_stack(name, component, settings.stack, settings.build),
-        "annotations": labels.provenance(settings.build, settings.git_sha, **annotations),
+        "labels": labels.for_stack(name, component, settings.stack, settings.build.id),
+        "annotations": labels.provenance(settings.build.id, settings.git_sha, **annotations),
     }
 
 
@@ -57,7 +57,7 @@ previous = dataclasses.replace(
 plan = plan_update(settings, previous)
 source = None
 if settings.promote_from is not None:  # the source's record, when the build is new here
-    source = read_source(settings.promote_from, settings.build if plan.releases.new_build else None)
+    source = read_source(settings.promote_from, settings.build.id if plan.releases.new_build else None)
 
 # --- the stack's namespace, model share, registry and training data -------------------------------
 namespace = Namespace("namespace", NamespaceArgs(name=settings.namespace, **shared("namespace", "namespace")))
@@ -125,12 +125,13 @@ else:
     )
 
 # --- releases: kept ones from their records, the new one rendered (components/release_spec.py) ----
+# Each release declares its guards (network policies, disruption budget, autoscaler) from the stack's
+# operating policy: the one thing of an older release that follows the config (components/README.md).
 ledger = Ledger(
     "ledger",
     LedgerArgs(
         plan=plan.releases,
         build=settings.build,
-        dns_build=settings.dns_build,
         git_sha=settings.git_sha,
         template=release_spec.ReleaseTemplate(
             namespace=settings.namespace,
@@ -157,58 +158,27 @@ ledger = Ledger(
             images_pushed=settings.images != "prebuilt"
             and (registry is not None or source is not None or settings.local_registry is not None),
         ),
+        policy=OperatingPolicy(
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas,
+            ingress_from=[*settings.scorer_ingress_from, *settings.metrics_scrapers],
+            job_egress=data.egress if data else [],
+        ),
         registry=registry,
         push_to=settings.local_registry,
         prebuilt_images=settings.images == "prebuilt",
         source=source,
         depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
+        guards_depend_on=[namespace],
     ),
 )
-
-# --- around each live release: network policies, disruption budget, autoscaler --------------------
-# Derived on every update from the record's names and the config, not kept in the record: they
-# follow the traffic (a release at 0 % sits at minReplicas) and old records predate them.
-receiving = set(plan.traffic.serving) | ({plan.traffic.shadow.build} if plan.traffic.shadow else set())
-for release in ledger.releases.values():
-    job = release.record["objects"]["job"]
-    ReleaseGuards(
-        f"guards-{release.dns_name}",
-        ReleaseGuardsArgs(
-            namespace=settings.namespace,
-            score_name=release_spec.deployment_name(release.dns_name),
-            score_selector=release.selector_labels,
-            port=release.target_port,
-            job_name=job["metadata"]["name"],
-            job_pod_labels=job["spec"]["template"]["metadata"]["labels"],
-            min_replicas=settings.min_replicas,
-            max_replicas=settings.max_replicas if release.build in receiving else settings.min_replicas,
-            ingress_from=[*settings.scorer_ingress_from, *settings.metrics_scrapers],
-            job_egress=data.egress if data else [],
-            labels=labels.recommended(
-                "release-guards", f"guards-{release.dns_name}", release.build, "policy"
-            ),
-            annotations=labels.provenance(release.build, release.record["gitSha"]),
-        ),
-        opts=pulumi.ResourceOptions(parent=release, depends_on=[namespace]),
-    )
 
 # --- the stable address: weights decided by the plan (components/traffic.py) ----------------------
 router = Router(
     "score",
     RouterArgs(
         kind=settings.router,
-        releases=[
-            LiveRelease(
-                build=release.build,
-                dns_name=release.dns_name,
-                service_name=release.service_name,
-                port=release.service_port,
-                target_port=release.target_port,
-                selector_labels=release.selector_labels,
-                deployment=release.deployment,
-            )
-            for release in ledger.releases.values()
-        ],
+        releases=list(ledger.releases.values()),
         plan=plan.traffic,
         namespace=settings.namespace,
         gateway=settings.gateway,

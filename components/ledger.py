@@ -27,20 +27,22 @@ from typing import Any, cast
 import pulumi
 
 from components import promotion, release_spec, training_results
+from components.build import Build
 from components.images import Images, ImagesArgs, prebuilt_refs
 from components.plan import LedgerPlan
 from components.registry import Registry
 from components.release import Release, ReleaseArgs
+from components.release_guards import OperatingPolicy
 from components.release_spec import ReleaseRecord
 
 
 @dataclass(frozen=True)
 class LedgerArgs:
     plan: LedgerPlan  # the plan's releases: kept records, whether the build is new
-    build: str  # the build this update deploys
-    dns_build: str
+    build: Build  # the build this update deploys
     git_sha: str  # of a new build; a promoted one keeps the source's
     template: release_spec.ReleaseTemplate  # how this stack renders a new release
+    policy: OperatingPolicy  # the stack's, for every live release's guards (components/release_guards.py)
     registry: Registry | None = None  # where a new build's images are pushed; None: local daemon
     push_to: str | None = None  # without a registry: a registry host[:port] reached without credentials
     prebuilt_images: bool = (
@@ -48,6 +50,7 @@ class LedgerArgs:
     )
     source: promotion.Source | None = None  # promoting stack: the source stack's release
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # what every release needs first
+    guards_depend_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the namespace
 
 
 class Ledger(pulumi.ComponentResource):
@@ -69,7 +72,12 @@ class Ledger(pulumi.ComponentResource):
         for record in records:
             self.releases[record["build"]] = Release(
                 f"{name}-release-{record['name']}",
-                ReleaseArgs(record=record, depends_on=tuple(args.depends_on)),
+                ReleaseArgs(
+                    record=record,
+                    policy=args.policy,
+                    depends_on=tuple(args.depends_on),
+                    guards_depend_on=tuple(args.guards_depend_on),
+                ),
                 opts=child,
             )
         self.live_builds = list(self.releases)
@@ -95,7 +103,6 @@ class Ledger(pulumi.ComponentResource):
             assert source is not None, "a promoting stack reads the source's record of a new build"
             build = release_spec.BuildInfo(
                 args.build,
-                args.dns_build,
                 sequence,
                 source["createdAt"],
                 source["gitSha"],
@@ -106,16 +113,16 @@ class Ledger(pulumi.ComponentResource):
                 record[training_results.FIELD] = source[training_results.FIELD]  # type: ignore[literal-required]
             return record
         images = (
-            prebuilt_refs(args.build)
+            prebuilt_refs(args.build.id)
             if args.prebuilt_images
             else Images(
-                f"{name}-images-{args.dns_build}",
-                ImagesArgs(build=args.build, registry=args.registry, push_to=args.push_to),
+                f"{name}-images-{args.build.dns}",
+                ImagesArgs(build=args.build.id, registry=args.registry, push_to=args.push_to),
                 opts=pulumi.ResourceOptions(parent=self),
             ).refs
         )
         created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        build = release_spec.BuildInfo(args.build, args.dns_build, sequence, created_at, args.git_sha, images)
+        build = release_spec.BuildInfo(args.build, sequence, created_at, args.git_sha, images)
         return release_spec.render(args.template, build)
 
 

@@ -29,6 +29,7 @@ from typing import Any, cast
 import pulumi
 
 from components import release_spec
+from components.build import Build
 from components.release import RecordError, check_objects
 from components.release_spec import ReleaseRecord
 from components.router import check_router
@@ -102,19 +103,18 @@ def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
     releases = plan_releases(
         previous.releases,
         settings.build,
-        settings.dns_build,
         settings.keep_releases,
         protected=protected,
         history=previous.history,
         deployed=previous.deployed,
     )
-    live = releases.live_builds(settings.build)
+    live = releases.live_builds(settings.build.id)
     traffic = plan_traffic(settings.traffic, live, settings.shadow, previous.traffic, settings.canary_percent)
     check_router(settings.router, traffic, settings.gateway, settings.hostnames)
     champion = previous.champion
     gate = (
         champion
-        if settings.champion_tolerance is not None and champion in live and champion != settings.build
+        if settings.champion_tolerance is not None and champion in live and champion != settings.build.id
         else None
     )
     return UpdatePlan(releases=releases, traffic=traffic, gate_champion=gate)
@@ -172,8 +172,7 @@ def check_record(build: str, record: Any) -> ReleaseRecord:
 
 def plan_releases(
     previous: Mapping[str, Any] | None,
-    build: str,
-    dns_build: str,
+    new: Build,
     keep: int,
     protected: frozenset[str] | set[str] = frozenset(),
     history: Mapping[str, Any] | None = None,
@@ -183,6 +182,7 @@ def plan_releases(
     and every protected one. A requested build found only in the history comes back verbatim; one
     deployed before whose record is gone is refused: a build id names one release forever, and
     rendering it again from today's code would pair new images with the model its first Job left."""
+    build = new.id
     records = [check_record(str(b), r) for b, r in (previous or {}).items()]
     records.sort(key=lambda r: r["sequence"])
     live_names = {r["build"] for r in records}
@@ -190,10 +190,10 @@ def plan_releases(
     sequences = [r["sequence"] for r in records]
     if len(set(sequences)) != len(sequences):
         raise LedgerError(f"releases {[r['build'] for r in records]} do not have distinct sequence numbers")
-    clash = [r["build"] for r in records if r["name"] == dns_build and r["build"] != build]
+    clash = [r["build"] for r in records if r["name"] == new.dns and r["build"] != build]
     if clash:
         raise LedgerError(
-            f"build {build} and live release {clash[0]} share the resource name {dns_build}; "
+            f"build {build} and live release {clash[0]} share the resource name {new.dns}; "
             f"use another build id (names are lowercase, '.' and '_' become '-')"
         )
     current = next((r for r in records if r["build"] == build), None)

@@ -37,6 +37,7 @@ from components import labels, release_spec
 from components.images import APPS
 from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY, azure_files_claim
 from components.registry import PULL_SECRET, pull_secret
+from components.release import recorded_data_location
 from components.sdk_internals import stack_output_now
 
 SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
@@ -71,8 +72,7 @@ class Source:
         """Where the source trained the release: its record's training Job says."""
         if self.record is None:
             return None
-        job = self.record["objects"]["job"]
-        return job.get("metadata", {}).get("annotations", {}).get(labels.DATA)
+        return recorded_data_location(self.record)
 
 
 def read_source(stack: str, build: str | None) -> Source:
@@ -157,9 +157,9 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
         b.images["waiter"],
         "modelshare.promote",
         [
-            {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{b.build}"},
-            {"name": "MODELFOLDER", "value": release_spec.model_folder(b.build)},
-            {"name": "BUILD_NUMBER", "value": b.build},
+            {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{b.build.id}"},
+            {"name": "MODELFOLDER", "value": release_spec.model_folder(b.build.id)},
+            {"name": "BUILD_NUMBER", "value": b.build.id},
         ],
         t.resources["waiter"],
         models_read_only=False,
@@ -168,9 +168,9 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
     source = {"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}}
     pod = {**release_spec.pod_spec(t.models_claim, t.pull_secret, "Never", [source]), "containers": [copier]}
     return release_spec.job(
-        job_name(b.dns_build),
+        job_name(b.build.dns),
         t.namespace,
-        labels.recommended("promoter", job_name(b.dns_build), b.build, "promotion"),
+        labels.recommended("promoter", job_name(b.build.dns), b.build.id, "promotion"),
         release_spec.provenance(t, b),
         t.train_timeout_seconds,
         BACKOFF_LIMIT,

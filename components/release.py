@@ -1,8 +1,17 @@
-"""One release = one build: its training Job, scoring Deployment and Service, declared from its record.
+"""One release = one build: its training Job, scoring Deployment and Service, declared from its record,
+and the guards around them.
 
 A Release never renders anything: it declares exactly the objects of its record (rendered once,
 for a new build, by components/release_spec.py). The same code path serves a new build and every
-kept one, which is what makes old releases byte-for-byte stable across `pulumi up`s.
+kept one, which is what makes old releases byte-for-byte stable across `pulumi up`s. It is also the
+one reader of a record's objects (with the ledger that keeps the records): what others need - the
+build, the Job's name and pod labels, the scorer's selector, ports and Service - it exposes as typed
+attributes.
+
+Around its pods it declares its guards (components/release_guards.py: NetworkPolicies, disruption
+budget, autoscaler) from the stack's operating policy, the one part of a release that follows the
+stack's config. Nothing of a release follows the traffic: an idle release's autoscaler sits at its
+minimum by itself, so moving traffic is a router change only.
 
 Ordering: Deployment after the Job completed (pulumi-kubernetes awaits Job completion, with the
 timeout from the record's `pulumi.com/timeoutSeconds`), Service after the Deployment is
@@ -24,6 +33,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import labels
+from components.build import Build
+from components.release_guards import OperatingPolicy, ReleaseGuards, ReleaseGuardsArgs
 from components.release_spec import ReleaseRecord
 
 KINDS = {"job": ("batch/v1", "Job"), "deployment": ("apps/v1", "Deployment"), "service": ("v1", "Service")}
@@ -36,7 +48,9 @@ class RecordError(ValueError):
 @dataclass(frozen=True)
 class ReleaseArgs:
     record: ReleaseRecord  # image refs may still be Outputs for a new build
+    policy: OperatingPolicy  # the stack's, for its guards
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # namespace, claim, secrets
+    guards_depend_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the namespace
 
 
 def check_objects(record: Mapping[str, Any]) -> None:
@@ -52,19 +66,33 @@ def check_objects(record: Mapping[str, Any]) -> None:
             raise RecordError(f"release {build}: objects.{key}.metadata.name is missing")
         if not isinstance(obj.get("spec"), Mapping):
             raise RecordError(f"release {build}: objects.{key}.spec is missing")
+    if record.get("name") != Build(str(build)).dns:
+        raise RecordError(f"release {build}: name {record.get('name')!r} is not the build's DNS form")
+
+
+def recorded_data_location(record: Mapping[str, Any]) -> str | None:
+    """Where the release's Job read its training data, as its record says (the mlpipeline/data
+    annotation); None for a record without it."""
+    job = record.get("objects", {}).get("job", {})
+    return job.get("metadata", {}).get("annotations", {}).get(labels.DATA)
 
 
 class Release(pulumi.ComponentResource):
-    build: str  # as given to `pulumi up`
-    dns_name: str
+    build: Build  # as given to `pulumi up`, and its DNS-safe form (the record's name)
+    git_sha: str  # the source revision the release was built from
+    namespace: str
+    job_name: str  # train-<dns> or promote-<dns>
+    job_pod_labels: Mapping[str, str]  # the Job's pod template labels
+    deployment_name: str  # score-<dns>
     service_name: str
     service_port: int
-    target_port: int
+    target_port: int  # the scorer container's port
     selector_labels: Mapping[str, str]  # exactly this release's scorer pods
     address: str  # cluster DNS name of the release's Service
     job: k8s.batch.v1.Job
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
+    guards: ReleaseGuards
     record: ReleaseRecord  # as declared; a new build's image refs are still Outputs
 
     def __init__(self, name: str, args: ReleaseArgs, opts: pulumi.ResourceOptions | None = None):
@@ -98,12 +126,37 @@ class Release(pulumi.ComponentResource):
         )
 
         service = record["service"]
-        self.build = record["build"]
-        self.dns_name = record["name"]
+        job = objects["job"]
+        self.build = Build(record["build"])
+        self.git_sha = record["gitSha"]
+        self.namespace = objects["deployment"]["metadata"]["namespace"]
+        self.job_name = job["metadata"]["name"]
+        self.job_pod_labels = dict(job["spec"]["template"]["metadata"]["labels"])
+        self.deployment_name = objects["deployment"]["metadata"]["name"]
         self.service_name = service["name"]
         self.service_port = int(service["port"])
         self.target_port = int(service["targetPort"])
         self.selector_labels = dict(service["selector"])
         self.address = service["address"]
         self.record = record
-        self.register_outputs({"build": self.build, "address": self.address})
+        self.guards = self._guards(args)
+        self.register_outputs({"build": self.build.id, "address": self.address})
+
+    def _guards(self, args: ReleaseArgs) -> ReleaseGuards:
+        # Named guards-<dns> under the release (not <release name>-guards): the URN it always had.
+        name = f"guards-{self.build.dns}"
+        return ReleaseGuards(
+            name,
+            ReleaseGuardsArgs(
+                namespace=self.namespace,
+                score_name=self.deployment_name,
+                score_selector=self.selector_labels,
+                port=self.target_port,
+                job_name=self.job_name,
+                job_pod_labels=self.job_pod_labels,
+                policy=args.policy,
+                labels=labels.recommended("release-guards", name, self.build.id, "policy"),
+                annotations=labels.provenance(self.build.id, self.git_sha),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.guards_depend_on)),
+        )

@@ -6,14 +6,16 @@
     NetworkPolicy <job>-<dns>     egress of the training (or promotion) pods only to DNS and the
                                   storage endpoint; no ingress
     PodDisruptionBudget score-<dns>  a node drain takes one scorer pod at a time
-    HorizontalPodAutoscaler score-<dns>  CPU; `minReplicas`..`maxReplicas` while the release
-                                  receives requests, pinned at `minReplicas` at 0 % (kept warm)
+    HorizontalPodAutoscaler score-<dns>  CPU; `minReplicas`..`maxReplicas`, for every release: one
+                                  without traffic has no load and sits at its minimum by itself
 
-These are not part of the release record (components/release.py declares the record verbatim):
-they follow the stack's current config and traffic, for old releases as much as for the new one.
-A kept release recorded before they existed gets them too; without its NetworkPolicy the
-namespace's default deny would cut it off. Each is a child of its Release, so retiring the
-release deletes them with it.
+Each Release declares its own guards (components/release.py), as its children: retiring the release
+deletes them. They are not in the release record, which is what the release *is* and never changes;
+what they take from the stack is its `OperatingPolicy` (scale bounds, ingress sources, the storage
+egress), the one thing that still reaches every live release, so that an operator raising
+`maxReplicas` during an incident reaches the release that serves. Nothing else of a kept release
+follows the config or the traffic. A kept release recorded before the guards existed gets them too;
+without its NetworkPolicy the namespace's default deny would cut it off.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ DNS = {  # the cluster DNS (CoreDNS / kube-dns in kube-system), UDP and TCP
 
 
 @dataclass(frozen=True)
+class OperatingPolicy:
+    """The stack's operating policy around every live release (config minReplicas, maxReplicas,
+    scorerIngressFrom + metricsScrapers, and the training data's endpoint): the documented exception
+    to "an update touches nothing of an older release" (components/README.md)."""
+
+    min_replicas: int
+    max_replicas: int
+    ingress_from: Sequence[Mapping[str, Any]]  # NetworkPolicy peers: router / gateway, scraper
+    job_egress: Sequence[Mapping[str, Any]] = ()  # NetworkPolicy egress rules beyond DNS
+
+
+@dataclass(frozen=True)
 class ReleaseGuardsArgs:
     namespace: str
     score_name: str  # the scorer Deployment's name: score-<dns>
@@ -47,10 +61,7 @@ class ReleaseGuardsArgs:
     port: int  # the scorer's container port
     job_name: str  # train-<dns> or promote-<dns>
     job_pod_labels: Mapping[str, str]  # the Job's pod template labels
-    min_replicas: int
-    max_replicas: int  # already min_replicas when the release receives no requests
-    ingress_from: Sequence[Mapping[str, Any]]  # NetworkPolicy peers: router / gateway, scraper
-    job_egress: Sequence[Mapping[str, Any]]  # NetworkPolicy egress rules beyond DNS
+    policy: OperatingPolicy
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
 
@@ -72,7 +83,7 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
                     {
-                        "from": [dict(peer) for peer in args.ingress_from],
+                        "from": [dict(peer) for peer in args.policy.ingress_from],
                         "ports": [{"port": args.port, "protocol": "TCP"}],
                     }
                 ],
@@ -87,7 +98,7 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
                 "podSelector": {"matchLabels": dict(args.job_pod_labels)},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [],
-                "egress": [DNS, *[dict(rule) for rule in args.job_egress]],
+                "egress": [DNS, *[dict(rule) for rule in args.policy.job_egress]],
             },
         },
         "budget": {
@@ -107,8 +118,8 @@ def manifests(args: ReleaseGuardsArgs) -> dict[str, dict[str, Any]]:
             "metadata": metadata(args.score_name),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": args.score_name},
-                "minReplicas": args.min_replicas,
-                "maxReplicas": args.max_replicas,
+                "minReplicas": args.policy.min_replicas,
+                "maxReplicas": args.policy.max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
@@ -149,4 +160,6 @@ class ReleaseGuards(pulumi.ComponentResource):
         self.job_policy = declare(k8s.networking.v1.NetworkPolicy, "job-policy", "job_policy")
         self.budget = declare(k8s.policy.v1.PodDisruptionBudget, "budget", "budget")
         self.autoscaler = declare(k8s.autoscaling.v2.HorizontalPodAutoscaler, "autoscaler", "autoscaler")
-        self.register_outputs({"minReplicas": args.min_replicas, "maxReplicas": args.max_replicas})
+        self.register_outputs(
+            {"minReplicas": args.policy.min_replicas, "maxReplicas": args.policy.max_replicas}
+        )

@@ -25,6 +25,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 
 from components import labels
+from components.build import Build
 
 SCHEMA = 1  # version of the record layout; bump with a reader for the old one
 MODEL_MOUNT = "/mnt/models"
@@ -152,8 +153,7 @@ class ReleaseTemplate:
 class BuildInfo:
     """What identifies one build's release: provenance, position in the ledger, images."""
 
-    build: str
-    dns_build: str
+    build: Build  # its id and DNS-safe form
     sequence: int  # position in the ledger: 1 for the stack's first release, then +1
     created_at: str  # UTC ISO-8601
     git_sha: str
@@ -254,12 +254,12 @@ def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     }
     known = {
         labels.CREATED_AT: b.created_at,
-        labels.MODEL_FOLDER: model_folder(b.build),
+        labels.MODEL_FOLDER: model_folder(b.build.id),
         **{labels.image(app): ref for app, ref in b.images.items()},
         labels.CONFIG: json.dumps(config, sort_keys=True, separators=(",", ":")),
         **({labels.DATA: t.data_location} if t.data_location is not None else {}),
     }
-    return labels.provenance(b.build, b.git_sha, **known)
+    return labels.provenance(b.build.id, b.git_sha, **known)
 
 
 def job(
@@ -293,7 +293,7 @@ def job(
 
 
 def _common_env(b: BuildInfo) -> dict[str, str]:
-    return {"MODELFOLDER": model_folder(b.build), "BUILD_NUMBER": b.build, "GIT_SHA": b.git_sha}
+    return {"MODELFOLDER": model_folder(b.build.id), "BUILD_NUMBER": b.build.id, "GIT_SHA": b.git_sha}
 
 
 def _identity_env(b: BuildInfo) -> dict[str, Any]:
@@ -318,9 +318,9 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
     # Never: each retry is a fresh pod whose logs stay for a post-mortem.
     pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
-    train_labels = labels.recommended("trainer", job_name(b.dns_build), b.build, "training")
+    train_labels = labels.recommended("trainer", job_name(b.build.dns), b.build.id, "training")
     return job(
-        job_name(b.dns_build),
+        job_name(b.build.dns),
         t.namespace,
         train_labels,
         {**provenance(t, b), **_skips(t)},
@@ -346,11 +346,11 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
 
     Image references may still be Outputs (a new build's digests); the ledger resolves them.
     """
-    folder = model_folder(b.build)
+    folder = model_folder(b.build.id)
     common = _common_env(b)
     annotations = provenance(t, b)
-    score_labels = labels.recommended("scorer", deployment_name(b.dns_build), b.build, "scoring")
-    score_selector = labels.selector("scorer", deployment_name(b.dns_build))
+    score_labels = labels.recommended("scorer", deployment_name(b.build.dns), b.build.id, "scoring")
+    score_selector = labels.selector("scorer", deployment_name(b.build.dns))
 
     def app(name: str, env: list[dict]) -> dict[str, Any]:
         return container(name, b.images[name], name, env, t.resources[name], models_read_only=True)
@@ -405,7 +405,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": deployment_name(b.dns_build),
+            "name": deployment_name(b.build.dns),
             "namespace": t.namespace,
             "labels": score_labels,
             "annotations": {**annotations, labels.TIMEOUT: str(t.rollout_timeout_seconds), **_skips(t)},
@@ -425,7 +425,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(b.dns_build),
+            "name": service_name(b.build.dns),
             "namespace": t.namespace,
             "labels": score_labels,
             "annotations": annotations,
@@ -438,18 +438,18 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     }
     return {
         "schema": SCHEMA,
-        "build": b.build,
-        "name": b.dns_build,
+        "build": b.build.id,
+        "name": b.build.dns,
         "sequence": b.sequence,
         "createdAt": b.created_at,
         "gitSha": b.git_sha,
         "modelFolder": folder,
         "images": dict(b.images),  # type: ignore[typeddict-item]  # Outputs until resolved
         "service": {
-            "name": service_name(b.dns_build),
+            "name": service_name(b.build.dns),
             "port": SERVICE_PORT,
             "targetPort": PORT,
-            "address": f"{service_name(b.dns_build)}.{t.namespace}.svc.cluster.local",
+            "address": f"{service_name(b.build.dns)}.{t.namespace}.svc.cluster.local",
             "selector": score_selector,
         },
         "objects": {"job": release_job, "deployment": deployment, "service": service},

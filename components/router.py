@@ -22,13 +22,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.core.v1 import Service, ServicePortArgs, ServiceSpecArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.build import Build
 from components.traffic import TrafficPlan
 
 ROUTER_KINDS = ("gateway", "istio", "service")
@@ -43,17 +44,26 @@ class RouterError(ValueError):
     """Router settings that cannot work together; the message says what to change."""
 
 
-@dataclass(frozen=True)
-class LiveRelease:
-    """What the router needs to know about one deployed release."""
+class Routed(Protocol):
+    """What the router reads of a live release (components/release.py Release has it all)."""
 
-    build: str  # as given to `pulumi up`; the pin header value
-    dns_name: str  # DNS-safe form of the build, for object and subset names
-    service_name: pulumi.Input[str]  # the release's own Service
-    port: int  # that Service's port
-    target_port: int | str  # the scorer container's port: stable Services select pods directly
-    selector_labels: Mapping[str, str]  # labels selecting exactly this release's pods
-    deployment: pulumi.Resource | None = None  # its Deployment; traffic waits for it to be Ready
+    @property
+    def build(self) -> Build: ...  # its id is the pin header value; its DNS form names subsets and rules
+
+    @property
+    def service_name(self) -> str: ...  # the release's own Service
+
+    @property
+    def service_port(self) -> int: ...  # that Service's port
+
+    @property
+    def target_port(self) -> int: ...  # the scorer container's port: stable Services select pods directly
+
+    @property
+    def selector_labels(self) -> Mapping[str, str]: ...  # labels selecting exactly this release's pods
+
+    @property
+    def deployment(self) -> pulumi.Resource: ...  # traffic waits for it to be Ready
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ def check_router(
 @dataclass(frozen=True)
 class RouterArgs:
     kind: str  # one of ROUTER_KINDS
-    releases: Sequence[LiveRelease]  # the live releases, oldest first, as the plan names them
+    releases: Sequence[Routed]  # the live releases (Release objects), oldest first, as the plan names them
     plan: TrafficPlan
     namespace: pulumi.Input[str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -143,16 +153,16 @@ class Router(pulumi.ComponentResource):
             args.hostnames,
         )
         check_router(kind, plan, gateway, hostnames)
-        if [r.build for r in releases] != list(plan.weights):
+        if [r.build.id for r in releases] != list(plan.weights):
             raise RouterError(
-                f"router releases {[r.build for r in releases]} differ from the traffic plan's "
+                f"router releases {[r.build.id for r in releases]} differ from the traffic plan's "
                 f"live builds {list(plan.weights)}"
             )
         self._name = name
         self._namespace = args.namespace
         self._labels = {**args.labels, "app.kubernetes.io/component": "router"}
         self._annotations = dict(args.annotations)
-        self._releases = {release.build: release for release in releases}
+        self._releases = {release.build.id: release for release in releases}
         self._plan = plan
 
         self.weights: dict[str, int] = dict(plan.weights)
@@ -182,7 +192,7 @@ class Router(pulumi.ComponentResource):
         # never falls into the split.
         rules: list[dict[str, Any]] = [
             {
-                "matches": [{"headers": [{"type": "Exact", "name": PIN_HEADER, "value": r.build}]}],
+                "matches": [{"headers": [{"type": "Exact", "name": PIN_HEADER, "value": r.build.id}]}],
                 "backendRefs": [self._backend_ref(r)],
             }
             for r in self._releases.values()
@@ -236,13 +246,13 @@ class Router(pulumi.ComponentResource):
 
         def destination(build: str) -> dict[str, Any]:
             release = self._releases[build]
-            return {"host": host, "subset": _subset(release), "port": {"number": release.port}}
+            return {"host": host, "subset": _subset(release), "port": {"number": release.service_port}}
 
         http: list[dict[str, Any]] = [
             {
-                "name": f"pin-{r.dns_name}",
-                "match": [{"headers": {PIN_HEADER: {"exact": r.build}}}],
-                "route": [{"destination": destination(r.build)}],
+                "name": f"pin-{r.build.dns}",
+                "match": [{"headers": {PIN_HEADER: {"exact": r.build.id}}}],
+                "route": [{"destination": destination(r.build.id)}],
             }
             for r in self._releases.values()
         ]
@@ -281,7 +291,7 @@ class Router(pulumi.ComponentResource):
     # --- parts ---------------------------------------------------------------------------------
 
     def _stable_service(
-        self, selector: dict[str, str], release: LiveRelease, depends_on: list[pulumi.Resource] | None = None
+        self, selector: dict[str, str], release: Routed, depends_on: list[pulumi.Resource] | None = None
     ) -> Service:
         service = Service(
             f"{self._name}-service",
@@ -299,7 +309,7 @@ class Router(pulumi.ComponentResource):
                     ServicePortArgs(
                         name="http",
                         app_protocol="http",
-                        port=release.port,
+                        port=release.service_port,
                         target_port=release.target_port,
                         protocol="TCP",
                     )
@@ -310,18 +320,17 @@ class Router(pulumi.ComponentResource):
         self.service_name = service.metadata.name
         return service
 
-    def _backend_ref(self, release: LiveRelease) -> dict[str, Any]:
-        return {"name": release.service_name, "port": release.port}
+    def _backend_ref(self, release: Routed) -> dict[str, Any]:
+        return {"name": release.service_name, "port": release.service_port}
 
     def _gates(self) -> list[pulumi.Resource]:
         """Deployments that must be Ready before this routing takes effect."""
         builds = list(self._plan.serving)
         if self._plan.shadow:
             builds.append(self._plan.shadow.build)
-        deployments = (self._releases[b].deployment for b in builds)
-        return [deployment for deployment in deployments if deployment is not None]
+        return [self._releases[b].deployment for b in builds]
 
-    def _champion_release(self) -> LiveRelease:
+    def _champion_release(self) -> Routed:
         return self._releases[self._plan.champion]
 
     def _metadata(self) -> dict[str, Any]:
@@ -333,8 +342,8 @@ class Router(pulumi.ComponentResource):
         return metadata
 
 
-def _subset(release: LiveRelease) -> str:
-    return f"build-{release.dns_name}"
+def _subset(release: Routed) -> str:
+    return f"build-{release.build.dns}"
 
 
 def _shared_labels(releases: Any) -> dict[str, str]:
@@ -345,3 +354,18 @@ def _shared_labels(releases: Any) -> dict[str, str]:
     if len(label_sets) > 1 and not shared:
         raise RouterError("the live releases' selector labels share nothing a stable Service could select")
     return shared
+
+
+def router_peers(router: str, gateway: GatewayRef | None, namespace: str) -> tuple[dict[str, Any], ...]:
+    """Who sends the scorer its requests, by router kind (the default of scorerIngressFrom)."""
+    if router == "gateway":  # the Gateway's implementation runs in the Gateway's namespace
+        gateway_namespace = (gateway.namespace if gateway else None) or namespace
+        return ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}},)
+    if router == "istio":
+        return (
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+                "podSelector": {"matchLabels": {"istio": "ingressgateway"}},
+            },
+        )
+    return ({"namespaceSelector": {}},)  # service: the stable Service is an address for the cluster

@@ -1,5 +1,7 @@
 """The whole program under mocks: the release diagram, and the invariant that `pulumi up` with a new
-build changes no input of any object of an earlier release (docs/CONTRACTS.md, section 5)."""
+build, or a traffic change, changes no input of any object of an earlier release, its guards included;
+only the stack's operating policy (scale bounds, ingress sources) reaches every live release's guards
+(docs/CONTRACTS.md, section 5)."""
 
 import json
 
@@ -9,13 +11,14 @@ from components import release_spec
 from components.plan import normalize
 from components.settings import SettingsError
 from local.render import MOCK_SECRETS, render
-from tests.components.conftest import AZURITE_KEY, GIT_SHA, descendants_of_release, public_text
+from tests.components.conftest import AZURITE_KEY, GIT_SHA, everything_of_release, public_text
 from tests.components.crd_schemas import validate as validate_object
 
 
 def state_of(rendering, build_dns):
-    """URN -> (inputs, update-relevant options) of every object that belongs to one release."""
-    objects = descendants_of_release(rendering, build_dns)
+    """URN -> (inputs, update-relevant options) of every object that belongs to one release: its
+    Job, Deployment, Service and its guards (NetworkPolicies, budget, autoscaler)."""
+    objects = everything_of_release(rendering, build_dns)
     assert objects, f"release {build_dns} is not declared"
     return {
         r.urn: (normalize(r.inputs), {k: v for k, v in r.options.items() if k != "dependencies"})
@@ -115,7 +118,6 @@ def test_a_change_of_config_never_reaches_an_old_release(history):
         "local",
         "155",
         second,
-        minReplicas=3,
         trainerEnv={"TRAIN_FAMILIES": "als"},
         csvFolder="2018/05/09",
         trainTimeoutMinutes=5,
@@ -124,8 +126,71 @@ def test_a_change_of_config_never_reaches_an_old_release(history):
     )
     assert state_of(changed, "153") == state_of(second, "153")
     assert state_of(changed, "154") == state_of(second, "154")
-    new = next(o for o in changed.k8s("Deployment") if o["metadata"]["name"] == "score-155")
-    assert new["spec"]["replicas"] == 3
+    new = next(o for o in changed.k8s("Job") if o["metadata"]["name"] == "train-155")
+    assert new["spec"]["activeDeadlineSeconds"] == 5 * 60  # the change does reach the new build
+
+
+def test_a_traffic_change_leaves_every_release_identical(history):
+    second = history[1]
+    steady = up("local", "154", second)
+    back = up("local", "154", second, traffic={"153": 100})  # a rollback: the router switches to 153
+    for dns in ("153", "154"):
+        assert state_of(back, dns) == state_of(steady, dns)
+    changed = {
+        r.urn
+        for r in back.resources
+        if normalize(r.inputs) != normalize(next(s for s in steady.resources if s.urn == r.urn).inputs)
+    }
+    assert changed == {r.urn for r in back.resources if r.name == "score-service"}  # the router only
+
+
+def changes(before, after):
+    """(resource name, dotted path) of every input that differs between two renderings."""
+    found = set()
+
+    def walk(name, a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in set(a) | set(b):
+                walk(name, a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            found.add((name, path))
+
+    old = {r.urn: r for r in before.resources}
+    assert old.keys() == {r.urn for r in after.resources}
+    for r in after.resources:
+        walk(r.name, normalize(old[r.urn].inputs), normalize(r.inputs), "")
+    return found
+
+
+SCRAPERS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+INGRESS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}}}]
+
+
+@pytest.mark.parametrize(
+    "config, changed",
+    [
+        ({"minReplicas": 2}, {("autoscaler", "spec.minReplicas")}),
+        ({"maxReplicas": 8}, {("autoscaler", "spec.maxReplicas")}),
+        ({"metricsScrapers": SCRAPERS}, {("scorer-policy", "spec.ingress")}),
+        ({"scorerIngressFrom": INGRESS}, {("scorer-policy", "spec.ingress")}),
+    ],
+)
+def test_an_operating_policy_change_reaches_only_the_guards_it_names_on_every_live_release(
+    history, config, changed
+):
+    """The one documented exception to release immutability: an operator raising maxReplicas during
+    an incident reaches the release that serves, and every other live one, and nothing else."""
+    second = history[1]
+    steady = up("local", "154", second)
+    operated = up("local", "154", second, **config)
+    assert changes(steady, operated) == {
+        (f"guards-{b}-{kind}", path) for b in ("153", "154") for kind, path in changed
+    }
+    # The Deployments keep their recorded replicas: the autoscaler owns the count (ignore_changes).
+    assert {o["metadata"]["name"]: o["spec"]["replicas"] for o in operated.k8s("Deployment")} == {
+        "score-153": 1,
+        "score-154": 1,
+    }
 
 
 def test_deploying_a_build_again_rebuilds_nothing_and_changes_nothing(history):

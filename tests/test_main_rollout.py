@@ -184,19 +184,10 @@ def test_rollback_changes_only_the_routers_weights(dev_runs):
     after = {r.urn: r for r in back.resources}
     assert before.keys() == after.keys()
     route_urn = router_objects(steady)["score-httproute"].urn
-    # The autoscalers follow the traffic: 153 may scale again, 154 sits at its minimum, warm.
-    scalers = {
-        r.inputs["metadata"]["name"]: r.urn for r in steady.resources if r.kind == "HorizontalPodAutoscaler"
-    }
-    bounds = {
-        name: [
-            (r[u].inputs["spec"]["minReplicas"], r[u].inputs["spec"]["maxReplicas"]) for r in (before, after)
-        ]
-        for name, u in scalers.items()
-    }
-    assert bounds == {"score-153": [(1, 1), (1, 3)], "score-154": [(1, 3), (1, 1)]}
+    # One API write: nothing else moves, the autoscalers included (an idle release sits at its
+    # minimum by itself; nothing is pinned or unpinned).
     for urn in before:
-        if urn == route_urn or urn in scalers.values():
+        if urn == route_urn:
             continue
         assert normalize(after[urn].inputs) == normalize(before[urn].inputs), urn
         assert after[urn].options == before[urn].options, urn

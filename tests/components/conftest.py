@@ -13,16 +13,28 @@ AZURITE_KEY = "azurite-account-key-for-tests-3c9f"  # a secret config value: mus
 GUARDS = "mlpipeline:release_guards:ReleaseGuards"
 
 
-def descendants_of_release(rendering, build_dns):
-    """The release's own objects, declared from its record (not its guards, which follow the config
-    and the traffic: components/release_guards.py)."""
-    release = next(
+def release_of(rendering, build_dns):
+    return next(
         r
         for r in rendering.resources
         if r.type == "mlpipeline:release:Release" and r.name.endswith(f"-release-{build_dns}")
     )
+
+
+def descendants_of_release(rendering, build_dns):
+    """The release's own objects, declared from its record (not its guards, which follow the stack's
+    operating policy: components/release_guards.py)."""
     guards = {r.urn for r in rendering.resources if r.type == GUARDS}
-    return [r for r in rendering.descendants(release.urn) if r.urn not in guards and r.parent not in guards]
+    return [
+        r
+        for r in rendering.descendants(release_of(rendering, build_dns).urn)
+        if r.urn not in guards and r.parent not in guards
+    ]
+
+
+def everything_of_release(rendering, build_dns):
+    """Every object under the release: its record's objects and its guards."""
+    return rendering.descendants(release_of(rendering, build_dns).urn)
 
 
 def public_text(rendering, exclude_types=()):

@@ -3,6 +3,7 @@
 import pytest
 
 from components import release_spec
+from components.build import Build
 from components.plan import LedgerError, check_record, normalize, plan_releases
 from local.render import render
 from tests.components.conftest import GIT_SHA
@@ -35,41 +36,41 @@ def ledger(*builds):
 
 
 def test_first_run_declares_only_the_new_build():
-    plan = plan_releases({}, "153", "153", keep=3)
+    plan = plan_releases({}, Build("153"), keep=3)
     assert (plan.kept, plan.new_build, plan.next_sequence, plan.retired) == ((), True, 1, ())
 
 
 def test_retention_retires_exactly_the_oldest():
-    plan = plan_releases(ledger("151", "152", "153"), "154", "154", keep=3)
+    plan = plan_releases(ledger("151", "152", "153"), Build("154"), keep=3)
     assert [r["build"] for r in plan.kept] == ["152", "153"]
     assert plan.retired == ("151",) and plan.new_build and plan.next_sequence == 4
 
 
 def test_order_is_the_order_of_deployment_not_of_build_names():
     previous = {"9": record("9", 1), "10": record("10", 2), "2": record("2", 3)}
-    plan = plan_releases(previous, "1", "1", keep=2)
+    plan = plan_releases(previous, Build("1"), keep=2)
     assert [r["build"] for r in plan.kept] == ["2"] and plan.retired == ("9", "10")
 
 
 def test_keep_larger_than_the_ledger_keeps_everything():
-    plan = plan_releases(ledger(*map(str, range(1, 31))), "31", "31", keep=60)
+    plan = plan_releases(ledger(*map(str, range(1, 31))), Build("31"), keep=60)
     assert len(plan.kept) == 30 and plan.retired == ()
 
 
 def test_keep_one_leaves_only_the_requested_build():
-    plan = plan_releases(ledger("1", "2"), "3", "3", keep=1)
+    plan = plan_releases(ledger("1", "2"), Build("3"), keep=1)
     assert plan.kept == () and plan.retired == ("1", "2")
 
 
 def test_a_build_already_in_the_ledger_is_redeclared_not_new_even_when_oldest():
-    plan = plan_releases(ledger("1", "2", "3"), "1", "1", keep=2)
+    plan = plan_releases(ledger("1", "2", "3"), Build("1"), keep=2)
     assert not plan.new_build
     assert [r["build"] for r in plan.kept] == ["1", "3"] and plan.retired == ("2",)
 
 
 def test_two_builds_with_the_same_dns_name_are_refused():
     with pytest.raises(LedgerError, match="build 1_5 and live release 1.5 share the resource name 1-5"):
-        plan_releases(ledger("1.5"), "1_5", "1-5", keep=3)
+        plan_releases(ledger("1.5"), Build("1_5"), keep=3)
 
 
 @pytest.mark.parametrize(

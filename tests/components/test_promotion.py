@@ -3,6 +3,8 @@
 import pytest
 
 from components import release_spec
+from components.build import Build
+from components.config_reader import DEFAULT_RESOURCES
 from components.promotion import (
     PromotionError,
     SourceAccess,
@@ -11,7 +13,6 @@ from components.promotion import (
     promotion_job,
     source_record,
 )
-from components.settings import DEFAULT_RESOURCES
 from local.render import MASK, render_components
 from tests.components.crd_schemas import validate
 
@@ -42,9 +43,7 @@ def template(namespace="mlpipeline-prod", train_timeout_seconds=1800):
 
 def source_build(build="153"):
     """The source's release of `build`: its images, git sha and created time."""
-    return release_spec.BuildInfo(
-        build, build.replace(".", "-"), 4, "2026-11-20T03:00:00Z", "0123abc", IMAGES
-    )
+    return release_spec.BuildInfo(Build(build), 4, "2026-11-20T03:00:00Z", "0123abc", IMAGES)
 
 
 def test_promoted_record_swaps_training_for_the_copy_job_and_keeps_the_rest():

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components import sdk_internals
-from components.settings import PROJECT_ROOT
+from components.build import PROJECT_ROOT
 from local.render import MASK, render_components
 
 

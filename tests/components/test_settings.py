@@ -6,7 +6,9 @@ import re
 import pytest
 import yaml
 
-from components.settings import KEYS, PROJECT_ROOT, Settings, SettingsError, dns_name
+from components.build import PROJECT_ROOT, Build, dns_name
+from components.catalogue import KEYS
+from components.settings import Settings, SettingsError
 
 
 def parse(**raw):
@@ -44,7 +46,7 @@ def test_azure_defaults_to_the_stacks_own_blob_container():
 )
 def test_dotted_builds_get_a_dns_safe_name_and_keep_the_original(build, dns):
     s = parse(build=build)
-    assert (s.build, s.dns_build) == (build, dns) and dns_name(build) == dns
+    assert s.build == Build(build) and (s.build.id, s.build.dns) == (build, dns) and dns_name(build) == dns
 
 
 def test_git_sha_comes_from_config_then_env(monkeypatch):
@@ -168,23 +170,6 @@ def test_bad_routing_and_promotion_config_names_the_key(raw, message):
         parse(build="1", **raw)
 
 
-def test_pulumi_yaml_declares_every_key_with_the_programs_defaults():
-    project = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
-    assert project["name"] == "mlpipeline"
-    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
-    declared = project["config"]
-    assert set(declared) == {key.name for key in KEYS if not key.secret}
-    for key in KEYS:
-        if key.secret:
-            continue
-        entry = declared[key.name]
-        assert entry["description"] == key.description, key.name
-        assert entry.get("type") == key.type, key.name
-        # The CLI treats a declared key without default as required: only `build` is.
-        assert entry.get("default") == key.default, key.name
-    assert "default" not in declared["build"]
-
-
 @pytest.mark.parametrize("stack", ["dev", "prod", "local"])
 def test_stack_files_set_only_known_keys_and_parse(stack):
     config = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
@@ -198,17 +183,11 @@ def test_stack_files_set_only_known_keys_and_parse(stack):
     assert settings.cloud == ("local" if stack == "local" else "azure")
 
 
-def test_readme_documents_every_key():
-    from components.settings import markdown_table
-
-    assert markdown_table() in (PROJECT_ROOT / "components" / "README.md").read_text()
-
-
 def test_drift_thresholds_become_the_trainers_variables():
-    from components.settings import DRIFT_FIGURES
+    from components.drift_limits import FIGURES as PROGRAM_FIGURES
     from trainer.drift import FIGURES
 
-    assert set(DRIFT_FIGURES) == set(FIGURES)  # the program names what the trainer reads
+    assert PROGRAM_FIGURES == FIGURES  # the program reads the file the trainer imports
     s = parse(
         build="1", drift=json.dumps({"warn": {"new_user_share": 0.3}, "fail": {"item_popularity_psi": 0.25}})
     )

@@ -32,6 +32,7 @@ from scipy import sparse
 
 import modelshare
 from modelshare import MODEL_DIR, ConfigError, env_float, layout
+from modelshare.drift_limits import FIGURES  # figure -> (warn default, what it measures)
 
 PROFILE = "data_profile.json"  # under model/
 REPORT = "drift.json"  # under model/
@@ -42,16 +43,6 @@ COUNT_EDGES = [2.0**n for n in range(0, 25)] + [math.inf]
 WEIGHT_EDGES = [0.0] + [2.0**n for n in range(-4, 21)] + [math.inf]
 PSI_FLOOR = 1e-4  # a bin empty on one side would make PSI infinite
 POPULARITY_GROUPS = 10
-
-# figure -> (DRIFT_WARN_* default, what it measures, for the card and the messages)
-FIGURES = {
-    "item_popularity_psi": (0.1, "item popularity (PSI over the champion's popularity groups)"),
-    "user_activity_psi": (0.1, "user activity (PSI of items-per-user histograms)"),
-    "weight_psi": (0.1, "weights (PSI of weight histograms)"),
-    "new_user_share": (0.5, "share of interactions by users the champion never saw"),
-    "new_item_share": (0.2, "share of interactions on items the champion never saw"),
-    "volume_change": (0.5, "change in rows used, |relative change|"),
-}
 
 
 class DriftError(RuntimeError):
