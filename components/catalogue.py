@@ -129,14 +129,14 @@ KEYS: tuple[Key, ...] = (
     Key(
         "minReplicas",
         "Scorer pods per release at least (the autoscaler's minimum); a release without "
-        "traffic stays at this, warm for a rollback.",
+        "traffic stays at this, warm for a rollback. Operating policy: reaches every live release.",
         1,
         "integer",
     ),
     Key(
         "maxReplicas",
         "Scorer pods per release at most, while it receives requests (the autoscaler scales "
-        "on CPU between minReplicas and this).",
+        "on CPU between minReplicas and this). Operating policy: reaches every live release.",
         4,
         "integer",
     ),
@@ -248,13 +248,14 @@ KEYS: tuple[Key, ...] = (
         "Who may reach the scorer pods besides metricsScrapers (NetworkPolicy peers), e.g. "
         "[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: gateway-system}}}]. Empty: router "
         "gateway: the Gateway's namespace; istio: istio-system's ingressgateway; service: any pod of the "
-        "cluster.",
+        "cluster. Operating policy: reaches every live release.",
         "",
         None,
     ),
     Key(
         "metricsScrapers",
-        "Who may scrape the scorer's /metrics (NetworkPolicy peers).",
+        "Who may scrape the scorer's /metrics (NetworkPolicy peers). Operating policy: reaches every "
+        "live release.",
         [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
         None,
     ),

@@ -14,7 +14,9 @@ template rendering. A later change of the template code or of the config therefo
 any input of an existing release, so Pulumi never replaces its Job (a Job's pod template is
 immutable and a replacement would re-train). Jobs additionally carry `ignore_changes=["spec"]`
 as a second lock (components/release.py). A release left out is retired: Pulumi deletes its
-objects (its model folder stays on the share).
+objects (its model folder stays on the share). Each release also declares its guards from the
+stack's operating policy (`LedgerArgs.policy`), the one thing of a kept release that follows the
+config; nothing of it follows the traffic.
 """
 
 from __future__ import annotations

@@ -70,11 +70,21 @@ def check_objects(record: Mapping[str, Any]) -> None:
         raise RecordError(f"release {build}: name {record.get('name')!r} is not the build's DNS form")
 
 
+# What other modules need of a record they hold before any Release exists (the previous outputs, a
+# source stack's record): read here, so that no module outside the ledger and this one knows the
+# record's nested shape. Each tolerates a record without the field (None).
+def _recorded_job_metadata(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return record.get("objects", {}).get("job", {}).get("metadata", {})
+
+
+def recorded_job_name(record: Mapping[str, Any]) -> str | None:
+    """The name of the release's Job (train-<dns> or promote-<dns>)."""
+    return _recorded_job_metadata(record).get("name")
+
+
 def recorded_data_location(record: Mapping[str, Any]) -> str | None:
-    """Where the release's Job read its training data, as its record says (the mlpipeline/data
-    annotation); None for a record without it."""
-    job = record.get("objects", {}).get("job", {})
-    return job.get("metadata", {}).get("annotations", {}).get(labels.DATA)
+    """Where the release's Job read its training data (its mlpipeline/data annotation)."""
+    return _recorded_job_metadata(record).get("annotations", {}).get(labels.DATA)
 
 
 class Release(pulumi.ComponentResource):

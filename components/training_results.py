@@ -27,6 +27,8 @@ from typing import Any
 
 import pulumi
 
+from components.release import recorded_job_name
+
 FIELD = "training"
 CONTAINER = "trainer"
 
@@ -96,7 +98,7 @@ def attach(records: Mapping[str, Any], namespace: str) -> dict[str, Any]:
         out[build] = record
         if not isinstance(record, Mapping) or record.get(FIELD):
             continue
-        job = record.get("objects", {}).get("job", {}).get("metadata", {}).get("name")
+        job = recorded_job_name(record)
         if not job:
             continue
         for message in read(namespace, job):
