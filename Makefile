@@ -10,11 +10,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite-blob
 CHECKOV := .venv-checkov/bin/checkov
+ACTIONLINT := .tools/bin/actionlint
+ACTIONLINT_VERSION := v1.7.12
 APP_PATHS := apps/shared apps/trainer apps/waiter apps/scorer
 
 .PHONY: setup demo test e2e bench clean
 
-setup: $(STAMP) $(AZURITE) $(CHECKOV)
+setup: $(STAMP) $(AZURITE) $(CHECKOV) $(ACTIONLINT)
 
 # The apps run from the repo root as `python -m trainer|waiter|scorer` (docs/CONTRACTS.md): a .pth
 # file puts their folders on the venv's path, as the images do with PYTHONPATH.
@@ -29,6 +31,12 @@ $(STAMP): requirements.txt requirements-dev.txt apps/*/requirements.txt
 $(CHECKOV): requirements-checkov.txt
 	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+# actionlint (the GitHub workflows' checker, tests/test_ci_templates.py) is a Go program: built from
+# its module at the pinned version (the Go module proxy is the one place it is served from).
+$(ACTIONLINT): Makefile
+	GOBIN=$(abspath .tools/bin) GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	touch $@
 
 $(AZURITE): package.json package-lock.json
@@ -53,4 +61,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules .demo .bench .e2e .pytest_cache
+	rm -rf $(VENV) .venv-checkov .tools node_modules .demo .bench .e2e .pytest_cache

@@ -2,6 +2,7 @@
 three flows exist with their triggers, and every `--config` key they set is one the program reads."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,26 @@ def test_templates_only_set_config_keys_the_program_declares(path):
     used = config_keys_used(path.read_text())
     assert "build" in used and "gitSha" in used
     assert used <= declared_config_keys(), f"{path.name} sets undeclared keys {used - declared_config_keys()}"
+
+
+# --- the templates checked by the tools made for them ---------------------------------------------
+ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"  # built by `make setup` from its Go module
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess:
+    assert ACTIONLINT.exists(), f"{ACTIONLINT} is missing: `make setup` builds it"
+    return subprocess.run([str(ACTIONLINT), *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+
+def test_github_workflows_pass_actionlint():
+    checked = actionlint(*sorted(WORKFLOWS.glob("*.yml")))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_actionlint_refuses_a_broken_workflow(tmp_path):
+    broken = load(WORKFLOWS / "promote.yml")
+    broken["jobs"]["promote"]["steps"].append({"run": "echo ${{ inputs.no_such_input }}"})
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken))
+    checked = actionlint(path)
+    assert checked.returncode == 1 and "no_such_input" in checked.stdout
