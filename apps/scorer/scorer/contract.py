@@ -8,3 +8,5 @@ ROUTE_BATCH = "/recommendations"
 DEFAULT_K = 10
 MAX_K = 1000  # k outside 1..MAX_K is a 422
 ALIVE = {"status": "alive"}  # the /healthz body
+MAX_EXCLUDE = 1000  # most item ids one request may exclude (its `exclude`)
+ROUTE_FEEDBACK = "/feedback"
