@@ -131,7 +131,7 @@ class Scorer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample)
+        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample, settings.feedback_events)
         self.ids = Ids(settings.build, read_key(settings.feedback_key_file), settings.feedback_window_seconds)
         self.seen = SeenEvents(
             os.environ.get(FEEDBACK_TABLE_ENV)

@@ -31,7 +31,7 @@ NOVELTY_BUCKETS = (0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 class Telemetry:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, build: str, log_sample: float = 1.0):
+    def __init__(self, build: str, log_sample: float = 1.0, feedback_events: tuple[str, ...] = ()):
         self.build = build
         self.log = PredictionLog(build, log_sample)
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -74,6 +74,10 @@ class Telemetry:
             ["served_by", "event"],
             registry=registry,
         )
+        # This build's series exist from the start (at 0): Prometheus's increase() misses what a
+        # series counted before its first scrape.
+        for event in feedback_events:
+            self.feedback.labels(build, event)
         self.feedback_replays = Counter(
             "scorer_feedback_replays_total",
             "Feedback events not counted because this pod counted them before",
