@@ -140,12 +140,15 @@ class Releases:
             self.stop()
             raise
 
-    def drive(self, builds: list[str], done, timeout: float = 60.0) -> int:
-        """Ask every release in `builds` about USERS in turn until done() holds; the request count."""
+    def drive(self, builds: list[str], done, timeout: float = 60.0, visit=None) -> int:
+        """Ask every release in `builds` about USERS in turn (and call visit(), when given) until
+        done() holds; the number of rounds."""
         deadline = time.monotonic() + timeout
         sent = 0
         while not done():
             assert time.monotonic() < deadline, f"traffic ran {timeout} s without the expected effect"
+            if visit is not None:
+                visit()
             for build in builds:
                 reply = self.scorers[build].client.get(f"/recommendations/{USERS[sent % len(USERS)]}")
                 assert reply.status_code == 200, reply.text

@@ -31,11 +31,14 @@ def canary_command(releases, champion: str, canary: str, *extra: str) -> list[st
     ]
 
 
-def run_under_traffic(releases, command: list[str], builds: list[str], env=None) -> tuple[int, str]:
-    """Run the command while live traffic reaches `builds`; its exit status and report (stdout)."""
+def run_under_traffic(
+    releases, command: list[str], builds: list[str], env=None, visit=None
+) -> tuple[int, str]:
+    """Run the command while live traffic reaches `builds` (or visit() runs in a loop); its exit
+    status and report (stdout)."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        releases.drive(builds, lambda: process.poll() is not None, timeout=60)
+        releases.drive(builds, lambda: process.poll() is not None, timeout=60, visit=visit)
         output = process.communicate(timeout=30)[0]
     finally:
         if process.poll() is None:
