@@ -123,10 +123,12 @@ def test_users_who_treat_both_alike_never_get_the_canary_rolled_back(releases, s
 
 
 def test_without_prometheus_the_scorers_metrics_give_the_same_verdict(releases):
-    users = Users(releases, {"152": 0.4, "154": 0.1}, seed=3)
+    users = Users(releases, {"152": 0.5, "154": 0.15}, seed=3)
+    # A few hundred lists each in the window: the test needs 20 clicks a side, not the default 50.
+    extra = ["--window", "5s", "--latency-slack", "0.05", "--min-conversions", "20"]
     status, output = run_under_traffic(
         releases,
-        canary_command(releases, "152", "154", "--window", "4s", "--latency-slack", "0.05"),
+        canary_command(releases, "152", "154", *extra),
         [],
         visit=lambda: (users.visit("152"), users.visit("154")),
     )
