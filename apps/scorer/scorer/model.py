@@ -9,6 +9,7 @@ processes share one copy through the page cache. scipy is imported only for the 
 from __future__ import annotations
 
 import functools
+import itertools
 import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -196,7 +197,8 @@ class Model:
         popular_ids, popular_scores = self._popular_ids, self._popular_scores
         if excluded is not None and len(known) < len(user_ids):
             skip = set(exclude)
-            kept = [(item, score) for item, score in zip(popular_ids, popular_scores) if item not in skip]
+            pairs = zip(popular_ids, popular_scores)
+            kept = list(itertools.islice(((item, score) for item, score in pairs if item not in skip), k))
             popular_ids, popular_scores = [item for item, _ in kept], [score for _, score in kept]
         return [
             Recommendation(user_ids[pos], popular_ids[:k], popular_scores[:k], "popular")
