@@ -333,7 +333,11 @@ def _plain_query(query: bytes) -> tuple[int, list[str]] | None:
         return k, []
     k, exclude = DEFAULT_K, []
     seen_k = False
-    for name, value in urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+    if query.isascii() and b"%" not in query and b"+" not in query:  # nothing to unquote: split it
+        pairs = [part.decode().partition("=")[::2] for part in query.split(b"&")]
+    else:
+        pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    for name, value in pairs:
         if name == "exclude" and value:
             exclude.append(value)
         elif name == "k" and not seen_k:
