@@ -41,7 +41,7 @@ import orjson
 import modelshare
 from modelshare import FolderState, IntegrityError
 from scorer import settings as settings_module
-from scorer.contract import ALIVE, DEFAULT_K, MAX_EXCLUDE, MAX_K, ROUTE_BATCH, ROUTE_ONE
+from scorer.contract import ALIVE, DEFAULT_K, MAX_EXCLUDE, MAX_EXCLUDE_ID, MAX_K, ROUTE_BATCH, ROUTE_ONE
 from scorer.feedback import Ids, SeenEvents
 from scorer.model import Model, ModelError, Recommendation
 from scorer.predictionlog import CLIENT_REQUEST_ID, REQUEST_ID, client_request_id
@@ -338,7 +338,7 @@ def _plain_query(query: bytes) -> tuple[int, list[str]] | None:
     else:
         pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     for name, value in pairs:
-        if name == "exclude" and value:
+        if name == "exclude" and 0 < len(value) <= MAX_EXCLUDE_ID:
             exclude.append(value)
         elif name == "k" and not seen_k:
             seen_k = True
@@ -366,7 +366,7 @@ def _plain_batch(body: bytes, max_users: int) -> tuple[list[str], int, list[str]
     if (
         type(exclude) is not list
         or len(exclude) > MAX_EXCLUDE
-        or not all(type(i) is str and i for i in exclude)
+        or not all(type(item) is str and 0 < len(item) <= MAX_EXCLUDE_ID for item in exclude)
     ):
         return None
     return user_ids, k, exclude

@@ -18,7 +18,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
-from scorer.contract import ALIVE, DEFAULT_K, MAX_EXCLUDE, MAX_K, ROUTE_BATCH, ROUTE_FEEDBACK, ROUTE_ONE
+from scorer.contract import (
+    ALIVE,
+    DEFAULT_K,
+    MAX_EXCLUDE,
+    MAX_EXCLUDE_ID,
+    MAX_K,
+    ROUTE_BATCH,
+    ROUTE_FEEDBACK,
+    ROUTE_ONE,
+)
 from scorer.feedback import ID_PATTERN, NotIssued
 from scorer.model import Model
 from scorer.settings import Settings
@@ -97,8 +106,9 @@ def _integral(value):
 # The length check also refuses a lone surrogate escape ("\ud800"), which is no UTF-8 text.
 UserId = Annotated[str, StringConstraints(min_length=1)]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+ExcludedId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXCLUDE_ID)]
 EXCLUDE_DOC = f"Item ids never to return (e.g. what is in the basket); at most {MAX_EXCLUDE}"
-Exclude = Annotated[list[ItemId] | None, Query(max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)]
+Exclude = Annotated[list[ExcludedId] | None, Query(max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many items per user"), BeforeValidator(_integral)]
 # Any text after /recommendations/ is the id, slashes included (sent as / or %2F); an empty id
 # is a 422 like any other invalid input, not a redirect.
@@ -142,6 +152,12 @@ def build(scorer: Scorer) -> FastAPI:
     too_large: dict[int | str, dict[str, Any]] = {
         413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}
     }
+    too_long: dict[int | str, dict[str, Any]] = {
+        414: {
+            "model": Problem,
+            "description": "URL longer than 16 KiB (a long `exclude`: send it in a batch)",
+        }
+    }
     problem_json = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
     class BatchIn(BaseModel):
@@ -151,7 +167,7 @@ def build(scorer: Scorer) -> FastAPI:
             description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
         )
         k: K = DEFAULT_K
-        exclude: list[ItemId] = Field(default=[], max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)
+        exclude: list[ExcludedId] = Field(default=[], max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)
 
     events = settings.feedback_events  # FEEDBACK_EVENTS
 
@@ -218,7 +234,7 @@ def build(scorer: Scorer) -> FastAPI:
     @api.get(
         ROUTE_ONE_ANY,
         response_model=RecommendationOut,
-        responses={**not_ready, **invalid},
+        responses={**not_ready, **invalid, **too_long},
         summary="Top-k items for one user",
     )
     async def recommend_one(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelshare import ConfigError, cpus, env_float, env_int, env_str
+from scorer.contract import MAX_EXCLUDE, MAX_EXCLUDE_ID
 
 # The feedback dedupe table's file (scorer.feedback), set by `python -m scorer` for its workers.
 FEEDBACK_TABLE_ENV = "SCORER_FEEDBACK_TABLE"
@@ -34,9 +35,9 @@ class Settings:
 
     @property
     def max_body_bytes(self) -> int:
-        # Room for every allowed user id at up to 1 KiB each; anything larger is refused (413)
-        # before it is read into memory.
-        return 64 * 1024 + 1024 * self.max_batch_users
+        # Room for every allowed user id at up to 1 KiB each, and for the largest `exclude`;
+        # anything larger is refused (413) before it is read into memory.
+        return 64 * 1024 + 1024 * self.max_batch_users + MAX_EXCLUDE * (MAX_EXCLUDE_ID + 8)
 
 
 def from_env() -> Settings:

@@ -58,10 +58,12 @@ def test_fastapi_answers_what_the_fast_path_answers(factor):
     "method, path, body, message",
     [
         ("GET", "/recommendations/u1?exclude=", None, "query.exclude.0"),
-        ("GET", "/recommendations/u1?" + "&".join(["exclude=i"] * 1001), None, "query.exclude"),
+        ("GET", "/recommendations/u1?" + "&".join(["exclude=i"] * 101), None, "query.exclude"),
+        ("GET", "/recommendations/u1?exclude=" + "i" * 257, None, "query.exclude.0"),
         ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": [""]}, "body.exclude.0"),
         ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": "i1"}, "body.exclude"),
-        ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": ["i"] * 1001}, "body.exclude"),
+        ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": ["i"] * 101}, "body.exclude"),
+        ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": ["i" * 257]}, "body.exclude.0"),
         ("POST", "/recommendations", {"user_ids": ["u1"], "exclude": [7]}, "body.exclude.0"),
     ],
 )
