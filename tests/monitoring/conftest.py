@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -107,7 +108,7 @@ class Prometheus:
 def start_prometheus(tmp_path):
     started = []
 
-    def start(targets: list[str], rule_files: list[Path] = (ALERTS,)) -> Prometheus:
+    def start(targets: list[str], rule_files: Sequence[Path] = (ALERTS,)) -> Prometheus:
         folder = tmp_path / f"prometheus-{len(started)}"
         folder.mkdir()
         server = Prometheus(folder, targets, list(rule_files))
