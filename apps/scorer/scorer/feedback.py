@@ -13,13 +13,13 @@ every release, belongs in a Secret mounted as a file: never in the environment.
 
 Dedupe: (request_id, item, event) counts once per pod. The workers of a pod share one fixed-size
 table in a file (`python -m scorer` creates it, like the metrics directory) under an exclusive
-lock; an event's entry lives as long as its id is accepted at all, so a replay is refused for the
-whole window: by the table while the entry is in it, by the id's age after. The table has
-`SLOTS` entries in buckets of `WAYS`; a full bucket forgets the entry of the oldest id first, so a
-replay counts twice only when more than `WAYS` events of the window fall in one bucket (with up to
-`SLOTS / 8` events in a window, under one bucket in a million overflows). Memory is the table,
-whatever the traffic: 16 bytes a slot, 8 MiB. Across pods nothing is shared: an event replayed to
-another pod counts there too (at most once per pod).
+lock. A replay within the window is found in the table; after it, its id is refused as expired.
+The table has `SLOTS` entries in buckets of `WAYS`; a full bucket forgets the entry of the oldest
+id first, so a replay counts twice only when more than `WAYS` events of one window fall in one
+bucket: with 65,536 events a window (a pod's share) about one bucket in a million overflows, with
+262,144 one in fifty, and then only its oldest entry is lost. Memory is the table, whatever the
+traffic: 16 bytes a slot, 8 MiB. Across pods nothing is shared: an event replayed to another pod
+counts there too (at most once per pod).
 """
 
 from __future__ import annotations
