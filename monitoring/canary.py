@@ -4,10 +4,19 @@ decide promote, hold or roll back, printing (or with --run, running) the `pulumi
 The signals, over one window of the same live traffic: share of recommendation requests answered
 with a 5xx, p99 latency of recommendation requests, share of users answered with the popular
 fallback (users the model does not know), share of known users more atypical than 95 % of the
-release's training users (scorer_novelty). They come from Prometheus's HTTP API (--prometheus URL:
-the window ends now; the build of each series comes from scorer_model_info, as in alerts.yml) or
+release's training users (scorer_novelty); and the outcome, what users did with the lists: the
+feedback events of one kind (--event, default click) per list served, compared by the sequential
+test of monitoring.outcomes (rolled back when the canary converts less with confidence, promoted
+when it is not worse than the champion by more than --margin, held otherwise). That test stays
+valid however often the command runs, provided each run's window covers the canary's life so far
+(e.g. --window 6h for a canary six hours old): give it all the data, not the last half hour. With
+no feedback event at all in the window (feedback not wired), the outcome is not compared.
+
+They come from Prometheus's HTTP API (--prometheus URL: the window ends now; the build of each
+series comes from scorer_model_info, as in alerts.yml; feedback names its build itself) or
 straight from the scorers' /metrics (--champion 152=URL[,URL...]: every pod's address; the
-command reads them, waits the window and reads them again).
+command reads them, waits the window and reads them again; any pod counts feedback for any build,
+so both releases' pods are added up).
 
 Exit status: 0 promote, 3 hold (not enough traffic to judge), 4 roll back, 1 the signals could not
 be read, 2 bad arguments. With --run the decision's `pulumi up` runs first (its failure is 1).
@@ -26,7 +35,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from monitoring import outcomes
 
 RECOMMEND = re.compile(r"^/recommendations")
 EXIT = {"promote": 0, "hold": 3, "rollback": 4}
@@ -39,6 +50,8 @@ class Signals:
     p99_seconds: float  # NaN when no request was answered
     fallback_ratio: float  # share of users answered with the popular fallback
     novelty_ratio: float = 0.0  # share of known users answered with novelty above 0.95
+    lists: float = 0.0  # users answered: lists served
+    conversions: float = 0.0  # feedback events of the judged kind on those lists (any pod took them)
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,13 @@ class Limits:
     latency_slack: float = 0.005  # ... plus this many seconds (noise of fast answers)
     fallback_increase: float = 0.05  # canary fallback share may exceed the champion's by this
     novelty_increase: float = 0.1  # canary share of atypical users may exceed the champion's by this
+    margin: float = 0.05  # outcome: promote when the canary converts at most this much less (relative)
+    alpha: float = 0.05  # outcome: error rate of a rollback or a promotion, over all looks
+    tau: float = 0.1  # outcome: the relative effect the test detects fastest (monitoring.outcomes)
+    min_conversions: float = 50.0  # outcome: fewer conversions on either side, hold
+
+    def design(self) -> outcomes.Design:
+        return outcomes.Design(self.alpha, self.margin, self.tau, self.min_conversions)
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,8 @@ def decide(
             "hold",
             [
                 f"too little traffic to judge: canary {canary.requests:.0f}, champion "
-                f"{champion.requests:.0f} recommendation requests in the window (need {limits.min_requests:.0f} each)"
+                f"{champion.requests:.0f} recommendation requests in the window "
+                f"(need {limits.min_requests:.0f} each)"
             ],
             None,
         )
@@ -77,8 +98,8 @@ def decide(
     latency_limit = champion.p99_seconds * limits.latency_ratio + limits.latency_slack
     if canary.p99_seconds > latency_limit:
         reasons.append(
-            f"p99 latency {canary.p99_seconds * 1000:.1f} ms vs champion {champion.p99_seconds * 1000:.1f} ms "
-            f"(limit {latency_limit * 1000:.1f} ms)"
+            f"p99 latency {canary.p99_seconds * 1000:.1f} ms "
+            f"vs champion {champion.p99_seconds * 1000:.1f} ms (limit {latency_limit * 1000:.1f} ms)"
         )
     if canary.fallback_ratio > champion.fallback_ratio + limits.fallback_increase:
         reasons.append(
@@ -90,7 +111,19 @@ def decide(
         )
     if reasons:
         return Decision("rollback", reasons, {champion_build: 100})
-    return Decision("promote", ["no signal worse than the champion's beyond its limit"], {canary_build: 100})
+    healthy = "no signal worse than the champion's beyond its limit"
+    if canary.conversions == 0 and champion.conversions == 0:
+        return Decision(
+            "promote", [healthy, "no feedback events: outcomes not compared"], {canary_build: 100}
+        )
+    outcome = outcomes.compare(
+        champion.lists, champion.conversions, canary.lists, canary.conversions, limits.design()
+    )
+    if outcome.action == "rollback":
+        return Decision("rollback", [outcome.reason], {champion_build: 100})
+    if outcome.action == "hold":
+        return Decision("hold", [outcome.reason], None)
+    return Decision("promote", [healthy, outcome.reason], {canary_build: 100})
 
 
 def pulumi_command(stack: str | None, traffic: dict[str, int]) -> list[str]:
@@ -115,8 +148,11 @@ def _by_build(expr: str, release: str) -> str:
 
 
 class PrometheusSource:
-    def __init__(self, url: str, window: str, namespace: str | None = None, timeout: float = 30.0):
+    def __init__(
+        self, url: str, window: str, namespace: str | None = None, event: str = "click", timeout: float = 30.0
+    ):
         self.url, self.window, self.namespace, self.timeout = url.rstrip("/"), window, namespace, timeout
+        self.event = event
 
     def query(self, expr: str) -> float:
         """The value of an instant query that yields at most one sample; 0 when it yields none."""
@@ -146,8 +182,18 @@ class PrometheusSource:
         p99 = self.query(f"histogram_quantile(0.99, {buckets})") if requests else math.nan
         known = self.query(_by_build(f"increase(scorer_novelty_count[{w}])", release))
         typical = self.query(_by_build(f'increase(scorer_novelty_bucket{{le="0.95"}}[{w}])', release))
+        # Feedback names the build that served the list; any pod (of any release) may have taken it.
+        matchers = f'served_by="{build}", event="{self.event}"'
+        matchers += f', namespace="{self.namespace}"' if self.namespace else ""
+        conversions = self.query(f"sum(increase(scorer_feedback_total{{{matchers}}}[{w}]))")
         return Signals(
-            requests, _ratio(errors, requests), p99, _ratio(fallbacks, users), _ratio(known - typical, known)
+            requests,
+            _ratio(errors, requests),
+            p99,
+            _ratio(fallbacks, users),
+            _ratio(known - typical, known),
+            users,
+            conversions,
         )
 
 
@@ -162,6 +208,7 @@ class Snapshot:
 
         self.requests = self.errors = self.users = self.fallbacks = self.known = self.typical = 0.0
         self.buckets: dict[float, float] = {}
+        self.feedback: dict[tuple[str, str], float] = {}  # (served_by, event): events counted
         for url in urls:
             with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as reply:
                 text = reply.read().decode("utf-8")
@@ -179,6 +226,9 @@ class Snapshot:
         elif name == "scorer_novelty_bucket":
             if labels.get("le") == "0.95":
                 self.typical += value
+        elif name == "scorer_feedback_total":
+            key = (labels.get("served_by", ""), labels.get("event", ""))
+            self.feedback[key] = self.feedback.get(key, 0.0) + value
         elif not RECOMMEND.match(labels.get("route", "")):
             return
         elif name == "scorer_requests_total":
@@ -198,7 +248,12 @@ class Snapshot:
             quantile(0.99, buckets),
             _ratio(self.fallbacks - before.fallbacks, self.users - before.users),
             _ratio((self.known - before.known) - (self.typical - before.typical), self.known - before.known),
+            self.users - before.users,
         )
+
+    def feedback_since(self, before: Snapshot, build: str, event: str) -> float:
+        key = (build, event)
+        return self.feedback.get(key, 0.0) - before.feedback.get(key, 0.0)
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float:
@@ -248,7 +303,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="with --prometheus: the releases' namespace, when one "
         "Prometheus watches several stacks (dev and prod both run build 153)",
     )
-    parser.add_argument("--window", default="30m", help="how much live traffic to judge (default 30m)")
+    parser.add_argument(
+        "--window",
+        default="30m",
+        help="how much live traffic to judge (default 30m); for the outcome test, the canary's age",
+    )
+    parser.add_argument(
+        "--event", default="click", help="the feedback event whose rate is judged (default click)"
+    )
     parser.add_argument("--stack", help="the Pulumi stack of the pulumi up (default: the selected one)")
     parser.add_argument("--run", action="store_true", help="run the pulumi up instead of printing it")
     limits = Limits()
@@ -271,12 +333,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def measure(args) -> tuple[Signals, Signals]:
     if args.prometheus:
-        source = PrometheusSource(args.prometheus, args.window, args.namespace)
+        source = PrometheusSource(args.prometheus, args.window, args.namespace, args.event)
         return source.signals(args.champion), source.signals(args.canary)
     before = Snapshot(args.champion_urls), Snapshot(args.canary_urls)
     time.sleep(args.window_seconds)
     after = Snapshot(args.champion_urls), Snapshot(args.canary_urls)
-    return after[0].since(before[0]), after[1].since(before[1])
+
+    def conversions(build: str) -> float:  # taken by the pods of either release
+        return sum(now.feedback_since(then, build, args.event) for now, then in zip(after, before))
+
+    return (
+        replace(after[0].since(before[0]), conversions=conversions(args.champion)),
+        replace(after[1].since(before[1]), conversions=conversions(args.canary)),
+    )
 
 
 def main(argv: list[str]) -> int:

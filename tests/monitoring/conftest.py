@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -107,7 +108,7 @@ class Prometheus:
 def start_prometheus(tmp_path):
     started = []
 
-    def start(targets: list[str], rule_files: list[Path] = (ALERTS,)) -> Prometheus:
+    def start(targets: list[str], rule_files: Sequence[Path] = (ALERTS,)) -> Prometheus:
         folder = tmp_path / f"prometheus-{len(started)}"
         folder.mkdir()
         server = Prometheus(folder, targets, list(rule_files))
@@ -140,12 +141,15 @@ class Releases:
             self.stop()
             raise
 
-    def drive(self, builds: list[str], done, timeout: float = 60.0) -> int:
-        """Ask every release in `builds` about USERS in turn until done() holds; the request count."""
+    def drive(self, builds: list[str], done, timeout: float = 60.0, visit=None) -> int:
+        """Ask every release in `builds` about USERS in turn (and call visit(), when given) until
+        done() holds; the number of rounds."""
         deadline = time.monotonic() + timeout
         sent = 0
         while not done():
             assert time.monotonic() < deadline, f"traffic ran {timeout} s without the expected effect"
+            if visit is not None:
+                visit()
             for build in builds:
                 reply = self.scorers[build].client.get(f"/recommendations/{USERS[sent % len(USERS)]}")
                 assert reply.status_code == 200, reply.text

@@ -31,11 +31,14 @@ def canary_command(releases, champion: str, canary: str, *extra: str) -> list[st
     ]
 
 
-def run_under_traffic(releases, command: list[str], builds: list[str], env=None) -> tuple[int, str]:
-    """Run the command while live traffic reaches `builds`; its exit status and report (stdout)."""
+def run_under_traffic(
+    releases, command: list[str], builds: list[str], env=None, visit=None
+) -> tuple[int, str]:
+    """Run the command while live traffic reaches `builds` (or visit() runs in a loop); its exit
+    status and report (stdout)."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        releases.drive(builds, lambda: process.poll() is not None, timeout=60)
+        releases.drive(builds, lambda: process.poll() is not None, timeout=60, visit=visit)
         output = process.communicate(timeout=30)[0]
     finally:
         if process.poll() is None:
@@ -187,3 +190,24 @@ def test_latency_and_errors_roll_back_too():
     )
     assert "atypical-user share" in decide("1", champion, "2", atypical, Limits()).reasons[0]
     assert decide("1", champion, "2", champion, Limits()).traffic == {"2": 100}
+
+
+def test_the_outcome_decides_once_the_operational_signals_pass():
+    healthy = {"requests": 1000, "error_ratio": 0.0, "p99_seconds": 0.004, "fallback_ratio": 0.1}
+    champion = Signals(**healthy, lists=100_000, conversions=5_000)
+
+    def verdict(conversions: float, **worse):
+        canary = Signals(**{**healthy, **worse}, lists=100_000, conversions=conversions)
+        return decide("1", champion, "2", canary, Limits())
+
+    fewer_clicks = verdict(4_000)
+    assert fewer_clicks.action == "rollback" and fewer_clicks.traffic == {"1": 100}
+    assert "worse with confidence" in fewer_clicks.reasons[0]
+    assert verdict(5_200).action == "promote" and verdict(5_200).traffic == {"2": 100}
+    undecided = verdict(4_900)  # 2 % fewer: within the margin, but not yet shown to be
+    assert undecided.action == "hold" and undecided.traffic is None
+    # An operational failure rolls back whatever the users do.
+    assert verdict(6_000, error_ratio=0.05).action == "rollback"
+    # Without any feedback the outcome is not compared (feedback not wired).
+    quiet = decide("1", Signals(**healthy), "2", Signals(**healthy), Limits())
+    assert quiet.action == "promote" and "outcomes not compared" in quiet.reasons[1]

@@ -41,7 +41,7 @@ def test_prometheus_scrapes_the_scorers_and_evaluates_the_rules(releases, start_
 
     groups = prometheus.client.get("/api/v1/rules").json()["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 14
+    assert len(rules) == 18
     assert {s["metric"]["namespace"] for s in prometheus.query("build:scorer_requests:rate5m")} == {"dev"}
     assert all(rule["health"] == "ok" for rule in rules), [(r["name"], r.get("lastError")) for r in rules]
 

@@ -16,7 +16,7 @@ import tempfile
 
 import modelshare
 from scorer.probes import HEARTBEATS_ENV, ProbeServer
-from scorer.settings import current
+from scorer.settings import FEEDBACK_TABLE_ENV, current
 
 
 def main() -> int:
@@ -47,6 +47,9 @@ def main() -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     else:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The workers' shared table of feedback events already counted (scorer.feedback), this run's own.
+    feedback_dir = tempfile.mkdtemp(prefix="scorer-feedback-")
+    os.environ[FEEDBACK_TABLE_ENV] = os.path.join(feedback_dir, "seen")
     modelshare.log_event(
         "scorer",
         "starting",
@@ -77,6 +80,7 @@ def main() -> int:
         )
     finally:
         probes.close()
+        shutil.rmtree(feedback_dir, ignore_errors=True)
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -33,6 +33,7 @@ import json
 import os
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -40,11 +41,12 @@ import orjson
 import modelshare
 from modelshare import FolderState, IntegrityError
 from scorer import settings as settings_module
-from scorer.contract import ALIVE, DEFAULT_K, MAX_K, ROUTE_BATCH, ROUTE_ONE
+from scorer.contract import ALIVE, DEFAULT_K, MAX_EXCLUDE, MAX_EXCLUDE_ID, MAX_K, ROUTE_BATCH, ROUTE_ONE
+from scorer.feedback import Ids, SeenEvents
 from scorer.model import Model, ModelError, Recommendation
-from scorer.predictionlog import REQUEST_ID, request_id
+from scorer.predictionlog import CLIENT_REQUEST_ID, REQUEST_ID, client_request_id
 from scorer.probes import HEARTBEATS_ENV, Heartbeat
-from scorer.settings import Settings
+from scorer.settings import FEEDBACK_TABLE_ENV, Settings, read_key
 from scorer.telemetry import UNMATCHED, Telemetry
 
 APP = "scorer"
@@ -129,7 +131,11 @@ class Scorer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample)
+        self.telemetry = Telemetry(settings.build, settings.prediction_log_sample, settings.feedback_events)
+        self.ids = Ids(settings.build, read_key(settings.feedback_key_file), settings.feedback_window_seconds)
+        self.seen = SeenEvents(
+            os.environ.get(FEEDBACK_TABLE_ENV)
+        )  # shared by the workers of `python -m scorer`
         # The heartbeat the probe listener of `python -m scorer` reads (scorer.probes); none when
         # this app is served some other way.
         directory = os.environ.get(HEARTBEATS_ENV)
@@ -173,10 +179,12 @@ class Scorer:
             return 503, self.not_ready()
         return 200, {"status": "ready", "build": self.settings.build}
 
-    def answer(self, user_ids: list[str], k: int, started: float) -> list[Recommendation]:
+    def answer(
+        self, user_ids: list[str], k: int, started: float, exclude: list[str] | tuple = ()
+    ) -> list[Recommendation]:
         model = self.slot.model
         assert model is not None  # every caller answers 503 before, while no model is loaded
-        recommendations = model.recommend(user_ids, k)
+        recommendations = model.recommend(user_ids, k, exclude)
         self.telemetry.predictions_made(recommendations, k, time.perf_counter() - started)
         return recommendations
 
@@ -188,21 +196,33 @@ class Scorer:
             "fallback": rec.fallback,
         }
 
-    def one_body(self, user_id: str, k: int, started: float) -> bytes:
-        return orjson.dumps(self._doc(self.answer([user_id], k, started)[0]))
+    def one_body(self, user_id: str, k: int, started: float, exclude: list[str] | tuple = ()) -> bytes:
+        return orjson.dumps(self._doc(self.answer([user_id], k, started, exclude)[0]))
 
-    def _batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
-        results = [self._doc(rec) for rec in self.answer(user_ids, k, started)]
+    def _batch_body(self, user_ids: list[str], k: int, started: float, exclude: list[str] | tuple) -> bytes:
+        results = [self._doc(rec) for rec in self.answer(user_ids, k, started, exclude)]
         return orjson.dumps({"build": self.settings.build, "results": results})
 
-    async def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes:
+    async def batch_body(
+        self, user_ids: list[str], k: int, started: float, exclude: list[str] | tuple = ()
+    ) -> bytes:
         """The batch answer; a large one is built in the scoring thread, off the event loop."""
         if len(user_ids) * k <= INLINE_ITEMS:
-            return self._batch_body(user_ids, k, started)
+            return self._batch_body(user_ids, k, started, exclude)
         loop = asyncio.get_running_loop()
         # In this request's context, so the prediction log sees its request id.
         answer = contextvars.copy_context().run
-        return await loop.run_in_executor(self._scoring, answer, self._batch_body, user_ids, k, started)
+        return await loop.run_in_executor(
+            self._scoring, answer, self._batch_body, user_ids, k, started, exclude
+        )
+
+    def take_feedback(self, request_id: str, item: str, event: str) -> dict:
+        """Count a feedback event for the build that served the list, once per pod; raises
+        scorer.feedback.NotIssued for an id no live build could have issued."""
+        served_by, issued = self.ids.check(request_id, time.time())
+        counted = self.seen.first(request_id, item, event, issued)
+        self.telemetry.feedback_received(request_id, served_by, item, event, counted)
+        return {"request_id": request_id, "served_by": served_by, "counted": counted}
 
     # ASGI entry point.
 
@@ -212,7 +232,9 @@ class Scorer:
         if scope["type"] != "http":
             return await self.fastapi()(scope, receive, send)
         started = time.perf_counter()
-        REQUEST_ID.set(request_id(scope["headers"]))  # for the prediction log and the response
+        # For the prediction log and the response.
+        REQUEST_ID.set(self.ids.issue())
+        CLIENT_REQUEST_ID.set(client_request_id(scope["headers"]))
         method, path = scope["method"], scope["path"]
         if method == "GET" and path in _PROBES:
             status, doc = self.readiness() if path == "/readyz" else (200, ALIVE)
@@ -223,10 +245,11 @@ class Scorer:
             await self.slot.wait_settled()
         if self.slot.model is not None:
             if method == "GET" and path.startswith(_PREFIX):
-                k = _plain_k(scope["query_string"])
+                query = _plain_query(scope["query_string"])
                 user_id = path[len(_PREFIX) :]
-                if k and user_id:
-                    body = self.one_body(user_id, k, started)
+                if query and user_id:
+                    k, exclude = query
+                    body = self.one_body(user_id, k, started, exclude)
                     return await self._reply(send, 200, body, "GET", ROUTE_ONE, started)
         if method == "POST" and path == ROUTE_BATCH:
             body = await _read_body(scope, receive, self.settings.max_body_bytes)
@@ -235,8 +258,8 @@ class Scorer:
             if self.slot.model is not None:
                 parsed = _plain_batch(body, self.settings.max_batch_users)
                 if parsed is not None:
-                    user_ids, k = parsed
-                    body = await self.batch_body(user_ids, k, started)
+                    user_ids, k, exclude = parsed
+                    body = await self.batch_body(user_ids, k, started, exclude)
                     return await self._reply(send, 200, body, method, ROUTE_BATCH, started)
             receive = _replay(body, receive)
             scope = _as_json(scope)
@@ -302,19 +325,51 @@ def _plain_k(query: bytes) -> int | None:
     return None
 
 
-def _plain_batch(body: bytes, max_users: int) -> tuple[list[str], int] | None:
+def _plain_query(query: bytes) -> tuple[int, list[str]] | None:
+    """(k, exclude) of a query of at most one plain `k` and non-empty `exclude` ids (repeated),
+    read as FastAPI reads it; None for anything else."""
+    k = _plain_k(query)
+    if k is not None:
+        return k, []
+    k, exclude = DEFAULT_K, []
+    seen_k = False
+    if query.isascii() and b"%" not in query and b"+" not in query:  # nothing to unquote: split it
+        pairs = [part.decode().partition("=")[::2] for part in query.split(b"&")]
+    else:
+        pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    for name, value in pairs:
+        if name == "exclude" and 0 < len(value) <= MAX_EXCLUDE_ID:
+            exclude.append(value)
+        elif name == "k" and not seen_k:
+            seen_k = True
+            plain = _plain_k(b"k=" + value.encode("latin-1", "replace"))
+            if plain is None:
+                return None
+            k = plain
+        else:
+            return None
+    return (k, exclude) if 0 < len(exclude) <= MAX_EXCLUDE else None
+
+
+def _plain_batch(body: bytes, max_users: int) -> tuple[list[str], int, list[str]] | None:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     if type(doc) is not dict:
         return None
-    user_ids, k = doc.get("user_ids"), doc.get("k", DEFAULT_K)
+    user_ids, k, exclude = doc.get("user_ids"), doc.get("k", DEFAULT_K), doc.get("exclude", [])
     if type(user_ids) is not list or len(user_ids) > max_users or type(k) is not int or not 1 <= k <= MAX_K:
         return None
     if not all(type(uid) is str and uid for uid in user_ids):
         return None
-    return user_ids, k
+    if (
+        type(exclude) is not list
+        or len(exclude) > MAX_EXCLUDE
+        or not all(type(item) is str and 0 < len(item) <= MAX_EXCLUDE_ID for item in exclude)
+    ):
+        return None
+    return user_ids, k, exclude
 
 
 async def _read_body(scope, receive, limit: int) -> bytes | None:

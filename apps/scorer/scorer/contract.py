@@ -8,3 +8,6 @@ ROUTE_BATCH = "/recommendations"
 DEFAULT_K = 10
 MAX_K = 1000  # k outside 1..MAX_K is a 422
 ALIVE = {"status": "alive"}  # the /healthz body
+MAX_EXCLUDE = 100  # most item ids one request may exclude (its `exclude`) ...
+MAX_EXCLUDE_ID = 256  # ... each at most this many characters
+ROUTE_FEEDBACK = "/feedback"

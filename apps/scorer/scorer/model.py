@@ -8,7 +8,10 @@ processes share one copy through the page cache. scipy is imported only for the 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,22 +177,41 @@ class Model:
         manifest = modelshare.verify(folder, build=build)
         return cls(folder, manifest)
 
-    def recommend(self, user_ids: list[str], k: int) -> list[Recommendation]:
-        """Top-k unseen items for each user, best first; popular items for users the model lacks."""
+    @functools.cached_property
+    def _column_of_item(self) -> dict[str, int]:
+        # Built at the first request that excludes items, not at load (most never do).
+        return {item: column for column, item in enumerate(self.item_ids)}
+
+    def recommend(self, user_ids: list[str], k: int, exclude: Collection[str] = ()) -> list[Recommendation]:
+        """Top-k unseen items for each user, best first; popular items for users the model lacks.
+        No item of `exclude` is returned (ids the catalogue lacks are ignored)."""
         rows = [self._row_of_user.get(uid) for uid in user_ids]
         known = [(pos, row) for pos, row in enumerate(rows) if row is not None]
+        excluded = self._excluded_columns(exclude)
         answers: list[Recommendation | None] = [None] * len(user_ids)
         for start in range(0, len(known), SCORE_SLICE):
             part = known[start : start + SCORE_SLICE]
-            for (pos, row), (items, scores) in zip(part, self._top_k([row for _, row in part], k)):
+            for (pos, row), (items, scores) in zip(part, self._top_k([row for _, row in part], k, excluded)):
                 novelty = None if self.novelty is None else round(float(self.novelty[row]), 4)
                 answers[pos] = Recommendation(user_ids[pos], items, scores, None, novelty)
+        popular_ids, popular_scores = self._popular_ids, self._popular_scores
+        if excluded is not None and len(known) < len(user_ids):
+            skip = set(exclude)
+            pairs = zip(popular_ids, popular_scores)
+            kept = list(itertools.islice(((item, score) for item, score in pairs if item not in skip), k))
+            popular_ids, popular_scores = [item for item, _ in kept], [score for _, score in kept]
         return [
-            Recommendation(user_ids[pos], self._popular_ids[:k], self._popular_scores[:k], "popular")
+            Recommendation(user_ids[pos], popular_ids[:k], popular_scores[:k], "popular")
             if answer is None
             else answer
             for pos, answer in enumerate(answers)
         ]
+
+    def _excluded_columns(self, exclude: Collection[str]) -> np.ndarray | None:
+        if not exclude:
+            return None
+        columns = self._column_of_item
+        return np.fromiter((columns[item] for item in exclude if item in columns), dtype=np.int64, count=-1)
 
     def _scores(self, rows: list[int]) -> np.ndarray:
         users = self.user_vectors[rows]
@@ -202,8 +224,12 @@ class Model:
             scores = scores.toarray()
         return np.asarray(scores, dtype=np.float32)  # a fresh array: _top_k may write into it
 
-    def _top_k(self, rows: list[int], k: int) -> list[tuple[list[str], list[float]]]:
+    def _top_k(
+        self, rows: list[int], k: int, excluded: np.ndarray | None = None
+    ) -> list[tuple[list[str], list[float]]]:
         scores = self._scores(rows)
+        if excluded is not None:
+            scores[:, excluded] = -np.inf  # the request's exclusions: never recommended, like seen items
         n_items = scores.shape[1]
         k = min(k, n_items)
         results = []

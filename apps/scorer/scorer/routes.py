@@ -15,10 +15,20 @@ from typing import Annotated, Any, Protocol
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
-from scorer.contract import ALIVE, DEFAULT_K, MAX_K, ROUTE_BATCH, ROUTE_ONE
+from scorer.contract import (
+    ALIVE,
+    DEFAULT_K,
+    MAX_EXCLUDE,
+    MAX_EXCLUDE_ID,
+    MAX_K,
+    ROUTE_BATCH,
+    ROUTE_FEEDBACK,
+    ROUTE_ONE,
+)
+from scorer.feedback import ID_PATTERN, NotIssued
 from scorer.model import Model
 from scorer.settings import Settings
 from scorer.telemetry import Telemetry
@@ -39,9 +49,11 @@ class Scorer(Protocol):
 
     def readiness(self) -> tuple[int, dict]: ...
 
-    def one_body(self, user_id: str, k: int, started: float) -> bytes: ...
+    def one_body(self, user_id: str, k: int, started: float, exclude: list[str]) -> bytes: ...
 
-    async def batch_body(self, user_ids: list[str], k: int, started: float) -> bytes: ...
+    async def batch_body(self, user_ids: list[str], k: int, started: float, exclude: list[str]) -> bytes: ...
+
+    def take_feedback(self, request_id: str, item: str, event: str) -> dict: ...
 
 
 # ---- schemas (they are what /docs shows) ----------------------------------------------------
@@ -74,6 +86,12 @@ class VersionOut(BaseModel):
     metrics: dict | None = Field(description="metrics.json of the model folder")
 
 
+class FeedbackOut(BaseModel):
+    request_id: str
+    served_by: str = Field(description="The build that served the list (named by the request id)")
+    counted: bool = Field(description="false for a replay: this pod counted the same event before")
+
+
 class Problem(BaseModel):
     detail: str
 
@@ -87,6 +105,10 @@ def _integral(value):
 
 # The length check also refuses a lone surrogate escape ("\ud800"), which is no UTF-8 text.
 UserId = Annotated[str, StringConstraints(min_length=1)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+ExcludedId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXCLUDE_ID)]
+EXCLUDE_DOC = f"Item ids never to return (e.g. what is in the basket); at most {MAX_EXCLUDE}"
+Exclude = Annotated[list[ExcludedId] | None, Query(max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many items per user"), BeforeValidator(_integral)]
 # Any text after /recommendations/ is the id, slashes included (sent as / or %2F); an empty id
 # is a 422 like any other invalid input, not a redirect.
@@ -130,6 +152,12 @@ def build(scorer: Scorer) -> FastAPI:
     too_large: dict[int | str, dict[str, Any]] = {
         413: {"model": Problem, "description": "Body larger than MAX_BATCH_USERS ids can take"}
     }
+    too_long: dict[int | str, dict[str, Any]] = {
+        414: {
+            "model": Problem,
+            "description": "URL longer than 16 KiB (a long `exclude`: send it in a batch)",
+        }
+    }
     problem_json = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
     class BatchIn(BaseModel):
@@ -139,6 +167,23 @@ def build(scorer: Scorer) -> FastAPI:
             description=f"At most {settings.max_batch_users} ids (MAX_BATCH_USERS)",
         )
         k: K = DEFAULT_K
+        exclude: list[ExcludedId] = Field(default=[], max_length=MAX_EXCLUDE, description=EXCLUDE_DOC)
+
+    events = settings.feedback_events  # FEEDBACK_EVENTS
+
+    def known_event(value: str) -> str:
+        if value not in events:
+            raise ValueError(f"must be one of {', '.join(events)} (FEEDBACK_EVENTS)")
+        return value
+
+    class FeedbackIn(BaseModel):
+        model_config = ConfigDict(strict=True)
+        request_id: str = Field(
+            pattern=ID_PATTERN,
+            description="The X-Request-ID of the recommendation response whose list the event is about",
+        )
+        item_id: ItemId
+        event: Annotated[str, AfterValidator(known_event), Field(json_schema_extra={"enum": list(events)})]
 
     def unavailable() -> JSONResponse:
         return JSONResponse(scorer.not_ready(), status_code=503)
@@ -189,7 +234,7 @@ def build(scorer: Scorer) -> FastAPI:
     @api.get(
         ROUTE_ONE_ANY,
         response_model=RecommendationOut,
-        responses={**not_ready, **invalid},
+        responses={**not_ready, **invalid, **too_long},
         summary="Top-k items for one user",
     )
     async def recommend_one(
@@ -197,10 +242,12 @@ def build(scorer: Scorer) -> FastAPI:
             str, Path(min_length=1, description="A user id; one the model lacks gets the popular items")
         ],
         k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items")] = DEFAULT_K,
+        exclude: Exclude = None,
     ):
         if slot.model is None:
             return unavailable()
-        return Response(scorer.one_body(user_id, k, time.perf_counter()), media_type="application/json")
+        body = scorer.one_body(user_id, k, time.perf_counter(), exclude or [])
+        return Response(body, media_type="application/json")
 
     @api.post(
         ROUTE_BATCH,
@@ -211,8 +258,23 @@ def build(scorer: Scorer) -> FastAPI:
     async def recommend_batch(request: Annotated[BatchIn, Body()]):
         if slot.model is None:
             return unavailable()
-        body = await scorer.batch_body(request.user_ids, request.k, time.perf_counter())
+        body = await scorer.batch_body(request.user_ids, request.k, time.perf_counter(), request.exclude)
         return Response(body, media_type="application/json")
+
+    @api.post(
+        ROUTE_FEEDBACK,
+        response_model=FeedbackOut,
+        responses={
+            **invalid,
+            404: {"model": Problem, "description": "No live build could have issued the request id; why"},
+        },
+        summary="What a user did with a recommended item: counted for the build that served the list",
+    )
+    async def feedback(event: Annotated[FeedbackIn, Body()]):
+        try:
+            return scorer.take_feedback(event.request_id, event.item_id, event.event)
+        except NotIssued as exc:
+            return JSONResponse({"detail": f"request_id: {exc}"}, status_code=404)
 
     @api.get(
         "/model-card",

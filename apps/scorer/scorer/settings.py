@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from modelshare import ConfigError, cpus, env_float, env_int, env_str
+from scorer.contract import MAX_EXCLUDE, MAX_EXCLUDE_ID
+
+# The feedback dedupe table's file (scorer.feedback), set by `python -m scorer` for its workers.
+FEEDBACK_TABLE_ENV = "SCORER_FEEDBACK_TABLE"
+_EVENT = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -22,12 +29,15 @@ class Settings:
     max_batch_users: int
     prediction_log_sample: float  # share of requests whose answers go to the prediction log
     request_timeout_seconds: float
+    feedback_events: tuple[str, ...] = ("click", "purchase")  # the events POST /feedback accepts
+    feedback_window_seconds: float = 86400.0  # how long after a list its feedback is accepted
+    feedback_key_file: str | None = None  # the key that authenticates request ids (scorer.feedback)
 
     @property
     def max_body_bytes(self) -> int:
-        # Room for every allowed user id at up to 1 KiB each; anything larger is refused (413)
-        # before it is read into memory.
-        return 64 * 1024 + 1024 * self.max_batch_users
+        # Room for every allowed user id at up to 1 KiB each, and for the largest `exclude`;
+        # anything larger is refused (413) before it is read into memory.
+        return 64 * 1024 + 1024 * self.max_batch_users + MAX_EXCLUDE * (MAX_EXCLUDE_ID + 8)
 
 
 def from_env() -> Settings:
@@ -47,6 +57,17 @@ def from_env() -> Settings:
     build = env_str("BUILD_NUMBER")
     if not (build.isascii() and build.isprintable()):  # it goes into every response's X-Model-Build
         raise ConfigError(f"environment variable BUILD_NUMBER must be printable ASCII, got {build!r}")
+    events = tuple(event.strip() for event in env_str("FEEDBACK_EVENTS", "click,purchase").split(","))
+    if not all(_EVENT.fullmatch(event) for event in events) or len(set(events)) != len(events):
+        raise ConfigError(
+            "environment variable FEEDBACK_EVENTS must be distinct comma-separated names "
+            f"([a-z0-9_-], up to 32 characters), got {','.join(events)!r}"
+        )
+    key_file = os.environ.get("FEEDBACK_KEY_FILE", "").strip() or None
+    try:
+        read_key(key_file)  # now, so that a bad key stops the pod at start
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"environment variable FEEDBACK_KEY_FILE: {exc}") from None
     return Settings(
         modelfolder=modelfolder,
         build=build,
@@ -59,7 +80,21 @@ def from_env() -> Settings:
         max_batch_users=env_int("MAX_BATCH_USERS", 1000, minimum=1),
         prediction_log_sample=sample,
         request_timeout_seconds=env_float("REQUEST_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+        feedback_events=events,
+        feedback_window_seconds=env_float("FEEDBACK_WINDOW_SECONDS", 86400.0, minimum=1.0),
+        feedback_key_file=key_file,
     )
+
+
+def read_key(path: str | None) -> bytes | None:
+    """The key that authenticates request ids (scorer.feedback), from FEEDBACK_KEY_FILE: a mounted
+    Secret, never the environment itself. None without one."""
+    if not path:
+        return None
+    key = Path(path).read_bytes().strip()
+    if len(key) < 16:
+        raise ValueError(f"{path} must hold a key of at least 16 bytes")
+    return key
 
 
 @functools.cache

@@ -31,7 +31,7 @@ NOVELTY_BUCKETS = (0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 class Telemetry:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, build: str, log_sample: float = 1.0):
+    def __init__(self, build: str, log_sample: float = 1.0, feedback_events: tuple[str, ...] = ()):
         self.build = build
         self.log = PredictionLog(build, log_sample)
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -63,6 +63,27 @@ class Telemetry:
             "Users answered (a batch request counts each of its users)",
             registry=registry,
         )
+        self.items_shown = Counter(
+            "scorer_items_shown_total",
+            "Items returned in the lists answered (a list per user: scorer_predictions_total)",
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "scorer_feedback_total",
+            "Feedback events counted (a replay once), by the build that served the list and the event",
+            ["served_by", "event"],
+            registry=registry,
+        )
+        # This build's series exist from the start (at 0): Prometheus's increase() misses what a
+        # series counted before its first scrape.
+        for event in feedback_events:
+            self.feedback.labels(build, event)
+        self.feedback_replays = Counter(
+            "scorer_feedback_replays_total",
+            "Feedback events not counted because this pod counted them before",
+            ["event"],
+            registry=registry,
+        )
         self.novelty = Histogram(
             "scorer_novelty",
             "Novelty of each known user answered: the share of training users more typical than them",
@@ -90,6 +111,15 @@ class Telemetry:
         series[0].inc()
         series[1].observe(seconds)
 
+    def feedback_received(
+        self, request_id: str, served_by: str, item: str, event: str, counted: bool
+    ) -> None:
+        if counted:
+            self.feedback.labels(served_by, event).inc()
+        else:
+            self.feedback_replays.labels(event).inc()
+        self.log.feedback(request_id, served_by, item, event, counted)
+
     def model_loaded(self, model_sha256: str) -> None:
         self.log.model_sha256 = model_sha256
         self.model_info.labels(self.build, model_sha256).set(1)
@@ -110,6 +140,7 @@ class Telemetry:
             elif rec.novelty is not None:
                 self.novelty.observe(rec.novelty)
         self.predictions.inc(len(recommendations))
+        self.items_shown.inc(sum(len(rec.item_ids) for rec in recommendations))
         if fallbacks:
             self.fallbacks.inc(fallbacks)
         self.log.write(recommendations, k, seconds)
