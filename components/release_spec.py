@@ -119,6 +119,9 @@ class ReleaseRecord(TypedDict):
     service: ReleaseService
     objects: ReleaseObjects
     promotedFrom: NotRequired[str]  # promoted releases: the source stack
+    # What training produced (components/training_results.py), from the update that trained it;
+    # a promoted release carries its source's. Absent in records of stacks before it.
+    training: NotRequired[dict[str, Any]]
 
 
 @dataclass(frozen=True)
