@@ -55,7 +55,7 @@ def parse(message: str, build: str) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict) or str(summary.get("build")) != build or "modelSha256" not in summary:
         return None
-    return _without_nulls(summary)
+    return summary
 
 
 def _without_nulls(value: Any) -> Any:
@@ -104,7 +104,7 @@ READER: contextvars.ContextVar[PodMessages] = contextvars.ContextVar(
 
 
 def read(namespace: str, job: str, build: str) -> dict[str, Any]:
-    """The summary build `build`'s trainer left in the pods of its completed Job `job`."""
+    """The summary build `build`'s trainer left in the pods of its completed Job `job`, as recorded."""
     try:
         messages = READER.get()(namespace, job)
     except Exception as exc:  # noqa: BLE001 - any failure to read is this one error, naming the Job
@@ -115,7 +115,7 @@ def read(namespace: str, job: str, build: str) -> dict[str, Any]:
     for message in messages:
         summary = parse(message, build)
         if summary is not None:
-            return summary
+            return _without_nulls(summary)
     raise TrainingResultsError(
         f"Job {namespace}/{job} completed, but none of its pods' {CONTAINER} containers left a "
         f"termination message with build {build}'s training summary ({len(messages)} message(s) found): "

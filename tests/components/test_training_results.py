@@ -187,4 +187,4 @@ def test_from_cluster_reads_the_trainer_messages_of_the_jobs_pods(tmp_path, monk
         server.server_close()
     assert messages == [message(SUMMARY)]
     assert ApiServer.paths == ["/api/v1/namespaces/mlpipeline-dev/pods?labelSelector=job-name%3Dtrain-153"]
-    assert training_results.parse(messages[0], "153") == SUMMARY
+    assert training_results.parse(messages[0], "153") == {**SUMMARY, "champion": None}
