@@ -11,11 +11,9 @@ object changes. Every component's arguments are built here, from the settings; n
 reads the config itself.
 """
 
-import dataclasses
-
 import pulumi
 
-from components import labels, release_spec, training_results
+from components import labels, release_spec
 from components.azure_group import AzureGroup, AzureGroupArgs
 from components.ledger import Ledger, LedgerArgs
 from components.model_store import ModelStore, ModelStoreArgs
@@ -50,10 +48,6 @@ def shared(name: str, component: str, **annotations: str) -> dict:
 
 # --- plan: previous outputs -> what this update does ----------------------------------------------
 previous = read_previous()
-# What the releases' training Jobs produced since (their trainers' termination messages) joins their records.
-previous = dataclasses.replace(
-    previous, releases=training_results.attach(previous.releases, settings.namespace)
-)
 plan = plan_update(settings, previous)
 source = None
 if settings.promote_from is not None:  # the source's record, when the build is new here

@@ -82,11 +82,22 @@ class Ledger(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+        if plan.new_build and args.source is None:
+            records[-1] = self._with_training(records[-1])
         self.live_builds = list(self.releases)
         self.retired = list(plan.retired)
         self.history = {r["build"]: r for r in plan.history}
         self.records = self._all_records(records)
         self.register_outputs({"liveBuilds": self.live_builds, "retired": self.retired})
+
+    def _with_training(self, record: ReleaseRecord) -> ReleaseRecord:
+        """The new build's record with what its training produced, read once its Job completed
+        (components/training_results.py): in the `releases` output of the update that trains it."""
+        release = self.releases[record["build"]]
+        training = training_results.after_completion(
+            release.job.status, release.namespace, release.job_name, release.build.id
+        )
+        return {**record, "training": training}  # type: ignore[typeddict-item]  # resolved with the images
 
     @staticmethod
     def _all_records(records: Sequence[Mapping[str, Any]]) -> pulumi.Output[dict]:
@@ -111,8 +122,8 @@ class Ledger(pulumi.ComponentResource):
                 cast(Mapping[str, str], source["images"]),
             )
             record = promotion.promoted_record(args.template, build, args.source.stack)
-            if source.get(training_results.FIELD):  # trained in the source stack: the same model
-                record[training_results.FIELD] = source[training_results.FIELD]  # type: ignore[literal-required]
+            if "training" in source:  # trained in the source stack: the same model
+                record["training"] = source["training"]
             return record
         images = (
             prebuilt_refs(args.build.id)

@@ -11,10 +11,13 @@ the source stack's `releases` output (a StackReference) and records it in its ow
                                                      runs `python -m modelshare.promote`, copying
                                                      <source share>/<build> into this stack's
                                                      share and checking every sha256 against the
-                                                     source manifest before writing complete.txt
+                                                     source manifest, and the model against this
+                                                     stack's own gate, before writing complete.txt
 
 The Deployment waits for the Job (as it waits for training elsewhere) and its waiter verifies the
-manifest again before the scorer starts. From then on the release is re-declared from this
+manifest again before the scorer starts. The Job fails fast as training does: a damaged source file
+or a build below this stack's gate fails it at the first refusal, and `pulumi up` with it, naming
+the file or the gate. From then on the release is re-declared from this
 stack's own ledger like any other, so the source may retire 153 without touching this stack.
 
 SourceAccess (once per stack) reaches the source: its Azure file share through a static
@@ -43,9 +46,6 @@ from components.sdk_internals import stack_output_now
 SOURCE_CLAIM = "promotion-source"  # fixed, so the volume can be reserved for exactly this claim
 SOURCE_MOUNT = "/mnt/source"  # the source stack's share, read-only
 CREDENTIALS_OUTPUT = "promotionCredentials"  # secret stack output of a source stack
-# modelshare.promote is idempotent (a complete, verifying copy is left alone; a partial one is
-# redone), so retries only absorb a lost node or a flaky mount.
-BACKOFF_LIMIT = 2
 
 
 class PromotionError(ValueError):
@@ -151,7 +151,14 @@ def promoted_record(
 def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) -> dict[str, Any]:
     """Job promote-<build>: copy and verify the source's model folder, in the release's own pod
     profile (same waiter image and resources, pull secret, restricted security context, model
-    share), with the training Job's deadline."""
+    share), with the training Job's deadline.
+
+    It fails fast as training does (release_spec.job): modelshare.promote refuses a build below
+    this stack's own gate (the GATE_* the waiter gets) or a damaged source file before it writes
+    complete.txt, naming the gate or the file in its termination message, and the first refusal
+    fails the Job and `pulumi up` within seconds, instead of the waiter crash-looping until the
+    rollout deadline. The copy is idempotent (a complete, verifying copy is left alone), so a
+    `pulumi up` after a lost node or a flaky mount finishes the job."""
     copier = release_spec.container(
         "promote",
         b.images["waiter"],
@@ -160,11 +167,13 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
             {"name": "SOURCE_MODELFOLDER", "value": f"{SOURCE_MOUNT}/{b.build.id}"},
             {"name": "MODELFOLDER", "value": release_spec.model_folder(b.build.id)},
             {"name": "BUILD_NUMBER", "value": b.build.id},
+            *({"name": name, "value": value} for name, value in release_spec.gate_env(t).items()),
         ],
         t.resources["waiter"],
         models_read_only=False,
         extra_mounts=[{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
     )
+    copier["terminationMessagePolicy"] = release_spec.TERMINATION_MESSAGE_POLICY
     source = {"name": "source", "persistentVolumeClaim": {"claimName": SOURCE_CLAIM, "readOnly": True}}
     pod = {**release_spec.pod_spec(t.models_claim, t.pull_secret, "Never", [source]), "containers": [copier]}
     return release_spec.job(
@@ -173,7 +182,6 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
         labels.recommended("promoter", job_name(b.build.dns), b.build.id, "promotion"),
         release_spec.provenance(t, b),
         t.train_timeout_seconds,
-        BACKOFF_LIMIT,
         pod,
     )
 

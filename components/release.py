@@ -70,16 +70,11 @@ def check_objects(record: Mapping[str, Any]) -> None:
         raise RecordError(f"release {build}: name {record.get('name')!r} is not the build's DNS form")
 
 
-# What other modules need of a record they hold before any Release exists (the previous outputs, a
-# source stack's record): read here, so that no module outside the ledger and this one knows the
-# record's nested shape. Each tolerates a record without the field (None).
+# What other modules need of a record they hold before any Release exists (a source stack's
+# record): read here, so that no module outside the ledger and this one knows the record's nested
+# shape. Each tolerates a record without the field (None).
 def _recorded_job_metadata(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return record.get("objects", {}).get("job", {}).get("metadata", {})
-
-
-def recorded_job_name(record: Mapping[str, Any]) -> str | None:
-    """The name of the release's Job (train-<dns> or promote-<dns>)."""
-    return _recorded_job_metadata(record).get("name")
 
 
 def recorded_data_location(record: Mapping[str, Any]) -> str | None:

@@ -39,15 +39,19 @@ SERVICE_PORT = 80
 SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
 RUN_AS = 10001  # numeric, so runAsNonRoot can be checked without reading the image
 POLL_INTERVAL_SECONDS = 5
-# Fail fast: the trainer's exit is its decision (bad data, a failed gate, another release's folder),
-# so the first failed pod fails the Job; pulumi-kubernetes ends its await at once on the Job's
-# BackoffLimitExceeded (and only on that or DeadlineExceeded), printing the pod's termination
-# message: the trainer's reason. Pods lost to node failure, drain or preemption (condition
-# DisruptionTarget) do not count and are replaced; their attempts cannot mix (modelshare.publish).
-TRAIN_BACKOFF_LIMIT = 0
-TRAIN_POD_FAILURE_POLICY = {
+# Fail fast: a release's Job (training, or promotion's copy) exits non-zero only on a decision (bad
+# data, a failed gate, a damaged source file, another release's folder), so the first failed pod
+# fails the Job; pulumi-kubernetes ends its await at once on the Job's BackoffLimitExceeded (and
+# only on that or DeadlineExceeded), printing the pod's termination message: the container's
+# reason. Pods lost to node failure, drain or preemption (condition DisruptionTarget) do not count
+# and are replaced; their attempts cannot mix (modelshare.publish).
+BACKOFF_LIMIT = 0
+POD_FAILURE_POLICY = {
     "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
 }
+# A Job's container ends with its reason as its termination message; a crash without one leaves
+# its log tail instead.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 # pulumi-kubernetes gives up this long after the Job's own deadline: the Job's DeadlineExceeded
 # is the clearer error, so it should come first.
 AWAIT_MARGIN_SECONDS = 300
@@ -115,6 +119,9 @@ class ReleaseRecord(TypedDict):
     service: ReleaseService
     objects: ReleaseObjects
     promotedFrom: NotRequired[str]  # promoted releases: the source stack
+    # What training produced (components/training_results.py), from the update that trained it;
+    # a promoted release carries its source's. Absent in records of stacks before it.
+    training: NotRequired[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -181,9 +188,9 @@ def _env(pairs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in pairs.items()]
 
 
-def _gate_env(t: ReleaseTemplate) -> dict[str, str]:
-    """The quality gate, the same for the trainer (which decides it, failing the Job) and the
-    waiter (which checks it again before the scorer starts)."""
+def gate_env(t: ReleaseTemplate) -> dict[str, str]:
+    """The stack's quality gate, the same for the Job (the trainer, or promotion's copy, which decides
+    it, failing the Job) and the waiter (which checks it again before the scorer starts)."""
     env = {"GATE_MIN_NDCG": repr(float(t.gate_min_ndcg)), "GATE_MIN_LIFT": repr(float(t.gate_min_lift))}
     if t.champion is not None and t.champion_tolerance is not None:
         env["GATE_CHAMPION_MODELFOLDER"] = model_folder(t.champion)
@@ -246,7 +253,7 @@ def provenance(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
     """The annotations every object and pod of the release carries: the provenance known when the
     release is declared (what training finds is in its record)."""
     config = {
-        "gate": _gate_env(t),
+        "gate": gate_env(t),
         **({"drift": dict(t.drift_env)} if t.drift_env else {}),
         "trainerEnv": dict(t.trainer_env),
         "trainTimeoutSeconds": t.train_timeout_seconds,
@@ -268,12 +275,11 @@ def job(
     job_labels: Mapping[str, str],
     annotations: Mapping[str, str],
     deadline_seconds: int,
-    backoff_limit: int,
     pod: Mapping[str, Any],
-    pod_failure_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A release's Job (training, or promotion's copy): awaited by pulumi-kubernetes a little
-    longer than its own deadline, so that the Job's DeadlineExceeded is the error one sees."""
+    """A release's Job (training, or promotion's copy): failing at its container's first decision
+    (BACKOFF_LIMIT, POD_FAILURE_POLICY), awaited by pulumi-kubernetes a little longer than its own
+    deadline, so that the Job's DeadlineExceeded is the error one sees."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -284,8 +290,8 @@ def job(
             "annotations": {**annotations, labels.TIMEOUT: str(deadline_seconds + AWAIT_MARGIN_SECONDS)},
         },
         "spec": {
-            "backoffLimit": backoff_limit,
-            **({"podFailurePolicy": dict(pod_failure_policy)} if pod_failure_policy else {}),
+            "backoffLimit": BACKOFF_LIMIT,
+            "podFailurePolicy": dict(POD_FAILURE_POLICY),
             "activeDeadlineSeconds": deadline_seconds,
             "template": {"metadata": {"labels": job_labels, "annotations": annotations}, "spec": dict(pod)},
         },
@@ -308,14 +314,14 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         "trainer",
         b.images["trainer"],
         "trainer",
-        _env({**_identity_env(b), **_gate_env(t), **t.drift_env})
+        _env({**_identity_env(b), **gate_env(t), **t.drift_env})
         + [dict(e) for e in t.data_env]
         + _env(t.trainer_env),
         t.resources["trainer"],
         models_read_only=False,
         extra_mounts=t.data_mounts,
     )
-    trainer["terminationMessagePolicy"] = "FallbackToLogsOnError"  # a crash without a reason: the log tail
+    trainer["terminationMessagePolicy"] = TERMINATION_MESSAGE_POLICY
     # Never: each retry is a fresh pod whose logs stay for a post-mortem.
     pod = {**pod_spec(t.models_claim, t.pull_secret, "Never", t.data_volumes), "containers": [trainer]}
     train_labels = labels.recommended("trainer", job_name(b.build.dns), b.build.id, "training")
@@ -325,9 +331,7 @@ def training_job(t: ReleaseTemplate, b: BuildInfo) -> dict[str, Any]:
         train_labels,
         {**provenance(t, b), **_skips(t)},
         t.train_timeout_seconds,
-        TRAIN_BACKOFF_LIMIT,
         pod,
-        TRAIN_POD_FAILURE_POLICY,
     )
 
 
@@ -360,7 +364,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         _env(
             {
                 **_identity_env(b),
-                **_gate_env(t),
+                **gate_env(t),
                 "WAIT_TIMEOUT_SECONDS": str(t.wait_timeout_seconds),
                 "POLL_INTERVAL_SECONDS": str(POLL_INTERVAL_SECONDS),
             }

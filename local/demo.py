@@ -4,6 +4,8 @@
       -> the release's training Job        played to completion   (trainer)
       -> its scoring Deployment            init container, then   (waiter, then scorer)
          the scorer ready by the Deployment's own readiness probe
+      -> the update's outputs: the program rendered again with the trainer's termination
+         message, as `pulumi up` reads it once the Job completed (components/training_results.py)
       -> sample recommendations, URLs; serve until Ctrl-C (or exit, without a terminal)
 
 Every command, environment variable, mount and probe comes from the rendered objects, so the demo
@@ -59,8 +61,10 @@ class Release:
     job: Pod
     deployment: Pod
     data_dir: Path
-    # Job name -> what its trainer left as the termination message: the next render reads them back
-    # into the releases' records, as the program reads the Job's pods in a cluster.
+    config: dict  # the stack config overrides the release was rendered with, build included
+    previous: dict | None  # the `releases` output of the last play, fed back
+    # Job name -> what its trainer left as the termination message: the update's outputs hold it in
+    # the release's record, as the program reads the completed Job's pods in a cluster.
     pod_messages: dict[str, str] = field(default_factory=dict)
 
 
@@ -132,17 +136,33 @@ def play(
     train(release, runtime)
     hold(release, runtime)
     played = serve(release, runtime)
+    try:
+        played.rendering = recorded(release)
+    except Exception:
+        runtime.stop(played.scorer)
+        raise
     state_file = root / "stack.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(
-        json.dumps(
-            {"releases": release.rendering.outputs["releases"], "podMessages": release.pod_messages},
-            indent=2,
-            sort_keys=True,
-        )
+        json.dumps({"releases": played.rendering.outputs["releases"]}, indent=2, sort_keys=True)
     )
     release.job.cleanup()
     return played
+
+
+def recorded(release: Release) -> Rendering:
+    """The update's outputs: the program rendered again with what the played trainer left as its
+    termination message, which `pulumi up` reads once the Job completed and records with the release."""
+    rendering = render(
+        STACK, release.config, previous_releases=release.previous, pod_messages=release.pod_messages
+    )
+
+    def pod(of: Rendering) -> dict:
+        return release_object(of, "Job", release.build)["spec"]["template"]["spec"]
+
+    if pod(rendering) != pod(release.rendering):  # the same program twice: only createdAt may move
+        raise PlayError(f"build {release.build}: the Job rendered for the outputs is not the one played")
+    return rendering
 
 
 def render_release(
@@ -151,15 +171,16 @@ def render_release(
     """Render the stack for `build` (default: the next one after the last play's) with the sample data in place."""
     state_file = root / "stack.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    previous, pod_messages = state.get("releases"), state.get("podMessages", {})
+    previous = state.get("releases")
     build = build or next_build(previous or {})
     say(
         f"rendering stack '{STACK}' for build {build} under Pulumi mocks"
         + (f" (the ledger keeps {', '.join(sorted(previous))})" if previous else "")
     )
-    rendering = render(
-        STACK, {**(config or {}), "build": build}, previous_releases=previous, pod_messages=pod_messages
-    )
+    config = {**(config or {}), "build": build}
+    # The objects to play (the record's `training` here is the mocks' stand-in: `recorded` renders
+    # the outputs again with what the played trainer leaves).
+    rendering = render(STACK, config, previous_releases=previous)
     secrets = secrets_of(rendering)
     volumes = root / "volumes"
     job = Pod.of(release_object(rendering, "Job", build), volumes, secrets)
@@ -180,7 +201,8 @@ def render_release(
         job=job,
         deployment=deployment,
         data_dir=data_dir,
-        pod_messages=dict(pod_messages),
+        config=config,
+        previous=previous,
     )
 
 

@@ -14,6 +14,9 @@ What the mocks answer in place of the engine and providers:
     a reference to another stack -> `other_stacks[name]`, else an error (as Pulumi fails);
   - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not,
     unknown in a preview (nothing is built then);
+  - the kubelet, asked for a completed training Job's termination messages -> `pod_messages[job]`
+    when given (none for a Job it does not name), else what the mocked trainer of each declared Job
+    leaves (`mock_trainer_message`: the summary's shape, digests derived from the Job's name);
   - Azure resources -> their names, the registry's login server; the list-keys/credentials
     invokes -> the fake secrets in MOCK_SECRETS, so tests can check that they never leak.
 
@@ -329,7 +332,8 @@ def render(
     pod_messages: Mapping[str, str] | None = None,
 ) -> Rendering:
     """Run the program for `stack` under mocks and return what it declared and exported.
-    `pod_messages`: job name -> the termination message its trainer left (none by default)."""
+    `pod_messages`: job name -> the termination message its trainer left (None: the mocked
+    trainer's, `mock_trainer_message`)."""
     values = {**(stack_config(stack) if use_stack_file else {}), **(config or {})}
     strings = _config_strings(values)
     context = contextvars.Context()  # fresh Pulumi globals for this evaluation
@@ -346,7 +350,7 @@ def render(
         dict(other_stacks or {}),
         preview,
         _run_program_file,
-        dict(pod_messages or {}),
+        None if pod_messages is None else dict(pod_messages),
     )
 
 
@@ -359,18 +363,65 @@ def render_components(
     """Run `declare` as the whole program (component tests): what it declares, and in `result` what
     it returns (an Output is awaited). Same mocks as `render`, no stack file."""
     strings = _config_strings(config or {})
-    return contextvars.Context().run(_render, stack, strings, previous_outputs, {}, False, declare, {})
+    return contextvars.Context().run(_render, stack, strings, previous_outputs, {}, False, declare, None)
 
 
 def _run_program_file() -> None:
     runpy.run_path(str(PROGRAM), run_name="__main__")
 
 
+def mock_trainer_message(job: Mapping[str, Any]) -> str:
+    """What the mocked trainer of the declared Job `job` leaves as its termination message: a line
+    for a person, then the summary line apps/trainer writes (trainer.main.summary), its digests
+    derived from the Job's name as the mocked image digests are from the image's. Nothing trains
+    under mocks: no metrics, no family."""
+    name = job["metadata"]["name"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    summary = {
+        "build": env.get("BUILD_NUMBER"),
+        "modelSha256": _digest(f"model of {name}"),
+        "gitSha": env.get("GIT_SHA"),
+        "trainerImage": env.get("TRAINER_IMAGE"),
+        "data": {
+            "source": job["metadata"].get("annotations", {}).get("mlpipeline/data"),
+            "sha256": _digest(f"data of {name}"),
+            "files": None,
+            "rowsUsed": None,
+        },
+        "family": None,
+        "params": None,
+        "test": None,
+        "liftNdcg": None,
+        "gatePassed": None,
+        "champion": None,
+    }
+    return f"build {summary['build']} trained under mocks\n" + json.dumps(summary, separators=(",", ":"))
+
+
+def _kubelet(monitor: _Monitor, pod_messages: Mapping[str, str] | None) -> training_results.PodMessages:
+    """The termination messages of a Job's trainer containers, as the mocks' kubelet answers them."""
+
+    def messages(namespace: str, job: str) -> list[str]:
+        if pod_messages is not None:
+            return [pod_messages[job]] if job in pod_messages else []
+        declared = [
+            r.inputs
+            for r in list(monitor.registered)
+            if r.type == "kubernetes:batch/v1:Job"
+            and r.inputs["metadata"]["name"] == job
+            and r.inputs["metadata"].get("namespace") == namespace
+        ]
+        return [mock_trainer_message(manifest) for manifest in declared]
+
+    return messages
+
+
 def _render(stack, strings, previous, other_stacks, preview, declare, pod_messages) -> Rendering:
-    # No cluster under mocks: the trainers' termination messages are the ones given.
-    training_results.READER.set(lambda namespace, job: [pod_messages[job]] if job in pod_messages else [])
     mocks = _Mocks(stack, previous, other_stacks, preview)
     monitor = _Monitor(mocks)
+    # No cluster under mocks: the trainers' termination messages are the given or the mocked ones.
+    training_results.READER.set(_kubelet(monitor, pod_messages))
     policy = asyncio.get_event_loop_policy()
     try:
         outer_loop = policy.get_event_loop()

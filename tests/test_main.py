@@ -100,7 +100,7 @@ def test_retention_retires_exactly_the_oldest(history):
 def test_a_change_of_the_template_code_never_reaches_an_old_release(history, monkeypatch):
     second = history[1]
     # Simulate a later commit that changes how releases are rendered.
-    monkeypatch.setattr(release_spec, "TRAIN_BACKOFF_LIMIT", 6)
+    monkeypatch.setattr(release_spec, "BACKOFF_LIMIT", 6)
     monkeypatch.setattr(release_spec, "POLL_INTERVAL_SECONDS", 1)
     monkeypatch.setattr(
         release_spec, "CONTAINER_SECURITY", {**release_spec.CONTAINER_SECURITY, "runAsUser": 20002}

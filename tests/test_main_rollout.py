@@ -385,6 +385,18 @@ def test_prod_copies_the_model_with_a_verified_read_only_copy_before_the_scorer_
     assert MOCK_SECRETS["storage_key"] in secrets and MOCK_SECRETS["registry_password"] in secrets
 
 
+def test_prods_copy_job_holds_devs_build_to_prods_own_gate_and_fails_fast(promoted):
+    _, prod = promoted
+    (job,) = prod.k8s("Job")
+    copier = job["spec"]["template"]["spec"]["containers"][0]
+    waiter = next(o for o in prod.k8s("Deployment"))["spec"]["template"]["spec"]["initContainers"][0]
+    gate = {e["name"]: e["value"] for e in copier["env"] if e["name"].startswith("GATE_")}
+    # Pulumi.prod.yaml's gate (dev's is laxer), exactly as prod's waiter checks it again.
+    assert gate == {"GATE_MIN_NDCG": "0.01", "GATE_MIN_LIFT": "1.1"}
+    assert gate == {e["name"]: e["value"] for e in waiter["env"] if e["name"].startswith("GATE_")}
+    assert job["spec"]["backoffLimit"] == 0 and copier["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
 def test_prod_keeps_its_own_ledger_when_dev_moves_on(promoted):
     dev, prod = promoted
     dev_later = copy.deepcopy(dev.outputs)

@@ -1,5 +1,7 @@
 """Promotion: the copy Job in a promoted record, the source checks, and the read-only source access."""
 
+import dataclasses
+
 import pytest
 
 from components import release_spec
@@ -15,6 +17,7 @@ from components.promotion import (
 )
 from local.render import MASK, render_components
 from tests.components.crd_schemas import validate
+from tests.components.job_await import pulumi_job_error
 
 DIGEST = "@sha256:" + "a" * 64
 IMAGES = {app: f"mlpdev.azurecr.io/mlpipeline/{app}{DIGEST}" for app in ("trainer", "waiter", "scorer")}
@@ -74,10 +77,66 @@ def test_copy_job_runs_the_waiter_image_as_modelshare_promote():
         "SOURCE_MODELFOLDER": "/mnt/source/153",
         "MODELFOLDER": "/mnt/models/153",
         "BUILD_NUMBER": "153",
+        "GATE_MIN_NDCG": "0.01",  # this stack's gate (template()), not the source's
+        "GATE_MIN_LIFT": "1.1",
     }
     assert pod["restartPolicy"] == "Never"
     assert pod["imagePullSecrets"] == [{"name": "registry-pull"}]
     assert job["spec"]["activeDeadlineSeconds"] == 1800
+
+
+def test_copy_job_holds_the_build_to_this_stacks_gate_as_its_waiter_does():
+    champion = dataclasses.replace(template(), champion="152", champion_tolerance=0.02)
+    record = promoted_record(champion, source_build(), "dev")
+    copier = record["objects"]["job"]["spec"]["template"]["spec"]["containers"][0]
+    waiter = record["objects"]["deployment"]["spec"]["template"]["spec"]["initContainers"][0]
+
+    def gate(container):
+        return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GATE_")}
+
+    assert (
+        gate(copier)
+        == gate(waiter)
+        == {
+            "GATE_MIN_NDCG": "0.01",
+            "GATE_MIN_LIFT": "1.1",
+            "GATE_CHAMPION_MODELFOLDER": "/mnt/models/152",
+            "GATE_CHAMPION_TOLERANCE": "0.02",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "promotion of build 153 refused: it is below this stack's quality gate: "
+        "model.ndcg_at_k 0.0080 < GATE_MIN_NDCG 0.0100",
+        "promotion of build 153 from /mnt/source/153 failed: /mnt/source/153/model/item_ids.json has sha256 "
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, the manifest says 2c26b46b",
+    ],
+)
+def test_a_refused_copy_fails_the_update_within_a_minute_naming_the_gate_or_the_file(refusal):
+    job = promotion_job(template(), source_build())
+    copier = job["spec"]["template"]["spec"]["containers"][0]
+    assert copier["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    seconds, error = pulumi_job_error(job, [(60.0, 5, refusal, False)])
+    assert seconds < 60 and error.startswith("[BackoffLimitExceeded]") and refusal in error
+    # Before: only the waiter checked this stack's gate, crash-looping until the rollout deadline.
+    assert (
+        release_spec.render(template(), source_build())["objects"]["deployment"]["spec"][
+            "progressDeadlineSeconds"
+        ]
+        >= 10 * 60
+        > 10 * seconds
+    )
+
+
+def test_a_copy_pod_lost_with_its_node_is_replaced_not_counted():
+    job = promotion_job(template(), source_build())
+    seconds, error = pulumi_job_error(
+        job, [(60.0, 137, "node lost", True), (400.0, 5, "below this stack's quality gate", False)]
+    )
+    assert error.startswith("[BackoffLimitExceeded]") and seconds - (400.0 - 60.0) < 60
 
 
 def test_source_share_is_mounted_read_only_and_this_stacks_share_writable():
@@ -105,7 +164,7 @@ def test_build_with_dots_keeps_its_folder_and_gets_a_dns_job_name():
     job = promotion_job(template(), source_build("20180523.5"))
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert job["metadata"]["name"] == "promote-20180523-5"
-    assert env == {
+    assert {k: env[k] for k in ("SOURCE_MODELFOLDER", "MODELFOLDER", "BUILD_NUMBER")} == {
         "SOURCE_MODELFOLDER": "/mnt/source/20180523.5",
         "MODELFOLDER": "/mnt/models/20180523.5",
         "BUILD_NUMBER": "20180523.5",

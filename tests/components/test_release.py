@@ -52,9 +52,8 @@ def test_a_record_whose_name_is_not_its_builds_dns_form_is_refused(local_first):
 
 
 def test_what_others_read_of_a_record_comes_from_the_release_module(local_first, dev):
-    from components.release import recorded_data_location, recorded_job_name
+    from components.release import recorded_data_location
 
-    assert recorded_job_name(local_first.outputs["releases"]["153"]) == "train-153"
     assert recorded_data_location(local_first.outputs["releases"]["153"]).startswith("pvc://")
     assert recorded_data_location(dev.outputs["releases"]["20180523.5"]).startswith("blob://")
-    assert recorded_job_name({"build": "1"}) is None and recorded_data_location({"build": "1"}) is None
+    assert recorded_data_location({"build": "1"}) is None

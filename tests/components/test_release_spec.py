@@ -5,6 +5,7 @@ import pytest
 
 from components.release_spec import MODEL_MOUNT, PORT, PROBE_PORT
 from local.render import render
+from tests.components.job_await import pulumi_job_error
 
 
 def release_objects(rendering, build):
@@ -138,48 +139,16 @@ def test_trainer_and_waiter_get_the_same_gate_and_the_release_identity(dev):
     assert trainer["TRAINER_IMAGE"] == record["images"]["trainer"] and "@sha256:" in trainer["TRAINER_IMAGE"]
 
 
-# --- fail fast: from the trainer's decision to `pulumi up`'s error, with mocked timings -----------
-# What happens between the trainer's exit and the update's error is Kubernetes' and pulumi-
-# kubernetes' behaviour, modelled here from their documented rules and source:
-# - the Job controller counts a failed pod unless a podFailurePolicy rule says Ignore (pods with the
-#   DisruptionTarget condition: node loss, drain, preemption); once failures exceed backoffLimit it
-#   sets the condition Failed with reason BackoffLimitExceeded, otherwise it starts another pod;
-# - pulumi-kubernetes' Job await (provider/pkg/await/job.go, checker/job) fails at once on Failed with
-#   reason BackoffLimitExceeded or DeadlineExceeded only (a FailJob rule's reason PodFailurePolicy
-#   is not one of them: it would wait out the timeout), printing each pod's termination message;
-#   otherwise it fails at the object's pulumi.com/timeoutSeconds.
-KUBELET_REPORT, CONTROLLER_SYNC, WATCH = 2.0, 1.0, 1.0  # seconds; mocked
-IMMEDIATE_REASONS = ("BackoffLimitExceeded", "DeadlineExceeded")
-
-
-def pulumi_job_error(job, pods):
-    """(seconds after the first decision, error text) for pods = [(decision time, exit code, message,
-    disrupted)], each a pod the Job controller starts after the previous one failed."""
-    spec, failed = job["spec"], 0
-    ignored = [
-        rule for rule in spec.get("podFailurePolicy", {}).get("rules", []) if rule["action"] == "Ignore"
-    ]
-    subErrors = []
-    for decided, _exit_code, message, disrupted in pods:
-        seen = decided + KUBELET_REPORT
-        subErrors.append(f"[Pod {job['metadata']['name']}-x]: -- [Error] {message}")
-        if disrupted and any(c["type"] == "DisruptionTarget" for r in ignored for c in r["onPodConditions"]):
-            continue
-        failed += 1
-        if failed > spec["backoffLimit"]:
-            at = seen + CONTROLLER_SYNC + WATCH
-            return at - pods[0][
-                0
-            ], "[BackoffLimitExceeded] Job has reached the specified backoff limit; " + "; ".join(subErrors)
-    return float(job["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]), "timeout"
+# --- fail fast: from the trainer's decision to `pulumi up`'s error (tests/components/job_await.py)
 
 
 @pytest.mark.parametrize(
     "reason",
     [
-        "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test users "
-        "-0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
-        "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < TRAIN_MIN_USERS 100",
+        "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 "
+        "on 4000 test users -0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
+        "training of build 20180523.5 failed: the data cannot make a trustworthy model: "
+        "1 users < TRAIN_MIN_USERS 100",
     ],
 )
 def test_a_failed_training_or_gate_fails_the_update_within_a_minute_naming_build_and_reason(dotted, reason):

@@ -4,30 +4,58 @@ this stack's share, for promotion (prod takes dev's model bytes verbatim, no ret
 SOURCE_MODELFOLDER  the source release folder (a read-only mount of the source stack's share)
 MODELFOLDER         this stack's folder for the same build
 BUILD_NUMBER        the build; both manifests must name it
+GATE_*              this stack's quality gate (modelshare.gate), the same its waiter gets
+TERMINATION_LOG     where the outcome goes (default /dev/termination-log, written only if it exists)
 
-The copy is checked file by file against the *source* manifest before complete.txt is written,
-so the waiter of the promoted release sees the same model_sha256 as the source release.
+The source is verified file by file against its manifest, then its (verified) metrics.json is held
+to *this* stack's gate, and only then copied: into a staging folder, checked against the source
+manifest again, completed and published in one rename, so the waiter of the promoted release sees
+the same model_sha256 as the source release. A refusal ends the process non-zero with the reason
+as its termination message, naming the damaged file or the gate, which is what `pulumi up` prints
+when the Job fails (components/promotion.py): a build below this stack's gate is refused in the
+seconds the verification takes, instead of its waiter crash-looping until the rollout deadline.
 Idempotent like the trainer: a destination that is complete and verifies is left alone.
+
+Exit codes: 0 copied, or already complete; 1 the source or the copy does not verify, or the copy
+failed (MODELFOLDER then holds only failed.txt); 2 configuration; 5 below the gate (nothing written).
 """
 
 from __future__ import annotations
 
+import enum
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from modelshare.config import ConfigError, env_str
-from modelshare.layout import COMPLETE, MANIFEST, FolderState, folder_state
-from modelshare.logs import log_event
-from modelshare.manifest import IntegrityError, check_files, mark_complete, verify
+from modelshare.gate import Gate, Verdict, evaluate
+from modelshare.layout import COMPLETE, MANIFEST, METRICS, FolderState, folder_state
+from modelshare.logs import log_event, write_termination_message
+from modelshare.manifest import IntegrityError, check_files, mark_complete, read_json, verify
 from modelshare.publish import PublishError, mark_failed, publish, remove_stale_staging, staging_folder
 
 APP = "promote"
 
 
-def promote(source: Path, dest: Path, build: str) -> str:
-    """Copy and verify; return "copied" or "already-complete"."""
+class Exit(enum.IntEnum):
+    PROMOTED = 0
+    FAILED = 1  # the source or the copy does not verify, or copying failed
+    CONFIG = 2  # an environment variable is missing or malformed
+    GATE = 5  # below this stack's quality gate (the waiter's code for the same refusal)
+
+
+class BelowGate(Exception):
+    """The source's model is below this stack's gate; the message lists every failed check."""
+
+
+def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> str:
+    """Verify the source, hold it to `gate`, copy and verify; return "copied" or "already-complete".
+    Raises BelowGate before anything is written when the model does not pass `gate`."""
     manifest = verify(source, build)
+    verdict = gate_verdict(gate or Gate(), source, manifest, dest)
+    if not verdict.passed:
+        raise BelowGate("; ".join(verdict.failures))
     if folder_state(dest) is FolderState.COMPLETE:
         if verify(dest, build)["files"] != manifest["files"]:
             raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
@@ -52,25 +80,58 @@ def promote(source: Path, dest: Path, build: str) -> str:
     return "copied"
 
 
+def gate_verdict(gate: Gate, source: Path, manifest: dict, dest: Path) -> Verdict:
+    """`gate` on the source's metrics.json (verified with the rest of its manifest). The release's
+    own folder is `dest`: a champion gate naming it is this release, not a challenger."""
+    metrics = None
+    if METRICS in manifest["files"]:
+        try:
+            metrics = read_json(source / METRICS)
+        except (OSError, ValueError):
+            metrics = None  # the gate then names the missing figure
+    return evaluate(gate, metrics, dest)
+
+
+def _finish(code: Exit, event: str, message: str, **fields: object) -> int:
+    log_event(APP, event, exit_code=int(code), reason=message, **fields)
+    write_termination_message(message, os.environ.get("TERMINATION_LOG", "").strip() or None)
+    return code
+
+
 def main() -> int:
     try:
         source = Path(env_str("SOURCE_MODELFOLDER"))
         dest = Path(env_str("MODELFOLDER"))
         build = env_str("BUILD_NUMBER")
+        gate = Gate.from_env()
     except ConfigError as exc:
-        log_event(APP, "config-error", error=str(exc))
-        return 2
+        return _finish(Exit.CONFIG, "config-error", f"configuration error: {exc}")
     try:
-        outcome = promote(source, dest, build)
+        outcome = promote(source, dest, build, gate)
+    except BelowGate as exc:
+        return _finish(
+            Exit.GATE,
+            "gate-failed",
+            f"promotion of build {build} refused: it is below this stack's quality gate: {exc}",
+            build=build,
+            source=str(source),
+        )
     except (IntegrityError, PublishError, OSError) as exc:
+        reason = f"promotion of build {build} from {source} failed: {exc}"
         try:
-            mark_failed(dest, f"promotion of build {build} from {source} failed: {exc}")
+            mark_failed(dest, reason)
         except (PublishError, OSError):
             pass
-        log_event(APP, "failed", build=build, source=str(source), error=str(exc))
-        return 1
-    log_event(APP, outcome, build=build, source=str(source), dest=str(dest), marker=COMPLETE)
-    return 0
+        return _finish(Exit.FAILED, "failed", reason, build=build, source=str(source))
+    return _finish(
+        Exit.PROMOTED,
+        outcome,
+        f"build {build} promoted from {source}: {outcome}, every file verified against the source manifest",
+        build=build,
+        source=str(source),
+        dest=str(dest),
+        marker=COMPLETE,
+    )
 
 
 if __name__ == "__main__":

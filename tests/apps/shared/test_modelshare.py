@@ -1,15 +1,12 @@
-"""The model share contract every app relies on: markers, manifest, verification, promotion."""
+"""The model share contract every app relies on: markers, manifest, verification (promotion:
+test_promote.py)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 import modelshare
 from modelshare import FolderState, IntegrityError
-from modelshare.promote import promote
 
 
 def write_release(folder, build="7"):
@@ -65,25 +62,3 @@ def test_env_errors_name_the_variable(monkeypatch):
     monkeypatch.delenv("MODELFOLDER", raising=False)
     with pytest.raises(modelshare.ConfigError, match="MODELFOLDER is required"):
         modelshare.env_str("MODELFOLDER")
-
-
-def test_promote_copies_verbatim_and_is_idempotent(tmp_path):
-    source, dest = tmp_path / "dev" / "7", tmp_path / "prod" / "7"
-    write_release(source)
-    assert promote(source, dest, "7") == "copied"
-    assert modelshare.model_sha256(dest) == modelshare.model_sha256(source)
-    modelshare.verify(dest, build="7")
-    assert promote(source, dest, "7") == "already-complete"
-
-
-def test_promote_refuses_a_corrupt_source_and_leaves_no_complete_release(tmp_path):
-    source, dest = tmp_path / "dev" / "7", tmp_path / "prod" / "7"
-    write_release(source)
-    (source / "metrics.json").write_text('{"k": 11}')
-    env = {**os.environ, "SOURCE_MODELFOLDER": str(source), "MODELFOLDER": str(dest), "BUILD_NUMBER": "7"}
-    run = subprocess.run(
-        [sys.executable, "-m", "modelshare.promote"], env=env, capture_output=True, text=True
-    )
-    assert run.returncode == 1
-    assert "metrics.json has" in run.stdout
-    assert modelshare.folder_state(dest) is FolderState.FAILED
