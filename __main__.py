@@ -13,8 +13,9 @@ reads the config itself.
 
 import pulumi
 
-from components import labels, release_spec
+from components import feedback_key, labels, release_spec
 from components.azure_group import AzureGroup, AzureGroupArgs
+from components.feedback_key import FeedbackKey, FeedbackKeyArgs
 from components.ledger import Ledger, LedgerArgs
 from components.model_store import ModelStore, ModelStoreArgs
 from components.monitoring import Monitoring, MonitoringArgs
@@ -118,6 +119,19 @@ else:
         opts=in_namespace,
     )
 
+# The key that authenticates the scorer's request ids: one Secret, mounted by the releases rendered with it.
+feedback = (
+    FeedbackKey(
+        "feedback",
+        FeedbackKeyArgs(
+            namespace=settings.namespace, key=settings.feedback_key, **shared("feedback-key", "feedback")
+        ),
+        opts=in_namespace,
+    )
+    if settings.feedback_key is not None
+    else None
+)
+
 # --- releases: kept ones from their records, the new one rendered (components/release_spec.py) ----
 # Each release declares its guards (network policies, disruption budget, autoscaler) from the stack's
 # operating policy: the one thing of an older release that follows the config (components/README.md).
@@ -151,6 +165,11 @@ ledger = Ledger(
             # pushed to a registry (azure's, the source's, or localRegistry): pulled by digest
             images_pushed=settings.images != "prebuilt"
             and (registry is not None or source is not None or settings.local_registry is not None),
+            scorer_env=feedback_key.scorer_env(
+                settings.feedback_events, settings.feedback_window_seconds, keyed=feedback is not None
+            ),
+            scorer_volumes=[feedback.volume] if feedback else [],
+            scorer_mounts=[feedback.mount] if feedback else [],
         ),
         policy=OperatingPolicy(
             min_replicas=settings.min_replicas,
@@ -162,7 +181,7 @@ ledger = Ledger(
         push_to=settings.local_registry,
         prebuilt_images=settings.images == "prebuilt",
         source=source,
-        depends_on=[namespace, store] + [r for r in (data, registry, access) if r is not None],
+        depends_on=[namespace, store] + [r for r in (data, registry, access, feedback) if r is not None],
         guards_depend_on=[namespace],
     ),
 )

@@ -260,6 +260,30 @@ KEYS: tuple[Key, ...] = (
         None,
     ),
     Key(
+        "feedbackEvents",
+        "The events the scorer's POST /feedback accepts (its FEEDBACK_EVENTS), e.g. [click, purchase, "
+        "add_to_cart]: distinct names of 1-32 characters a-z, 0-9, '_', '-'. Reaches new releases only.",
+        ["click", "purchase"],
+        None,
+    ),
+    Key(
+        "feedbackWindowSeconds",
+        "How long after a list was served its feedback is accepted and deduplicated (the scorer's "
+        "FEEDBACK_WINDOW_SECONDS), 1 to 604800 (a week). Reaches new releases only.",
+        86400,
+        "integer",
+    ),
+    Key(
+        "feedbackKey",
+        "Key (at least 16 bytes) that authenticates the scorer's request ids, so feedback for forged ids "
+        "is refused: one Secret of the namespace, mounted as a file into the scorer of new releases "
+        "(FEEDBACK_KEY_FILE). Set it with `pulumi config set --secret feedbackKey ...`; a plain value is "
+        "refused. Releases deployed without it refuse tagged ids (docs/CONTRACTS.md, section 5).",
+        None,
+        "string",
+        secret=True,
+    ),
+    Key(
         "promoteFrom",
         "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
         "digests, model copied and verified by sha256. Needs cloud azure.",

@@ -87,6 +87,10 @@ REGISTRY_HOST = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?(?::[0-9]{1,
 RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
 GIT_SHA = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
 STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,2}$")
+# An event name the scorer accepts in FEEDBACK_EVENTS (apps/scorer/scorer/settings.py, _EVENT).
+FEEDBACK_EVENT = re.compile(r"^[a-z0-9_-]{1,32}$")
+# The scorer refuses a shorter key (after stripping whitespace) and exits at start.
+FEEDBACK_KEY_MIN_BYTES = 16
 
 
 PEER_FIELDS = frozenset({"namespaceSelector", "podSelector", "ipBlock"})
@@ -327,6 +331,29 @@ class ConfigReader:
             parsed = [value]  # one bare host name
         if not isinstance(parsed, list) or not all(isinstance(h, str) for h in parsed):
             raise self.fail("hostnames", "a list of host names", value)
+        return tuple(parsed)
+
+    def feedback_events(self) -> tuple[str, ...]:
+        """The events POST /feedback accepts: a list of distinct names the scorer takes."""
+        value = self._raw.get("feedbackEvents")
+        if value is None or str(value).strip() == "":
+            return tuple(self._defaults["feedbackEvents"])
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            parsed = value
+        allowed = (
+            "a non-empty list of distinct event names (1-32 characters a-z, 0-9, '_', '-'), "
+            'e.g. ["click", "purchase"]'
+        )
+        if not isinstance(parsed, list) or not parsed:
+            raise self.fail("feedbackEvents", allowed, value)
+        for name in parsed:
+            if not isinstance(name, str) or not FEEDBACK_EVENT.match(name):
+                raise self.fail("feedbackEvents", allowed, name)
+        repeated = sorted({name for name in parsed if parsed.count(name) > 1})
+        if repeated:
+            raise self.fail("feedbackEvents", allowed + f"; repeated: {', '.join(repeated)}", value)
         return tuple(parsed)
 
     def fraction(self, key: str) -> float | None:

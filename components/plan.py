@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import pulumi
 
-from components import release_spec
+from components import feedback_key, release_spec
 from components.build import Build
 from components.release import RecordError, check_objects
 from components.release_spec import ReleaseRecord
@@ -108,6 +108,16 @@ def plan_update(settings: Settings, previous: Previous) -> UpdatePlan:
         history=previous.history,
         deployed=previous.deployed,
     )
+    keyed = settings.feedback_key is not None
+    feedback_key.check_key_kept(releases.kept, keyed)
+    keyless = feedback_key.without_key(releases.kept) if keyed else []
+    if keyless and releases.new_build:
+        pulumi.log.warn(
+            f"build {settings.build.id} mounts feedbackKey, live release(s) {', '.join(keyless)} do not: "
+            "until they retire, feedback that reaches a pod of the other kind than the one that served "
+            "the list is refused (404); send feedback pinned to the build that served the list "
+            "(header x-model-build; docs/CONTRACTS.md, section 5)"
+        )
     live = releases.live_builds(settings.build.id)
     traffic = plan_traffic(settings.traffic, live, settings.shadow, previous.traffic, settings.canary_percent)
     check_router(settings.router, traffic, settings.gateway, settings.hostnames)

@@ -82,6 +82,12 @@ def recorded_data_location(record: Mapping[str, Any]) -> str | None:
     return _recorded_job_metadata(record).get("annotations", {}).get(labels.DATA)
 
 
+def recorded_scorer_secrets(record: Mapping[str, Any]) -> set[str]:
+    """The Secrets the release's scorer pods mount as volumes (e.g. the feedback key's)."""
+    pod = record.get("objects", {}).get("deployment", {}).get("spec", {}).get("template", {}).get("spec", {})
+    return {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+
+
 class Release(pulumi.ComponentResource):
     build: Build  # as given to `pulumi up`, and its DNS-safe form (the record's name)
     git_sha: str  # the source revision the release was built from

@@ -154,6 +154,11 @@ class ReleaseTemplate:
     data_location: pulumi.Input[str] | None = (
         None  # provenance: where the trainer reads (blob://..., pvc://...)
     )
+    # The scorer's own settings beyond the release's identity and ports (the feedback ones,
+    # components/feedback_key.py), and the pod volumes and scorer mounts they need (the key file).
+    scorer_env: Mapping[str, str] = field(default_factory=dict)
+    scorer_volumes: Sequence[Mapping[str, Any]] = ()
+    scorer_mounts: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -356,8 +361,10 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
     score_labels = labels.recommended("scorer", deployment_name(b.build.dns), b.build.id, "scoring")
     score_selector = labels.selector("scorer", deployment_name(b.build.dns))
 
-    def app(name: str, env: list[dict]) -> dict[str, Any]:
-        return container(name, b.images[name], name, env, t.resources[name], models_read_only=True)
+    def app(name: str, env: list[dict], mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        return container(
+            name, b.images[name], name, env, t.resources[name], models_read_only=True, extra_mounts=mounts
+        )
 
     waiter = app(
         "waiter",
@@ -370,7 +377,11 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
             }
         ),
     )
-    scorer = app("scorer", _env({**common, "PORT": str(PORT), "PROBE_PORT": str(PROBE_PORT)}))
+    scorer = app(
+        "scorer",
+        _env({**common, "PORT": str(PORT), "PROBE_PORT": str(PROBE_PORT), **t.scorer_env}),
+        t.scorer_mounts,
+    )
     scorer["ports"] = [
         {"name": "http", "containerPort": PORT, "protocol": "TCP"},
         {"name": "probes", "containerPort": PROBE_PORT, "protocol": "TCP"},
@@ -390,7 +401,7 @@ def record(t: ReleaseTemplate, b: BuildInfo, release_job: dict[str, Any]) -> Rel
         "failureThreshold": 3,
     }
     pod = {
-        **pod_spec(t.models_claim, t.pull_secret, None, []),
+        **pod_spec(t.models_claim, t.pull_secret, None, t.scorer_volumes),
         "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
         # One node's loss takes as few of the release's pods as the nodes allow; a one-node
         # cluster still schedules them all (ScheduleAnyway).

@@ -22,6 +22,7 @@ from components.config_reader import (
     CLOUDS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    FEEDBACK_KEY_MIN_BYTES,
     RESOURCE_GROUP,
     ConfigReader,
     SettingsError,
@@ -75,6 +76,9 @@ class Settings:
     scorer_ingress_from: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers: router / gateway
     metrics_scrapers: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers
     blob_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret, never a plain str
+    feedback_events: tuple[str, ...] = ("click", "purchase")  # the scorer's FEEDBACK_EVENTS
+    feedback_window_seconds: int = 86400  # the scorer's FEEDBACK_WINDOW_SECONDS
+    feedback_key: pulumi.Output[str] | None = field(default=None, repr=False)  # secret; None: ids untagged
 
     @property
     def is_azure(self) -> bool:
@@ -92,13 +96,15 @@ class Settings:
                 f"known keys: {', '.join(sorted(KEY_NAMES))}"
             )
         raw = {key.name: config.get(key.name) for key in KEYS if not key.secret}
-        blob_key = config.get_secret("blobKey")
+        secrets = {key.name: _secret(config, key.name) for key in KEYS if key.secret}
+        _check_feedback_key(config)
         return cls.parse(
             raw,
             project=pulumi.get_project(),
             stack=pulumi.get_stack(),
-            blob_key=blob_key,
-            has_blob_key=_is_set(config, "blobKey"),
+            blob_key=secrets["blobKey"],
+            has_blob_key=secrets["blobKey"] is not None,
+            feedback_key=secrets["feedbackKey"],
         )
 
     @classmethod
@@ -110,6 +116,7 @@ class Settings:
         stack: str,
         blob_key: pulumi.Output[str] | None = None,
         has_blob_key: bool = False,
+        feedback_key: pulumi.Output[str] | None = None,
         git_sha_fallback: Callable[[], str] | None = None,
     ) -> Settings:
         """Check raw config strings (as Pulumi hands them over; "" or None = unset)."""
@@ -165,12 +172,33 @@ class Settings:
             blob_key=blob_key if has_blob_key else None,
             scorer_ingress_from=values.peers("scorerIngressFrom") or router_peers(router, gateway, namespace),
             metrics_scrapers=values.peers("metricsScrapers"),
+            feedback_events=values.feedback_events(),
+            feedback_window_seconds=values.integer("feedbackWindowSeconds", minimum=1, maximum=7 * 24 * 3600),
+            feedback_key=feedback_key,
         )
 
 
-def _is_set(config: pulumi.Config, key: str) -> bool:
-    # Whether a (secret) key has a value, without reading the value into plain text.
-    return config.get_secret(key) is not None
+def _secret(config: pulumi.Config, key: str) -> pulumi.Output[str] | None:
+    """A secret key's value, None when unset; a value set in plain text is refused: it would sit
+    readable in Pulumi.<stack>.yaml (the state keeps it secret either way)."""
+    value = config.get_secret(key)
+    if value is not None and not pulumi.runtime.is_config_secret(config.full_key(key)):
+        raise SettingsError(
+            f"config {NAMESPACE}:{key} must be a secret, but it is set in plain text: "
+            f"`pulumi config rm {key}`, then `pulumi config set --secret {key} <value>`"
+        )
+    return value
+
+
+def _check_feedback_key(config: pulumi.Config) -> None:
+    # Its length only, read here and dropped: the value itself stays an Output (Settings.feedback_key).
+    key = config.get("feedbackKey")
+    size = len(key.strip().encode()) if key is not None else None
+    if size is not None and size < FEEDBACK_KEY_MIN_BYTES:
+        raise SettingsError(
+            f"config {NAMESPACE}:feedbackKey must hold at least {FEEDBACK_KEY_MIN_BYTES} bytes "
+            f"(besides leading and trailing whitespace; the scorer refuses a shorter key), got {size}"
+        )
 
 
 def _configured_names() -> set[str]:

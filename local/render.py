@@ -46,13 +46,13 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import sdk_internals, training_results
+from components import catalogue, sdk_internals, training_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 PROJECT = "mlpipeline"
 ORGANIZATION = "organization"  # what get_organization() answers on a self-managed backend
-SECRET_KEYS = ("blobKey",)
+SECRET_KEYS = tuple(key.name for key in catalogue.KEYS if key.secret)  # set as `--secret` would
 MASK = "[secret]"
 
 MOCK_SECRETS = {
