@@ -6,7 +6,8 @@ the rendered Job / Deployment objects, and are translated, not re-stated:
 
 - image        -> this checkout (the apps are on the venv's path, as on the image's PYTHONPATH)
 - `python`     -> the venv's interpreter
-- volumes      -> folders under the demo's root: a claim by its claimName, an emptyDir per pod
+- volumes      -> folders under the demo's root: a claim by its claimName, an emptyDir per pod,
+                  a secret volume per pod holding the rendered Secret's items with their modes
 - mount paths  -> rewritten to those folders wherever they start an env value or an argument
 - ports        -> the container port if free on 127.0.0.1, else a free one (like a port-forward),
                   with env values and arguments equal to the container port rewritten to match
@@ -79,6 +80,10 @@ class Pod:
                         tempfile.mkdtemp(prefix=f"{self.name}-{volume_name}-")
                     )
                 path = self._empty_dirs[volume_name]
+            elif "secret" in volume:
+                if volume_name not in self._empty_dirs:
+                    self._empty_dirs[volume_name] = self._secret_files(volume["secret"])
+                path = self._empty_dirs[volume_name]
             elif "hostPath" in volume:
                 path = Path(volume["hostPath"]["path"])
             else:
@@ -88,6 +93,23 @@ class Pod:
         raise PlayError(
             f"pod {self.name}: a container mounts volume {volume_name}, which the pod does not declare"
         )
+
+    def _secret_files(self, source: dict) -> Path:
+        """A folder holding a secret volume's files as the kubelet writes them: each item (or every
+        key) of the rendered Secret, with its mode (the item's, else defaultMode, else 0644)."""
+        name = source["secretName"]
+        if name not in self.secrets:
+            raise PlayError(f"pod {self.name}: a volume mounts secret {name}, which is not rendered")
+        values = self.secrets[name]
+        items = source.get("items") or [{"key": key, "path": key} for key in values]
+        folder = Path(tempfile.mkdtemp(prefix=f"{self.name}-{name}-"))
+        for item in items:
+            if item["key"] not in values:
+                raise PlayError(f"pod {self.name}: secret {name} has no key {item['key']}")
+            file = folder / item["path"]
+            file.write_text(values[item["key"]])
+            file.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))  # mocks give floats
+        return folder
 
     def mount_source(self, mount: dict) -> Path:
         """The folder a container's volumeMount shows: its volume's, or the subPath inside it."""

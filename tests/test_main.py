@@ -14,6 +14,8 @@ from local.render import MOCK_SECRETS, render
 from tests.components.conftest import AZURITE_KEY, GIT_SHA, everything_of_release, public_text
 from tests.components.crd_schemas import validate as validate_object
 
+FEEDBACK_KEY = "feedback-key-for-leak-tests-71b3e9"  # a secret config value: must never leak
+
 
 def state_of(rendering, build_dns):
     """URN -> (inputs, update-relevant options) of every object that belongs to one release: its
@@ -123,6 +125,9 @@ def test_a_change_of_config_never_reaches_an_old_release(history):
         trainTimeoutMinutes=5,
         resources={"scorer": {"limits": {"memory": "3Gi"}}},
         gitSha="feedface",
+        feedbackKey=FEEDBACK_KEY,
+        feedbackEvents=["view"],
+        feedbackWindowSeconds=600,
     )
     assert state_of(changed, "153") == state_of(second, "153")
     assert state_of(changed, "154") == state_of(second, "154")
@@ -220,6 +225,10 @@ def test_jobs_are_locked_against_replacement(history):
         ("dev", {}),
         ("prod", {}),
         (
+            "dev",
+            {"feedbackKey": FEEDBACK_KEY, "feedbackEvents": ["click", "cart"], "feedbackWindowSeconds": 60},
+        ),
+        (
             "local",
             {
                 "dataSource": "blob",
@@ -301,15 +310,15 @@ def test_release_objects_carry_the_provenance_known_when_they_are_declared():
     ],
 )
 def test_no_secret_appears_outside_a_secret(stack, config):
-    rendering = up(stack, "7", **config)
+    rendering = up(stack, "7", feedbackKey=FEEDBACK_KEY, **config)
     text = public_text(rendering)
-    for secret in (MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"], AZURITE_KEY):
+    for secret in (MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"], AZURITE_KEY, FEEDBACK_KEY):
         assert secret not in text
     # ...while the Secrets do hold them (so the check above is not vacuous).
     revealed = json.dumps([r.inputs for r in rendering.resources])
     expected = (
         [MOCK_SECRETS["storage_key"], MOCK_SECRETS["registry_password"]] if stack == "dev" else [AZURITE_KEY]
-    )
+    ) + [FEEDBACK_KEY]
     for secret in expected:
         assert secret in revealed
     # No output had to be wrapped but the one meant for promoting stacks, itself a secret.

@@ -1,5 +1,6 @@
 """checkov's Kubernetes policies on every object the dev, prod and local stacks render (under
-mocks, each with a kept release beside the new one): 0 failed checks, and every check skipped in
+mocks, each with a kept release beside the new one; local once more with the feedback key's
+Secret and a release mounting it): 0 failed checks, and every check skipped in
 an object is listed, with its reason, in components/README.md."""
 
 from __future__ import annotations
@@ -46,9 +47,15 @@ def stacks() -> dict[str, list[dict]]:
     )
     local_first = render("local", {"build": "1", "gitSha": GIT_SHA})
     local = render("local", {"build": "2", "gitSha": GIT_SHA}, previous_outputs=local_first.outputs)
+    # The feedback key turned on: its Secret, and a release mounting it beside one without.
+    keyed = render(
+        "local",
+        {"build": "3", "gitSha": GIT_SHA, "feedbackKey": "feedback-key-for-policy-tests"},
+        previous_outputs=local.outputs,
+    )
     return {
         name: [as_stored(r.public_inputs) for r in rendering.resources if r.is_kubernetes]
-        for name, rendering in {"dev": dev, "prod": prod, "local": local}.items()
+        for name, rendering in {"dev": dev, "prod": prod, "local": local, "local-keyed": keyed}.items()
     }
 
 
