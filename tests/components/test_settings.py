@@ -224,3 +224,40 @@ def test_trainer_env_cannot_set_what_config_drift_sets():
         "got 'DRIFT_FAIL_NEW_USER_SHARE'",
     ):
         parse(build="1", trainerEnv=json.dumps({"DRIFT_FAIL_NEW_USER_SHARE": "0.5"}))
+
+
+def test_feedback_keys_default_to_the_scorers_defaults_and_take_a_yaml_or_json_list():
+    s = parse(build="1")
+    assert (s.feedback_events, s.feedback_window_seconds, s.feedback_key) == (
+        ("click", "purchase"),
+        86400,
+        None,
+    )
+    # A list from the stack file arrives as JSON text; the order is the scorer's (its schema's enum).
+    s = parse(build="1", feedbackEvents='["purchase", "add_to_cart", "click"]', feedbackWindowSeconds="3600")
+    assert (s.feedback_events, s.feedback_window_seconds) == (("purchase", "add_to_cart", "click"), 3600)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ('["click", "Click"]', "got 'Click'"),
+        ('["click", "a b"]', "got 'a b'"),
+        ('["click", "' + "x" * 33 + '"]', "1-32 characters"),
+        ('["click", 7]', "got 7"),
+        ('["click", "view", "click"]', "repeated: click"),
+        ("[]", "a non-empty list"),
+        ("click,purchase", "a non-empty list"),  # the scorer's env form is not the config's
+        ('{"click": 1}', "a non-empty list"),
+    ],
+)
+def test_bad_feedback_events_name_the_key_and_the_scorers_pattern(raw, message):
+    with pytest.raises(SettingsError, match=re.escape("mlpipeline:feedbackEvents must be")) as error:
+        parse(build="1", feedbackEvents=raw)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "604801", "1.5", "a day"])
+def test_the_feedback_window_is_a_positive_whole_number_of_seconds_up_to_a_week(value):
+    with pytest.raises(SettingsError, match="mlpipeline:feedbackWindowSeconds must be a whole number from 1"):
+        parse(build="1", feedbackWindowSeconds=value)
