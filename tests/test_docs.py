@@ -90,8 +90,9 @@ def test_every_variable_an_app_reads_is_in_the_contracts():
             "dataContainer": "etl",
             "csvFolder": "2018/05/08",
         },
+        {"feedbackKey": "k" * 16, "feedbackEvents": ["click", "view"], "feedbackWindowSeconds": 60},
     ],
-    ids=["volume", "blob"],
+    ids=["volume", "blob", "feedback"],
 )
 def test_every_variable_a_release_sets_is_in_the_contracts(config):
     contracts = CONTRACTS.read_text(encoding="utf-8")
