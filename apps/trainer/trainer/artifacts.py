@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def write_served(
 ) -> None:
     """Every file the scorer reads: ids, seen items, popularity, the model's vectors, each user's
     novelty and the card."""
+    started = time.monotonic()
     binary_seen = seen.tocsr().astype(np.float32)
     binary_seen.data[:] = 1.0
     user_novelty, novelty_card = novelty.user_novelty(binary_seen)
+    log("novelty", seconds=round(time.monotonic() - started, 3))
     popular = np.argsort(-popularity, kind="stable").astype(np.int32)
     if sparse.issparse(model.user_vectors):
         user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(sparse.csr_matrix(model.user_vectors))
