@@ -107,7 +107,7 @@ def _folder_mb(folder: Path) -> float:
 def main() -> str:
     sys.path.insert(0, str(REPO))
     from bench.serving import free_port
-    from bench.training import MOVIELENS_RELEASE, movielens_release
+    from bench.training import MOVIELENS_FORMS, MOVIELENS_RELEASE, movielens_release
     from tests.apps.modelfolder import write_model_folder
 
     rng = random.Random(5)
@@ -130,7 +130,7 @@ def main() -> str:
         verify_seconds = time.perf_counter() - started
         (release / modelshare.COMPLETE).unlink()
 
-        latency = {"trainer": [], "whole": []}
+        latency: dict[str, list[float]] = {"trainer": [], "whole": []}
         for run in range(GATE_RUNS):
             for kind in latency:
                 folder = Path(tmp) / f"{kind}-{run}"
@@ -152,8 +152,10 @@ def main() -> str:
         modelshare.mark_complete(release, "1")
         releases = [("scorer", release, "1", "1"), ("scorer2", release, "1", "2")]
         movielens = movielens_release()
+        forms = {form: movielens_release(form) for form in MOVIELENS_FORMS} if movielens else {}
         if movielens is not None:
             releases.append(("movielens", movielens[0], movielens[1], "1"))
+            releases += [(f"movielens-{form}", got[0], got[1], "1") for form, got in forms.items() if got]
         starts: dict[str, list[float]] = {"numpy": [], "imports": [], **{key: [] for key, *_ in releases}}
         python = sys.executable
         for run in range(START_RUNS):
@@ -208,27 +210,52 @@ def main() -> str:
         f"{scorer2[0] / numpy_start[0]:.1f}x |",
     ]
     worst_model = scorer[0]
+    goal_line = ""
     if movielens is not None:
         folder, _, metrics = movielens
         real = _stats(starts["movielens"])
-        worst_model = max(worst_model, real[0])
+        rows = [(f"the trainer's MovieLens 1M release, `{metrics['family']}`", real, folder)]
+        for form, got in forms.items():
+            if got is not None:
+                rows.append(
+                    (
+                        f"MovieLens 1M, `{got[2]['family']}` release",
+                        _stats(starts[f"movielens-{form}"]),
+                        got[0],
+                    )
+                )
+        worst_model = max(worst_model, *(figures[0] for _, figures, _ in rows))
+        slowest = max(rows, key=lambda row: row[1][0])
         lines += [
-            f"| `python -m scorer` -> /readyz 200, the trainer's MovieLens 1M release (1 worker) | "
-            f"{real[0]:.3f} | {real[1]:.3f} | {real[0] / numpy_start[0]:.1f}x |",
-            "",
-            f"The MovieLens 1M release: `{metrics['family']}` (test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}), "
-            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items, {metrics['n_interactions']:,} "
-            f"interactions, {_folder_mb(folder):.1f} MB in the folder (trained with {MOVIELENS_RELEASE}).",
+            f"| `python -m scorer` -> /readyz 200, {label} ({_folder_mb(path):.1f} MB, 1 worker) | "
+            f"{figures[0]:.3f} | {figures[1]:.3f} | {figures[0] / numpy_start[0]:.1f}x |"
+            for label, figures, path in rows
         ]
+        lines += [
+            "",
+            f"The MovieLens 1M release: `{metrics['family']}` "
+            f"(test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}), "
+            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items, {metrics['n_interactions']:,} "
+            f"interactions (trained with {MOVIELENS_RELEASE}; the other forms with {MOVIELENS_FORMS}).",
+        ]
+        goal_line = (
+            f" A MovieLens 1M release ready in <= 0.5 s whatever family wins: "
+            f"{'met' if slowest[1][0] <= 0.5 else 'NOT met'} (slowest median {slowest[1][0]:.3f} s, "
+            f"{slowest[1][0] / numpy_start[0]:.1f}x `import numpy` in the same run; load average "
+            f"{os.getloadavg()[0]:.1f} at the end)."
+        )
     else:
         lines += ["", "The MovieLens 1M release was skipped: its data could not be downloaded."]
     lines += [
         "",
         f"Goals: gate latency <= 1 s: {'met' if trainer[1] <= 1 else 'NOT met'} (worst {trainer[1]:.2f} s); "
         f"scorer cold start <= 1 s for a 1 M-interaction model: {'met' if worst_model <= 1 else 'NOT met'} "
-        f"(median {worst_model:.2f} s for the slower model; all the scorer's imports take {imports[0]:.2f} s, "
-        f"`import numpy` {numpy_start[0]:.2f} s on this machine now). Ready means the model is verified "
-        "and loaded and the hot routes and probes answer; FastAPI (validation errors, /version, /docs, "
-        "/metrics) is imported in the background right after, its `api-built` log line says how long it took.",
+        f"(median {worst_model:.2f} s for the slowest model; all the scorer's imports take "
+        f"{imports[0]:.2f} s, "
+        f"`import numpy` {numpy_start[0]:.2f} s on this machine now).{goal_line} Ready means the model is "
+        "verified and loaded and the hot routes and probes answer; FastAPI (validation errors, /version, "
+        "/docs, /metrics) is imported in the background right after, its `api-built` log line says how long "
+        "it took. Sparse files (user rows, item-item matrices) are read and multiplied with numpy alone: no "
+        "model imports scipy at start.",
     ]
     return "\n".join(lines)

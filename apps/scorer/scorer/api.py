@@ -166,6 +166,8 @@ class Scorer:
 
     def _start_up(self) -> None:
         self.slot.load()
+        if self.slot.model is not None:
+            self.slot.model.accelerate()  # scipy's sparse kernels, once ready: readiness does not wait
         self.fastapi()  # after the model: readiness does not wait for FastAPI's import
 
     # Shared by the fast path and FastAPI's routes.

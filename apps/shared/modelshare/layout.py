@@ -15,7 +15,8 @@ MODEL_DIR = "model"
 # scores = ITEM_VECTORS @ user_vector, where the user vector is a row of USER_VECTORS
 # (dense .npy for factor models, CSR .npz for item-item models whose user vector is the
 # user's interaction row). Exactly one file of each pair exists. A dense ITEM_VECTORS behind
-# sparse user rows is stored column-major: its transpose, the scorer's operand, maps row-major.
+# sparse user rows is stored column-major: its transpose, the scorer's operand, maps row-major; a
+# sparse one is stored CSC, whose arrays are the CSR of that transpose (CSR files are read too).
 USER_VECTORS_DENSE = "user_vectors.npy"
 USER_VECTORS_SPARSE = "user_vectors.npz"
 ITEM_VECTORS_DENSE = "item_vectors.npy"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +20,10 @@ def _array(value: np.ndarray) -> Callable:
     return lambda handle: np.save(handle, value, allow_pickle=False)
 
 
-def _matrix(value: sparse.csr_matrix) -> Callable:
-    # Uncompressed: the scorer loads it at start-up and the share is not short of bytes.
-    return lambda handle: sparse.save_npz(handle, value.tocsr(), compressed=False)
+def _matrix(value: sparse.csr_matrix | sparse.csc_matrix) -> Callable:
+    # Uncompressed: the scorer loads it at start-up and the share is not short of bytes. In the
+    # format given: item-item matrices go as CSC, the CSR arrays of the scorer's operand.
+    return lambda handle: sparse.save_npz(handle, value, compressed=False)
 
 
 def _json(value) -> Callable:
@@ -40,12 +42,14 @@ def write_served(
 ) -> None:
     """Every file the scorer reads: ids, seen items, popularity, the model's vectors, each user's
     novelty and the card."""
+    started = time.monotonic()
     binary_seen = seen.tocsr().astype(np.float32)
     binary_seen.data[:] = 1.0
     user_novelty, novelty_card = novelty.user_novelty(binary_seen)
+    log("novelty", seconds=round(time.monotonic() - started, 3))
     popular = np.argsort(-popularity, kind="stable").astype(np.int32)
     if sparse.issparse(model.user_vectors):
-        user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(model.user_vectors)
+        user_file, user_writer = layout.USER_VECTORS_SPARSE, _matrix(sparse.csr_matrix(model.user_vectors))
     else:
         user_file, user_writer = (
             layout.USER_VECTORS_DENSE,

@@ -14,7 +14,7 @@ from modelshare import ConfigError, cpus, env_float, env_int, env_str
 from modelshare.gate import Gate
 from trainer.drift import Thresholds
 
-FAMILIES = ("als", "als-plain", "item-knn", "ease", "ease+als")
+FAMILIES = ("als", "als-plain", "item-knn", "ease", "rp3beta", "ease+als")
 BLOB_VARIABLES = (
     "BLOB_STORAGE_ACCOUNT",
     "BLOB_STORAGE_KEY_FILE",
@@ -51,6 +51,7 @@ class Settings:
     eval_max_users: int
     holdout_fraction: float
     ease_max_items: int
+    rp3beta_max_items: int
     # Below these the data cannot make a trustworthy model, or its measurement would not count.
     min_users: int
     min_items: int
@@ -143,6 +144,9 @@ def load() -> Settings:
         eval_max_users=env_int("EVAL_MAX_USERS", 5_000, minimum=100),
         holdout_fraction=fraction,
         ease_max_items=env_int("EASE_MAX_ITEMS", 10_000, minimum=0),
+        # RP3beta keeps K neighbours per item (up to 800: 6.4 KB an item) and computes its walks in
+        # blocks of items against all of them; past this many items item-knn is the neighbour model.
+        rp3beta_max_items=env_int("RP3BETA_MAX_ITEMS", 50_000, minimum=0),
         min_users=env_int("TRAIN_MIN_USERS", 100, minimum=1),
         min_items=env_int("TRAIN_MIN_ITEMS", 50, minimum=1),
         eval_min_users=env_int("EVAL_MIN_USERS", 100, minimum=2),

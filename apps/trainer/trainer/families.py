@@ -49,12 +49,13 @@ class Servable:
         return top_k_of_factors(self.user_vectors[users], self.item_vectors, seen, k, self.threads)
 
     @property
-    def item_vectors(self) -> np.ndarray | sparse.csr_matrix:
-        """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector)."""
+    def item_vectors(self) -> np.ndarray | sparse.csc_matrix:
+        """Row i = item i's vector, as the scorer reads it (ITEM_VECTORS @ user_vector). A view, no
+        copy: row-major for ALS (implicit's item factors); column-major for EASE and ease+als and CSC
+        for item-item matrices, whose row-major `right` (CSR) the scorer then reads as its operand
+        as it is, without turning anything at start."""
         if sparse.issparse(self.right):
-            return cast(sparse.csr_matrix, self.right).T.tocsr()
-        # A view, no copy: row-major for ALS (implicit's item factors), column-major for EASE and
-        # ease+als, whose row-major `right` the scorer then memory-maps as its operand as it is.
+            return cast(sparse.csr_matrix, self.right).T
         return self.right.T
 
 
@@ -150,6 +151,59 @@ def fit_ease(family: str, params: dict, matrix, threads: int, seed: int) -> Serv
     return Servable(family, params, rows, np.ascontiguousarray(inverse, dtype=np.float32), threads)
 
 
+def fit_rp3beta(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
+    """RP3beta (Paudel et al. 2017; tuned as in Dacrema et al. 2019): the probability of a
+    three-step walk item -> user -> item on the bipartite graph, each step's transition
+    probabilities raised to ``alpha``, divided by the target item's popularity to the power
+    ``beta`` (the penalty that lets it beat plain co-occurrence), keeping the ``K`` strongest
+    neighbours of each item. Scores = the user's binary row @ W, W row i = item i's neighbours.
+
+    Computed in blocks of items so that memory stays at BLOCK x n_items floats besides the result
+    (n_items x K); time grows with the co-occurrences, bounded by the caller (RP3BETA_MAX_ITEMS)."""
+    rows = weigh(matrix, "binary")
+    n_items = rows.shape[1]
+    user_degree = np.asarray(rows.sum(axis=1)).ravel()
+    item_degree = np.bincount(rows.indices, minlength=n_items).astype(np.float64)
+    alpha, beta, keep = params["alpha"], params["beta"], min(int(params["K"]), max(n_items - 1, 1))
+    # user -> item step: 1/deg(u) to each item of the user; item -> user step: 1/deg(i).
+    user_step = rows.copy()
+    user_step.data = (1.0 / np.repeat(np.maximum(user_degree, 1.0), np.diff(rows.indptr))) ** alpha
+    item_step = rows.T.tocsr()
+    item_step.data = (1.0 / np.repeat(np.maximum(item_degree, 1.0), np.diff(item_step.indptr))) ** alpha
+    penalty = np.where(item_degree > 0, np.maximum(item_degree, 1.0) ** -beta, 0.0).astype(np.float32)
+    user_step = user_step.astype(np.float32)
+    item_step = item_step.astype(np.float32)
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    columns, values = [], []
+    with threadpool_limits(threads, "blas"):
+        for start in range(0, n_items, RP3_BLOCK):
+            stop = min(start + RP3_BLOCK, n_items)
+            walk = (item_step[start:stop] @ user_step).toarray()  # block x n_items, float32
+            walk *= penalty
+            walk[np.arange(stop - start), np.arange(start, stop)] = 0.0  # an item never recommends itself
+            best = np.argpartition(-walk, keep - 1, axis=1)[:, :keep] if keep < n_items else None
+            for offset in range(stop - start):
+                row = walk[offset]
+                chosen = np.flatnonzero(row) if best is None else best[offset][row[best[offset]] > 0]
+                chosen.sort()
+                columns.append(chosen.astype(np.int32))
+                values.append(row[chosen])
+                indptr[start + offset + 1] = indptr[start + offset] + len(chosen)
+    similarity = sparse.csr_matrix(
+        (
+            np.concatenate(values) if values else np.zeros(0, np.float32),
+            np.concatenate(columns) if columns else np.zeros(0, np.int32),
+            indptr,
+        ),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )
+    return Servable(family, params, weigh(matrix, params.get("input", "binary")), similarity, threads)
+
+
+RP3_BLOCK = 512  # items whose walks are computed at once (memory: RP3_BLOCK x n_items float32)
+
+
 BLEND = "ease+als"
 BLEND_WEIGHTS = [0.2, 0.35, 0.5, 0.65, 0.8]  # EASE's share of the blended score, tuned on validation
 SCALE_USERS = 256  # users whose scores measure a model's spread
@@ -186,7 +240,14 @@ def fit_blend(family: str, params: dict, matrix, threads: int, seed: int) -> Ser
     return blend(item_model, factor_model, params["weight"], seed, params)
 
 
-FIT = {"als": fit_als, "als-plain": fit_als, "item-knn": fit_item_knn, "ease": fit_ease, BLEND: fit_blend}
+FIT = {
+    "als": fit_als,
+    "als-plain": fit_als,
+    "item-knn": fit_item_knn,
+    "ease": fit_ease,
+    "rp3beta": fit_rp3beta,
+    BLEND: fit_blend,
+}
 
 
 def fit(family: str, params: dict, matrix, threads: int, seed: int) -> Servable:
@@ -247,6 +308,17 @@ SPACES: dict[str, dict[str, Any]] = {
         "starts": [
             {"similarity": "bm25", "K": 100, "K1": 1.2, "B": 0.75, "input": "binary"},
             {"similarity": "cosine", "K": 100, "K1": 1.2, "B": 0.75, "input": "log"},
+        ],
+    },
+    "rp3beta": {
+        "ladders": {
+            "beta": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8],
+            "alpha": [0.25, 0.5, 0.75, 1.0, 1.25, 1.5],
+            "K": [25, 50, 100, 200, 400, 800],
+        },
+        "starts": [
+            {"alpha": 1.0, "beta": 0.3, "K": 200},
+            {"alpha": 0.5, "beta": 0.4, "K": 100},
         ],
     },
     "ease": {

@@ -13,19 +13,55 @@ bench/novelty.py measures how well the raw score separates held-out real users f
 from __future__ import annotations
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.linalg import svds
+from scipy import linalg, sparse
+from threadpoolctl import threadpool_limits
 
 RANK = 32
 
 
 def item_basis(binary: sparse.csr_matrix, rank: int = RANK, seed: int = 0) -> np.ndarray:
-    """items x r orthonormal columns: the subspace the typical user histories span."""
+    """items x r orthonormal columns: the subspace the typical user histories span (the top r right
+    singular vectors), by the randomized range finder of Halko, Martinsson and Tropp (2011) with
+    POWER_ITERATIONS subspace iterations: ten sparse products with a block of r + OVERSAMPLE
+    vectors, where ARPACK's Lanczos took one sparse product per step (1.3 s instead of 26 s on 3.3 M
+    interactions of 100 k items, on a busy machine; on MovieLens 1M the served percentiles
+    rank-correlate 0.998 with ARPACK's, and tests/apps/trainer/test_novelty.py checks the kept
+    energy)."""
     r = min(rank, min(binary.shape) - 1)
     if r < 1:
         return np.zeros((binary.shape[1], 0))
-    _, _, vt = svds(binary.astype(np.float64), k=r, random_state=seed)
-    return vt.T
+    rows = binary.astype(np.float32).tocsr()
+    columns = rows.T.tocsr()
+    width = min(r + OVERSAMPLE, min(binary.shape))
+    noise = np.random.default_rng(seed).standard_normal((rows.shape[0], width)).astype(np.float32)
+    basis = _orthonormal(columns @ noise)
+    for _ in range(POWER_ITERATIONS):  # each pass sharpens the gap between kept and dropped directions
+        basis = _orthonormal(columns @ _orthonormal(rows @ basis))
+    # The right singular vectors of rows @ basis are the eigenvectors of its small Gram matrix.
+    projected = (rows @ basis).astype(np.float64)
+    values, vectors = np.linalg.eigh(projected.T @ projected)
+    top = vectors[:, np.argsort(-values)[:r]]
+    return _orthonormal(basis.astype(np.float64) @ top).astype(np.float64)
+
+
+def _orthonormal(block: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning a tall block: Cholesky QR, twice (CholeskyQR2: as accurate as
+    Householder for blocks this well conditioned, and a few small products instead of numpy's qr,
+    which took a second for 120 000 x 42)."""
+    block = block.astype(np.float64)
+    for _ in range(2):
+        gram = block.T @ block
+        shift = 1e-12 * np.trace(gram)  # a zero column (an empty catalogue part) stays finite
+        factor = np.linalg.cholesky(gram + shift * np.eye(len(gram)))
+        # block = Q L^T: Q = block @ inv(L)^T, one product with a small inverse
+        block = block @ linalg.solve_triangular(factor, np.eye(len(gram)), lower=True).T
+    # float32 for the sparse products (float32 rows): a float64 block would make scipy copy the
+    # rows as float64 for every product.
+    return block.astype(np.float32)
+
+
+OVERSAMPLE = 10
+POWER_ITERATIONS = 4
 
 
 def reconstruction_error(binary: sparse.csr_matrix, basis: np.ndarray) -> np.ndarray:
@@ -46,8 +82,12 @@ def percentile(errors: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def user_novelty(binary: sparse.csr_matrix, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Novelty of every user row of the training matrix, and what the model card says of it."""
-    basis = item_basis(binary, seed=seed)
-    errors = reconstruction_error(binary, basis)
+    # One BLAS thread: the products are thin (42 columns), and two threads spinning for them on a
+    # busy machine made a 42 x 42 Gram matrix take 2.6 s instead of 0.03 s (measured). Effective
+    # only from the main thread: the trainer, which runs this in its writer thread, sets it there.
+    with threadpool_limits(1, "blas"):
+        basis = item_basis(binary, seed=seed)
+        errors = reconstruction_error(binary, basis)
     summary = {
         "method": "linear autoencoder (top singular vectors of the binary user x item rows)",
         "rank": int(basis.shape[1]),

@@ -1,5 +1,8 @@
 """Loading a model folder and top-k, for every artifact form of modelshare.layout."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -16,7 +19,8 @@ def rewrite(model, name, value, drop):
     (model_dir / drop).unlink()
     (model.path / "complete.txt").unlink()
     if name.endswith(".npz"):
-        scipy.sparse.save_npz(model_dir / name, scipy.sparse.csr_matrix(value))
+        matrix = value if scipy.sparse.isspmatrix_csc(value) else scipy.sparse.csr_matrix(value)
+        scipy.sparse.save_npz(model_dir / name, matrix)
     else:
         np.save(model_dir / name, np.asarray(value, dtype=np.float32))
     modelshare.make_manifest(model.path, build=model.build)
@@ -39,7 +43,8 @@ def check_top_k(model, loaded, k=7):
     "family, form",
     [
         ("factor", "as written"),  # dense user and item vectors, memory-mapped
-        ("item-item", "as written"),  # sparse user rows, sparse item-item matrix
+        ("item-item", "as written"),  # sparse user rows, sparse item-item matrix (CSR: older releases)
+        ("item-item", "items as CSC"),  # as the trainer writes item-knn and rp3beta: the operand's CSR
         ("item-item", "dense items"),  # sparse user rows, dense item-item matrix
         ("item-item", "dense items, column-major"),  # as the trainer writes EASE and ease+als
         ("factor", "sparse items"),  # dense users, sparse item factors
@@ -54,6 +59,10 @@ def test_top_k_is_right_for_every_artifact_form(tmp_path, family, form):
         model.item_vectors = dense
     elif form == "sparse items":
         rewrite(model, "item_vectors.npz", model.item_vectors, drop="item_vectors.npy")
+    elif form == "items as CSC":
+        rewrite(
+            model, "item_vectors.npz", scipy.sparse.csc_matrix(model.item_vectors), drop="item_vectors.npz"
+        )
     loaded = Model.load(model.path, "5")
     assert loaded.family == ("factor" if family == "factor" else "item-item")
     if form == "as written" and family == "factor":
@@ -64,6 +73,23 @@ def test_top_k_is_right_for_every_artifact_form(tmp_path, family, form):
         assert loaded._items_t.flags.c_contiguous
         assert loaded._items_t.flags.owndata == (form == "dense items")
     check_top_k(model, loaded)
+    loaded.accelerate()  # scipy's kernels once ready: the same answers
+    check_top_k(model, loaded)
+
+
+def test_a_model_loads_without_importing_scipy(tmp_path):
+    """scipy's import alone took longer than loading a MovieLens 1M release: sparse files are read
+    and multiplied with numpy."""
+    for family in ("factor", "item-item"):
+        write_model_folder(tmp_path / family, "5", family=family, n_users=30, n_items=25, seed=11)
+    code = (
+        "import sys; from scorer.model import Model; "
+        f"[Model.load({str(tmp_path)!r} + '/' + f, '5').recommend(['u1'], 3) "
+        "for f in ('factor', 'item-item')]; "
+        "print('scipy' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_k_larger_than_the_catalogue_gives_every_unseen_item(tmp_path):

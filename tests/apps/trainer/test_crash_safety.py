@@ -78,7 +78,7 @@ def test_rerun_of_a_complete_build_is_a_no_op(tmp_path, small_dir):
     assert snapshot() == before
 
 
-def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_path, small_dir):
+def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_path, planted_dir):
     """Overlapping Job pods (a node lost, a pod replaced while the old one runs): the second trainer
     starts mid-run of the first, the first publishes, and while the second runs on and finishes,
     the complete folder verifies at every look and never changes."""
@@ -86,7 +86,9 @@ def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_
     settings = {
         "MODELFOLDER": folder,
         "BUILD_NUMBER": "13",
-        "DATA_DIR": small_dir,
+        # data large enough that the first's run after its first trial outlasts the second's start
+        # (on the small data the first could publish before the second had looked at the folder)
+        "DATA_DIR": planted_dir,
         **QUICK,
         "TUNE_TRIALS_PER_FAMILY": 3,
     }

@@ -44,7 +44,7 @@ def test_release_verifies_and_manifest_records_provenance(release, planted_dir):
     for entry in data["files"]:
         assert entry["sha256"] == modelshare.sha256_file(planted_dir / entry["name"])
     assert data["rows_read"] == PLANTED["rows"] and data["rows_rejected"] == 0
-    assert manifest["params"]["family"] in {"als", "als-plain", "item-knn", "ease", "ease+als"}
+    assert manifest["params"]["family"] in {"als", "als-plain", "item-knn", "ease", "rp3beta", "ease+als"}
     assert manifest["params"]["hyperparameters"]
     model_files = {
         f"{layout.MODEL_DIR}/{name}"
