@@ -1,4 +1,4 @@
-# The two commands of the README, from a fresh clone with only python3, pip and npm.
+# The commands of the README, from a fresh clone with only python3, pip and npm.
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
 #   make test   set up, then lint (ruff), check formatting and types (mypy), and run every test
 #   make e2e    set up, then the release against real parts: Docker engine, images, the Pulumi engine
@@ -38,7 +38,7 @@ $(AZURITE): package.json package-lock.json
 demo: $(STAMP)
 	$(PY) -m local.demo
 
-# ruff and mypy read pyproject.toml: components/, __main__.py and apps/.
+# ruff and mypy read pyproject.toml: every Python file of the repo (tests, e2e, bench, local too).
 test: setup
 	$(PY) -m ruff check
 	$(PY) -m ruff format --check

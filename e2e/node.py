@@ -176,17 +176,14 @@ class Node:
             for name, tag in images.items()
         }
         held = set(self._ctr("images", "ls", "-q").split())
-        copy = {}
+        copy: dict[str, str] = {}  # image id -> the one tag it is saved under
         for name, image_id in ids.items():
             if image_id not in held:
                 copy.setdefault(image_id, images[name])
         if copy:
-            save = subprocess.Popen(["docker", "save", *copy.values()], stdout=subprocess.PIPE)
-            try:
+            # leaving the block closes the pipe and waits for docker save
+            with subprocess.Popen(["docker", "save", *copy.values()], stdout=subprocess.PIPE) as save:
                 self._ctr("images", "import", "-", stdin=save.stdout, timeout=900)
-            finally:
-                save.stdout.close()
-                save.wait()
             if save.returncode != 0:
                 raise NodeError(f"`docker save {' '.join(copy.values())}` exited {save.returncode}")
         for name, image_id in ids.items():

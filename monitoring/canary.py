@@ -67,7 +67,8 @@ def decide(
             "hold",
             [
                 f"too little traffic to judge: canary {canary.requests:.0f}, champion "
-                f"{champion.requests:.0f} recommendation requests in the window (need {limits.min_requests:.0f} each)"
+                f"{champion.requests:.0f} recommendation requests in the window (need "
+                f"{limits.min_requests:.0f} each)"
             ],
             None,
         )
@@ -77,8 +78,8 @@ def decide(
     latency_limit = champion.p99_seconds * limits.latency_ratio + limits.latency_slack
     if canary.p99_seconds > latency_limit:
         reasons.append(
-            f"p99 latency {canary.p99_seconds * 1000:.1f} ms vs champion {champion.p99_seconds * 1000:.1f} ms "
-            f"(limit {latency_limit * 1000:.1f} ms)"
+            f"p99 latency {canary.p99_seconds * 1000:.1f} ms vs champion {champion.p99_seconds * 1000:.1f} "
+            f"ms (limit {latency_limit * 1000:.1f} ms)"
         )
     if canary.fallback_ratio > champion.fallback_ratio + limits.fallback_increase:
         reasons.append(

@@ -177,9 +177,10 @@ def pulumi_job_error(job, pods):
 @pytest.mark.parametrize(
     "reason",
     [
-        "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test users "
-        "-0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
-        "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < TRAIN_MIN_USERS 100",
+        "build 20180523.5 is below the quality gate: paired NDCG gain over champion build 152 on 4000 test "
+        "users -0.0312 (one-sided 95% lower bound -0.0401) < -GATE_CHAMPION_TOLERANCE 0.0200",
+        "training of build 20180523.5 failed: the data cannot make a trustworthy model: 1 users < "
+        "TRAIN_MIN_USERS 100",
     ],
 )
 def test_a_failed_training_or_gate_fails_the_update_within_a_minute_naming_build_and_reason(dotted, reason):

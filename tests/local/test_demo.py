@@ -36,7 +36,8 @@ def test_the_second_play_adds_the_next_build_beside_the_first(two_plays):
     assert (first.build, second.build) == ("1", "2")
     releases = json.loads((root / "stack.json").read_text())["releases"]
     assert set(releases) == {"1", "2"}
-    # What build 1's trainer produced came back into its record with the second play (its termination message).
+    # What build 1's trainer produced came back into its record with the second play (its termination
+    # message).
     manifest = root / "volumes" / "models" / "1" / "manifest.json"
     assert releases["1"]["training"]["modelSha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     for build in ("1", "2"):

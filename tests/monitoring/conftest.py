@@ -107,7 +107,7 @@ class Prometheus:
 def start_prometheus(tmp_path):
     started = []
 
-    def start(targets: list[str], rule_files: list[Path] = (ALERTS,)) -> Prometheus:
+    def start(targets: list[str], rule_files: tuple[Path, ...] = (ALERTS,)) -> Prometheus:
         folder = tmp_path / f"prometheus-{len(started)}"
         folder.mkdir()
         server = Prometheus(folder, targets, list(rule_files))
