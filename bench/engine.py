@@ -18,8 +18,9 @@ from pathlib import Path
 from bench import pulumi_program
 from e2e import toolchain
 from e2e.cluster import Cluster
-from e2e.engine import HOME, STACK, STACK_CONFIG, Pulumi, Scenarios
-from e2e.report import Report
+from e2e.kube import prepare_namespace
+from e2e.pulumi_cli import HOME, Pulumi
+from e2e.stack import STACK, STACK_CONFIG
 from local.render import render
 
 KEPT = (1, 10)
@@ -43,9 +44,9 @@ def main() -> str:
     timings: dict[int, dict[str, float]] = {}
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend: no stack left by an e2e run
     with cluster:
-        pulumi = Pulumi(cluster.bin, cluster.kubeconfig)
+        pulumi = Pulumi(cluster.bin, cluster.kubeconfig, STACK)
         pulumi.prepare()
-        Scenarios(Report(), cluster, pulumi).prepare_namespace()
+        prepare_namespace(cluster)
         pulumi.new_stack(STACK, {**STACK_CONFIG, "mlpipeline:keepReleases": str(max(KEPT) + 2)})
         for build in range(1, max(KEPT) + 2):
             live_before = build - 1
