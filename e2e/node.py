@@ -391,6 +391,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         for folder in host.pod_cgroups():
             try:
                 os.rmdir(folder)
+            except FileNotFoundError:
+                pass  # the same folder reached through a co-mounted controller's link
             except OSError as error:
                 failed.append(f"rmdir {folder}: {error}")
         return failed

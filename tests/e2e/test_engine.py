@@ -3,7 +3,9 @@ something behind fails the run (the coordinator's next `make e2e` would otherwis
 
 import ast
 import json
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,24 @@ def test_the_e2e_modules_import_one_another_without_a_cycle():
     cycles = [found for module in sorted(graph) if (found := cycle_from(module, []))]
     assert not cycles, f"import cycles in e2e/: {cycles[0]}"
     assert "cluster" not in graph["node"]
+
+
+def test_sigterm_runs_the_cleanup_like_ctrl_c(tmp_path):
+    """A CI timeout's SIGTERM must reach the suites' `finally`, where the clusters stop."""
+    marker = tmp_path / "stopped"
+    script = (
+        "import sys, time\n"
+        "from e2e.__main__ import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('stopped')\n"
+    )
+    root = Path(engine.__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) == 128 + signal.SIGTERM
+    assert marker.read_text() == "stopped"
