@@ -21,12 +21,12 @@ from pathlib import Path
 from components.images import prebuilt_refs
 from e2e import docker_engine, host, toolchain
 from e2e.cluster import Cluster, ClusterError
-from e2e.kube import EngineError
+from e2e.kube import EngineError, prepare_namespace, wait_gone
 from e2e.node import BRIDGE, Node, install_packages, unavailable
 from e2e.pulumi_cli import HOME, Pulumi
 from e2e.report import Report
 from e2e.scenarios import SUITE, Scenarios
-from e2e.stack import BUILDS, FAILED_BUILD, STACK
+from e2e.stack import BUILDS, FAILED_BUILD, NAMESPACE, STACK
 
 STOP_SCENARIO = "9 a node stopped with a release running, without destroy, leaves no process, mount or bridge"
 
@@ -71,6 +71,9 @@ def stop_with_a_release_running(report: Report, cluster: Cluster, pulumi: Pulumi
     assert cluster.node is not None
     home = cluster.node.home
     with report.scenario(SUITE, STOP_SCENARIO) as details:
+        # scenario 8's destroy deleted the namespace, and the user's data claim with it
+        wait_gone(cluster, f"/api/v1/namespaces/{NAMESPACE}")
+        prepare_namespace(cluster)
         done = pulumi.up("mlpipeline:build=1", check=False)
         details["up_exit"], details["up_seconds"] = done.returncode, pulumi.seconds()
         running = [str(process) for process in host.node_processes(home)]
@@ -126,6 +129,8 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
         node = Node(folder / "bin")
         real = cluster(node)
         try:
+            # the node builds its pause image with Docker and copies the app images from it
+            docker_engine.ensure_engine()
             began = time.monotonic()
             real.start()
             facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}

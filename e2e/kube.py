@@ -28,6 +28,15 @@ class EngineError(AssertionError):
     pass
 
 
+def wait_gone(cluster: Cluster, path: str, timeout: float = 180) -> None:
+    """Wait until the object at `path` is deleted (a namespace finishes Terminating, for one)."""
+    deadline = time.monotonic() + timeout
+    while (body := cluster.get(path)) is not None:
+        if time.monotonic() > deadline:
+            raise EngineError(f"{path} is still there after {timeout:.0f} s: {body.get('status')}")
+        time.sleep(1)
+
+
 def prepare_namespace(cluster: Cluster) -> Path:
     """What a user of the local stack does first: the namespace and the claim with the CSVs (the
     demo's interactions, which a real node trains on). Returns the claim's host folder."""
