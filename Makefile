@@ -31,8 +31,11 @@ $(CHECKOV): requirements-checkov.txt
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
+# A node_modules that is a link (git worktrees share one) is kept: `npm ci` through the link would
+# empty the folder every worktree uses while it reinstalls, failing their Azurite tests meanwhile.
 $(AZURITE): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	if [ -L node_modules ] && [ -e $(AZURITE) ]; then echo "node_modules is a shared link: kept"; \
+	else npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $@
 
 demo: $(STAMP)
