@@ -1,4 +1,4 @@
-# The two commands of the README, from a fresh clone with only python3, pip and npm.
+# The commands of the README, from a fresh clone with only python3, pip and npm.
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
 #   make test   set up, then lint (ruff), check formatting and types (mypy), and run every test
 #   make e2e    set up, then the release against real parts: Docker engine, images, the Pulumi engine
@@ -39,14 +39,17 @@ $(ACTIONLINT): Makefile
 	GOBIN=$(abspath .tools/bin) GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	touch $@
 
+# A node_modules that is a link (git worktrees share one) is kept: `npm ci` through the link would
+# empty the folder every worktree uses while it reinstalls, failing their Azurite tests meanwhile.
 $(AZURITE): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	if [ -L node_modules ] && [ -e $(AZURITE) ]; then echo "node_modules is a shared link: kept"; \
+	else npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $@
 
 demo: $(STAMP)
 	$(PY) -m local.demo
 
-# ruff and mypy read pyproject.toml: components/, __main__.py and apps/.
+# ruff and mypy read pyproject.toml: every Python file of the repo (tests, e2e, bench, local too).
 test: setup
 	$(PY) -m ruff check
 	$(PY) -m ruff format --check

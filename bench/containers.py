@@ -184,7 +184,10 @@ def main() -> str:
         from trainer import sample  # the demo's generator: the data the trainer is benchmarked on
 
         sample.write(volumes / "data", ROWS)
-        trained, own, empty = ({"container": [], "process": []} for _ in range(3))
+        # seconds by side ("container", "process"): the whole run, the trainer's own, an empty run
+        trained: dict[str, list[float]] = {"container": [], "process": []}
+        own: dict[str, list[float]] = {"container": [], "process": []}
+        empty: dict[str, list[float]] = {"container": [], "process": []}
         for run in range(TRAIN_RUNS):
             for side, runtime in (("container", containers), ("process", play)):
                 seconds, output = run_once(runtime, volumes, trainer_spec(f"{side}-{run}"), f"{side}-{run}")
@@ -196,7 +199,7 @@ def main() -> str:
                     f"trainer as a {side}: {seconds:.1f} s, its own {own[side][-1]:.1f} s; "
                     f"empty run {empty[side][-1]:.1f} s"
                 )
-        started = {"container": [], "process": []}
+        started: dict[str, list[float]] = {"container": [], "process": []}
         for _ in range(START_RUNS):
             for side, runtime in (("container", containers), ("process", play)):
                 started[side].append(start_once(runtime, volumes, "container-0"))
@@ -214,8 +217,8 @@ def main() -> str:
         "## Containers: images, and the apps in them against the same apps as processes",
         "",
         "`.venv/bin/python -m bench containers` (needs a Docker engine and root). Images built with the",
-        f"legacy builder on the {driver} storage driver (what `make e2e` starts here); the Python base is the",
-        "e2e's debootstrap bookworm image (`e2e/docker_engine.py`), present before the cold builds.",
+        f"legacy builder on the {driver} storage driver (what `make e2e` starts here); the Python base is",
+        "the e2e's debootstrap bookworm image (`e2e/docker_engine.py`), present before the cold builds.",
         "",
         "| image | cold build s (`--no-cache`) | warm build s (cached) | size MB |",
         "|---|---:|---:|---:|",
@@ -224,34 +227,39 @@ def main() -> str:
             for app in containers.APPS
         ],
         "",
-        f"Trainer, {ROWS:,} sample rows, fixed work ({', '.join(f'{k}={v}' for k, v in TRAINER_ENV.items())}), "
-        f"median of {TRAIN_RUNS} each, alternated (load average {load_before:.1f} when the bench started, "
-        f"{load_after:.1f} when it ended):",
+        f"Trainer, {ROWS:,} sample rows, fixed work "
+        f"({', '.join(f'{k}={v}' for k, v in TRAINER_ENV.items())}), median of {TRAIN_RUNS} each, "
+        f"alternated (load average {load_before:.1f} when the bench started, {load_after:.1f} when it "
+        "ended):",
         "",
         "| trainer run | wall seconds | ratio | the trainer's own seconds | ratio | empty run seconds |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| process (`python -m trainer`) | {med(trained['process']):.1f} | 1.00x | {med(own['process']):.1f} | 1.00x "
-        f"| {med(empty['process']):.1f} |",
+        f"| process (`python -m trainer`) | {med(trained['process']):.1f} | 1.00x | "
+        f"{med(own['process']):.1f} | 1.00x | {med(empty['process']):.1f} |",
         f"| container (UID 10001, read-only root, `--network none`) | {med(trained['container']):.1f} | "
-        f"{med(trained['container']) / med(trained['process']):.2f}x (goal <= 1.1x) | {med(own['container']):.1f} | "
-        f"{med(own['container']) / med(own['process']):.2f}x | {med(empty['container']):.1f} |",
+        f"{med(trained['container']) / med(trained['process']):.2f}x (goal <= 1.1x) | "
+        f"{med(own['container']):.1f} | {med(own['container']) / med(own['process']):.2f}x | "
+        f"{med(empty['container']):.1f} |",
         "",
         "Wall: from `docker create` (or the process's start) to the container removed. The trainer's own",
         "seconds: its `complete` log line, from reading the data to the published folder (same threads,",
         "same work on both sides). Empty run: the same container or process running `python -c pass`.",
-        f"The container's wall time differs from the process's by {med(trained['container']) - med(trained['process']):+.1f} s"
-        f" a run; an empty container run costs {med(empty['container']) - med(empty['process']):+.1f} s over an empty process",
-        f"(creating, starting and removing the container on {driver}). Both sides spend time outside the trainer's",
-        "own seconds: before its first log line the interpreter imports numpy, scipy, pyarrow and implicit,",
-        "after its last it exits. On the vfs storage driver, which `make e2e` started until 2026-11-29, `docker",
-        "create` copied the whole image into the container's layer (12-13 s for the trainer's) and `docker rm`",
-        "deleted it: the wall ratio was 2.53x and the scorer's start 6.81x in that day's 09:17 UTC run.",
+        "The container's wall time differs from the process's by "
+        f"{med(trained['container']) - med(trained['process']):+.1f} s a run; an empty container run costs "
+        f"{med(empty['container']) - med(empty['process']):+.1f} s over an empty process",
+        f"(creating, starting and removing the container on {driver}). Both sides spend time outside the",
+        "trainer's own seconds: before its first log line the interpreter imports numpy, scipy, pyarrow and",
+        "implicit, after its last it exits. On the vfs storage driver, which `make e2e` started until",
+        "2026-11-29, `docker create` copied the whole image into the container's layer (12-13 s for the",
+        "trainer's) and `docker rm` deleted it: the wall ratio was 2.53x and the scorer's start 6.81x in",
+        "that day's 09:17 UTC run.",
         "",
         f"Scorer cold start to the first 200 of `/readyz` on that model, median (worst) of {START_RUNS}:",
         "",
         "| scorer start | seconds | ratio |",
         "|---|---:|---:|",
-        f"| process (`python -m scorer`) | {med(started['process']):.2f} ({max(started['process']):.2f}) | 1.00x |",
+        f"| process (`python -m scorer`) | {med(started['process']):.2f} ({max(started['process']):.2f}) | "
+        "1.00x |",
         f"| container (`docker create` + `start`, published on 127.0.0.1) | {med(started['container']):.2f} "
         f"({max(started['container']):.2f}) | {med(started['container']) / med(started['process']):.2f}x |",
     ]

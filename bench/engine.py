@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 from bench import pulumi_program
 from e2e import toolchain
 from e2e.cluster import Cluster
-from e2e.engine import HOME, STACK, STACK_CONFIG, Pulumi, Scenarios
-from e2e.report import Report
+from e2e.kube import prepare_namespace
+from e2e.pulumi_cli import HOME, Pulumi
+from e2e.stack import STACK, STACK_CONFIG
 from local.render import render
 
 KEPT = (1, 10)
@@ -37,16 +39,14 @@ def mocked_seconds(kept: int) -> float:
 
 def main() -> str:
     facts = toolchain.ensure()
-    bin_dir = f"{facts['cache']}/bin"
-    cluster = Cluster(
-        bin_dir, crds=f"{facts['cache']}/crds/gateway-api", stages=f"{facts['cache']}/kwok-stages.yaml"
-    )
+    cache = Path(facts["cache"])
+    cluster = Cluster(cache / "bin", crds=cache / "crds" / "gateway-api", stages=cache / "kwok-stages.yaml")
     timings: dict[int, dict[str, float]] = {}
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend: no stack left by an e2e run
     with cluster:
-        pulumi = Pulumi(cluster.bin, cluster.kubeconfig)
+        pulumi = Pulumi(cluster.bin, cluster.kubeconfig, STACK)
         pulumi.prepare()
-        Scenarios(Report(), cluster, pulumi).prepare_namespace()
+        prepare_namespace(cluster)
         pulumi.new_stack(STACK, {**STACK_CONFIG, "mlpipeline:keepReleases": str(max(KEPT) + 2)})
         for build in range(1, max(KEPT) + 2):
             live_before = build - 1
@@ -79,11 +79,11 @@ def main() -> str:
         [
             "## Engine: `pulumi up` of build N+1 against a real API server",
             "",
-            "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver + controllers",
-            "and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the engine's and the",
-            "API server's cost, not training). The e2e stack (gateway router, images=prebuilt) deploys build",
-            "N+1 beside N kept releases. Baseline: the mocked evaluation of the same program (bench",
-            "pulumi_program's method) at the same ledger size, in the same run.",
+            "The e2e toolchain's Pulumi CLI and Kubernetes provider against etcd + kube-apiserver +",
+            "controllers and a kwok node on 127.0.0.1 (pods Ready and Jobs complete at once: this is the",
+            "engine's and the API server's cost, not training). The e2e stack (gateway router,",
+            "images=prebuilt) deploys build N+1 beside N kept releases. Baseline: the mocked evaluation of",
+            "the same program (bench pulumi_program's method) at the same ledger size, in the same run.",
             "",
             *rows,
             "",

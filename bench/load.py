@@ -48,10 +48,11 @@ def rss_mb(pid: int) -> float:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+            found = re.search(r"VmRSS:\s+(\d+)", status)
+            total += int(found.group(1)) if found else 0  # kernel threads and zombies have none
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, AttributeError):
+        except OSError:
             continue
     return total / 1024
 
@@ -287,7 +288,8 @@ def main() -> str:
     ]
     for i, w in enumerate(windows, 1):
         lines.append(
-            f"| {i} | {w['rps']:,.0f} | {w['p50_ms']:,.2f} | {w['p99_ms']:,.2f} | {w['errors']} | {w['rss_mb']:,.1f} |"
+            f"| {i} | {w['rps']:,.0f} | {w['p50_ms']:,.2f} | {w['p99_ms']:,.2f} | {w['errors']} | "
+            f"{w['rss_mb']:,.1f} |"
         )
     growth = last["rss_mb"] - first["rss_mb"]
     lines += [
@@ -296,17 +298,18 @@ def main() -> str:
         f"{last['rps'] / first['rps']:.2f}x, RSS {last['rss_mb'] / first['rss_mb']:.3f}x ({growth:+.1f} MB). "
         f"`/healthz` on a fresh connection during the soak, on the probe port (where the kubelet probes): "
         f"{_latency(soaked['probe_port_probes'])}; on the serving port at the same time (where it probed "
-        f"before): {_latency(soaked['probes'])} (idle server, probe port: median {_ms(idle[len(idle) // 2])} ms).",
+        f"before): {_latency(soaked['probes'])} (idle server, probe port: median "
+        f"{_ms(idle[len(idle) // 2])} ms).",
     ]
     answers = heavy_run["answers"]
     lines += [
         "",
         f"**Heaviest batches**: {HEAVY_BATCHES} concurrent `POST /recommendations` of 1,000 users x k=1,000: "
         f"statuses {sorted(s for s, _ in answers)}, each answered in "
-        f"{min(t for _, t in answers):.2f}-{max(t for _, t in answers):.2f} s (they take turns in the one scoring "
-        f"thread). `/healthz` meanwhile, against the {PROBE_TIMEOUT:g} s probe timeout: on the probe port "
-        f"{_latency(heavy_run['probe_port_probes'])}; on the serving port {_latency(heavy_run['probes'])}; "
-        f"RSS peaked at {heavy_run['rss_mb']:,.0f} MB.",
+        f"{min(t for _, t in answers):.2f}-{max(t for _, t in answers):.2f} s (they take turns in the one "
+        f"scoring thread). `/healthz` meanwhile, against the {PROBE_TIMEOUT:g} s probe timeout: on the "
+        f"probe port {_latency(heavy_run['probe_port_probes'])}; on the serving port "
+        f"{_latency(heavy_run['probes'])}; RSS peaked at {heavy_run['rss_mb']:,.0f} MB.",
         "",
         f"**Fuzz**: schemathesis (all its checks, up to {FUZZ_EXAMPLES} examples per operation and phase) "
         f"made the scorer answer {fuzzed['requests']:,} requests in {fuzzed['seconds']:.0f} s, by status "

@@ -103,8 +103,8 @@ def main() -> str:
             )
     lines += [
         "",
-        f"Rank {novelty.RANK} basis fitted on a random 80 % of the users; the rest are the held-out real users, "
-        "each paired with synthetic users of the same history length. "
+        f"Rank {novelty.RANK} basis fitted on a random 80 % of the users; the rest are the held-out real "
+        "users, each paired with synthetic users of the same history length. "
         + (f"Worst AUC over the cases: **{worst:.3f}**." if worst is not None else "No data could be read."),
     ]
     return "\n".join(lines)

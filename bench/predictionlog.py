@@ -67,7 +67,7 @@ def main() -> str:
     sys.path.insert(0, str(REPO))
     from tests.apps.modelfolder import write_model_folder
 
-    samples = {label: {c: [] for c in LEVELS} for label in (ON, OFF)}
+    samples: dict[str, dict[int, list[dict]]] = {label: {c: [] for c in LEVELS} for label in (ON, OFF)}
     with tempfile.TemporaryDirectory(prefix="bench-predictionlog-") as tmp:
         folder = Path(tmp) / "1"
         write_model_folder(
@@ -122,16 +122,18 @@ def main() -> str:
                 ratios.append(capacity)
             errors = sum(s["errors"] for s in samples[label][c])
             lines.append(
-                f"| {label} | {c} | {mid(label, c, 'cpu_us'):,.0f} | {capacity:.2f}x | {_fmt(mid(label, c, 'rps'), 0)} | "
-                f"{_fmt(mid(label, c, 'p50_ms'), 2)} | {_fmt(mid(label, c, 'p99_ms'), 2)} | {errors} |"
+                f"| {label} | {c} | {mid(label, c, 'cpu_us'):,.0f} | {capacity:.2f}x | "
+                f"{_fmt(mid(label, c, 'rps'), 0)} | {_fmt(mid(label, c, 'p50_ms'), 2)} | "
+                f"{_fmt(mid(label, c, 'p99_ms'), 2)} | {errors} |"
             )
     worst = min(ratios)
     verdict = "met" if worst >= 0.90 else "NOT met"
     lines += [
         "",
-        f"With every answered user logged, the scorer keeps **{worst:.2f}x** the capacity (CPU per request) of "
-        f"the same scorer without the log, at its worse concurrency: goal (log costs <= 10 %, >= 0.90x) {verdict}. "
-        "req/s on a busy shared machine swing more between turns than the log's cost; CPU per request does not.",
+        f"With every answered user logged, the scorer keeps **{worst:.2f}x** the capacity (CPU per request) "
+        "of the same scorer without the log, at its worse concurrency: goal (log costs <= 10 %, >= 0.90x) "
+        f"{verdict}. req/s on a busy shared machine swing more between turns than the log's cost; CPU per "
+        "request does not.",
         "",
         "A line as written:",
         "",

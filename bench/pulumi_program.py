@@ -67,11 +67,13 @@ def main() -> str:
             "## Pulumi program: one mocked `pulumi up` as the ledger grows",
             "",
             "The local stack deploys a new build beside N-1 kept releases, each re-declared from its record",
-            "(local/render.py mocks: no engine, no provider calls). Baseline: the 1-release run, same process.",
+            "(local/render.py mocks: no engine, no provider calls). Baseline: the 1-release run, same "
+            "process.",
             "",
             *rows,
             "",
-            f"50 releases: {seconds[50]:.2f} s, {verdict} the goal of <= {GOAL_SECONDS_AT_50:.0f} s. Linearity: the 10->50 slope "
-            f"({1000 * slope:.0f} ms/release) predicts {predicted:.2f} s at 25, measured {seconds[25]:.2f} s.",
+            f"50 releases: {seconds[50]:.2f} s, {verdict} the goal of <= {GOAL_SECONDS_AT_50:.0f} s. "
+            f"Linearity: the 10->50 slope ({1000 * slope:.0f} ms/release) predicts {predicted:.2f} s at 25, "
+            f"measured {seconds[25]:.2f} s.",
         ]
     )

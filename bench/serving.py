@@ -119,7 +119,7 @@ async def _connection(port: int, paths: list[bytes], deadline: float, measure_fr
 
 
 async def _drive(port: int, concurrency: int, seconds: float, paths: list[bytes]) -> dict:
-    out = {"latencies": [], "errors": 0}
+    out: dict = {"latencies": [], "errors": 0}
     start = time.perf_counter()
     measure_from = start + WARMUP_SECONDS
     deadline = measure_from + seconds
@@ -327,10 +327,10 @@ def main() -> str:
         lines += [
             "",
             f"The last row serves the trainer's own MovieLens 1M release (`{metrics['family']}`, "
-            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items; user vectors `{card['user_vectors']}`, "
-            f"item vectors `{card['item_vectors']}`), 1 worker, its own users: at concurrency 8 it answers "
-            f"{real:.2f}x the rate of the same scorer on the factor model above. There is no naive baseline "
-            "for it: the naive service only knows factor models.",
+            f"{metrics['n_users']:,} users x {metrics['n_items']:,} items; user vectors "
+            f"`{card['user_vectors']}`, item vectors `{card['item_vectors']}`), 1 worker, its own users: at "
+            f"concurrency 8 it answers {real:.2f}x the rate of the same scorer on the factor model above. "
+            "There is no naive baseline for it: the naive service only knows factor models.",
         ]
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 from e2e.report import Report
@@ -10,7 +11,14 @@ from e2e.report import Report
 SUITES = ("containers", "engine")
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (a CI timeout, `kill`) exits like Ctrl-C does, through every `finally`: the suites
+    stop what they started there. Python's default would end the process on the spot."""
+    signal.signal(signal.SIGTERM, lambda number, _frame: sys.exit(128 + number))
+
+
 def main(argv: list[str]) -> int:
+    exit_on_sigterm()
     names = argv or list(SUITES)
     unknown = sorted(set(names) - set(SUITES))
     if unknown:

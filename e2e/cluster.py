@@ -14,9 +14,7 @@ from the toolchain are applied so the gateway router is real.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -24,12 +22,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
-if TYPE_CHECKING:
-    from e2e.node import Node  # which imports spawn and terminate from here
+from e2e.node import Node
+from e2e.process import spawn, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "cluster"
@@ -43,32 +40,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
-    """A process in a session of its own (so that it ends with its children), logging to `log_path`."""
-    with open(log_path, "w") as log:
-        return subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=cwd,
-        )
-
-
-def terminate(processes: list[subprocess.Popen], grace: float = 10) -> None:
-    """SIGTERM to each process group, then SIGKILL to those still running after `grace` seconds."""
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=grace)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -199,11 +170,14 @@ class Cluster:
 
     def stop(self, grace: float = 10) -> None:
         """End the node, then every process this cluster started (newest first): SIGTERM, then
-        SIGKILL after `grace`."""
-        if self.node is not None:
-            self.node.stop(grace)
-        terminate([process for _name, process in reversed(self.processes)], grace)
-        self.processes.clear()
+        SIGKILL after `grace`. The control plane ends even when the node's stop raises (it raises
+        when something of the node is left on the machine), and that error is raised after."""
+        try:
+            if self.node is not None:
+                self.node.stop(grace)
+        finally:
+            terminate([process for _name, process in reversed(self.processes)], grace)
+            self.processes.clear()
 
     # --- the API ---------------------------------------------------------------------------
     def request(

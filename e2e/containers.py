@@ -117,7 +117,9 @@ def run(report: Report) -> None:
         _scenarios(report, builds, serving)
     finally:
         for played in serving:
-            containers.stop(played.scorer)
+            scorer = played.scorer
+            assert isinstance(scorer, containers.Running), "the suite plays with runtime=containers"
+            containers.stop(scorer)
         left = containers.remove_all()
         if left:
             print(f"e2e: {SUITE}: removed {len(left)} leftover containers", flush=True)

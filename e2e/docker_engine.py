@@ -47,7 +47,8 @@ class EngineError(RuntimeError):
 def _run(
     argv: list[str], *, timeout: float | None = None, log: Path | None = None, **kwargs
 ) -> subprocess.CompletedProcess:
-    """Run a command; on failure raise EngineError with its last output lines (the whole output goes to `log`)."""
+    """Run a command; on failure raise EngineError with its last output lines (the whole output goes
+    to `log`)."""
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,8 @@ def _need_root(what: str) -> None:
 
 
 def install_missing(needs: dict[str, str]) -> None:
-    """apt-get install each Debian package whose tool is missing: {package: command on PATH, or absolute path}."""
+    """apt-get install each Debian package whose tool is missing: {package: command on PATH, or
+    absolute path}."""
     missing = [
         package
         for package, tool in needs.items()
@@ -139,7 +141,8 @@ def ensure_engine() -> None:
 
 
 def storage_driver() -> str:
-    """The storage driver of the engine that answers (what image creation and container start cost depends on)."""
+    """The storage driver of the engine that answers (what image creation and container start cost
+    depends on)."""
     return _run(["docker", "info", "--format", "{{.Driver}}"], timeout=20).stdout.strip()
 
 
@@ -167,7 +170,8 @@ def image_size(tag: str) -> int:
 
 
 def ensure_base_image() -> str:
-    """The Dockerfiles' Python base: kept when the tag exists, else built from Debian packages. Returns the tag."""
+    """The Dockerfiles' Python base: kept when the tag exists, else built from Debian packages.
+    Returns the tag."""
     tag = base_image_name()
     if image_exists(tag):
         return tag
@@ -201,22 +205,22 @@ def ensure_base_image() -> str:
         # The machine's bundle holds whatever CA intercepts TLS here; pip uses it, not its own certifi.
         shutil.copyfile(SYSTEM_CA, rootfs / "etc/ssl/certs/ca-certificates.crt")
         (rootfs / "etc/pip.conf").write_text(f"[global]\ncert = {SYSTEM_CA}\n")
-        for cache in (
+        for leftovers in (
             "var/cache/apt/archives",
             "var/lib/apt/lists",
             "usr/share/doc",
             "usr/share/man",
             "usr/share/info",
         ):
-            for child in (rootfs / cache).glob("*"):
+            for child in (rootfs / leftovers).glob("*"):
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 elif child.name != "lock":
                     child.unlink()
-        tar = subprocess.Popen(
+        # leaving the block closes the pipe and waits for tar
+        with subprocess.Popen(
             ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-        )
-        try:
+        ) as tar:
             _run(
                 [
                     "docker",
@@ -236,9 +240,6 @@ def ensure_base_image() -> str:
                 log=log,
                 timeout=900,
             )
-        finally:
-            tar.stdout.close()
-            tar.wait()
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     return tag

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from e2e import docker_engine
-from e2e.cluster import spawn, terminate
+from e2e import docker_engine, host
+from e2e.process import spawn, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "node"
@@ -116,13 +116,19 @@ class Node:
         self.socket = home / "containerd" / "containerd.sock"
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.name = NAME
+        self.stop_notes: list[str] = []  # what the last stop() recovered from
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, kubeconfig: Path, ca: Path, deadline: float) -> None:
         """containerd with its CNI bridge, the pause image, then the kubelet (the caller waits for
         Ready). `kubeconfig` is the kubelet's client identity, `ca` the CA its callers' certificates
         must chain to."""
+        # What an earlier run could not end or remove (see stop()), ended and removed first.
+        host.kill(host.node_processes(self.home))
         self._clean()
+        mounted = host.mounts_under(self.home)
+        if mounted:
+            raise NodeError(f"mounts under {self.home} that cannot be unmounted: {mounted}")
         shutil.rmtree(self.home, ignore_errors=True)
         for folder in ("logs", "containerd", "cni", "kubelet", "pause"):
             (self.home / folder).mkdir(parents=True)
@@ -147,18 +153,31 @@ class Node:
         )
 
     def stop(self, grace: float = 10) -> None:
-        """The kubelet first (it would restart the pods), then every container, containerd, their
-        mounts, the bridge and the pods' cgroups; the logs stay, the image store and pod folders go."""
+        """The kubelet first (it would restart the pods), then every container, containerd, what its
+        shims left running, their mounts, the bridge and the pods' cgroups; the logs stay, the image
+        store and pod folders go. Raises NodeError naming whatever is still on the machine after all
+        that; a step that failed but whose work a later one did is printed (and kept in `stop_notes`)."""
+        notes: list[str] = []
         running = dict(self.processes)
         if "kubelet" in running:
             terminate([running["kubelet"]], grace)
         if "containerd" in running and running["containerd"].poll() is None:
-            self._remove_containers()
+            notes += self._remove_containers()
         terminate([process for _name, process in reversed(self.processes)], grace)
         self.processes.clear()
-        self._clean()
-        for folder in ("containerd", "kubelet", "cni"):
-            shutil.rmtree(self.home / folder, ignore_errors=True)
+        # A shim outlives its containerd by design, and its pod's processes with it.
+        still = host.kill(host.node_processes(self.home), grace)
+        notes += [f"process {process} survived SIGKILL" for process in still]
+        notes += self._clean()
+        left = host.leftovers(self.home, BRIDGE)
+        if "mounts" not in left:  # a folder still mounted would take the mounted files with it
+            for folder in ("containerd", "kubelet", "cni"):
+                shutil.rmtree(self.home / folder, ignore_errors=True)
+        self.stop_notes = notes
+        if left:
+            raise NodeError(f"the node did not stop cleanly, left on this machine: {left}; {notes}")
+        for note in notes:
+            print(f"e2e: node stop: {note} (recovered)", flush=True)
 
     def check_alive(self, what: str = "the node") -> None:
         for name, process in self.processes:
@@ -176,17 +195,14 @@ class Node:
             for name, tag in images.items()
         }
         held = set(self._ctr("images", "ls", "-q").split())
-        copy = {}
+        copy: dict[str, str] = {}  # image id -> the one tag it is saved under
         for name, image_id in ids.items():
             if image_id not in held:
                 copy.setdefault(image_id, images[name])
         if copy:
-            save = subprocess.Popen(["docker", "save", *copy.values()], stdout=subprocess.PIPE)
-            try:
+            # leaving the block closes the pipe and waits for docker save
+            with subprocess.Popen(["docker", "save", *copy.values()], stdout=subprocess.PIPE) as save:
                 self._ctr("images", "import", "-", stdin=save.stdout, timeout=900)
-            finally:
-                save.stdout.close()
-                save.wait()
             if save.returncode != 0:
                 raise NodeError(f"`docker save {' '.join(copy.values())}` exited {save.returncode}")
         for name, image_id in ids.items():
@@ -337,29 +353,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         (self.home / "kubelet" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     # --- teardown --------------------------------------------------------------------------
-    def _remove_containers(self) -> None:
-        """Every container of the node's containerd, killed and deleted (their shims exit with them)."""
+    def _remove_containers(self) -> list[str]:
+        """Every container of the node's containerd, killed and deleted (their shims exit with them);
+        returns what failed."""
+        failed = []
         try:
-            for task in self._ctr("tasks", "ls", "-q").split():
+            tasks = self._ctr("tasks", "ls", "-q").split()
+        except (NodeError, subprocess.TimeoutExpired) as error:
+            return [f"listing the node's tasks failed: {error}"]
+        for task in tasks:
+            try:
                 self._ctr("tasks", "rm", "--force", task, timeout=30)
+            except (NodeError, subprocess.TimeoutExpired) as error:
+                failed.append(f"removing task {task} failed: {error}")
+        try:
             containers = self._ctr("containers", "ls", "-q").split()
             if containers:
                 self._ctr("containers", "rm", *containers, timeout=60)
-        except (NodeError, subprocess.TimeoutExpired):
-            pass  # the unmounts below still free what they held
+        except (NodeError, subprocess.TimeoutExpired) as error:
+            failed.append(f"removing the node's containers failed: {error}")
+        return failed
 
-    def _clean(self) -> None:
-        """Unmount everything under home (deepest first), drop the bridge and the empty pod cgroups."""
-        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-        for point in sorted((m for m in mounts if m.startswith(f"{self.home}/")), key=len, reverse=True):
-            subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
-            subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            pods = controller / "kubepods"
-            if pods.is_dir():
-                for folder, _dirs, _files in sorted(os.walk(pods), key=lambda walked: -len(walked[0])):
-                    try:
-                        os.rmdir(folder)
-                    except OSError:
-                        pass  # still holding a process: not ours to end
+    def _clean(self) -> list[str]:
+        """Unmount everything under home (deepest first), drop the bridge and the empty pod cgroups;
+        returns what failed."""
+        failed = []
+        for point in host.mounts_under(self.home):
+            done = subprocess.run(["umount", "--lazy", point], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                failed.append(f"umount {point}: {done.stderr.strip()}")
+        if host.link_exists(BRIDGE):
+            done = subprocess.run(
+                ["ip", "link", "delete", BRIDGE], capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                failed.append(f"ip link delete {BRIDGE}: {done.stderr.strip()}")
+        for folder in host.pod_cgroups():
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                pass  # the same folder reached through a co-mounted controller's link
+            except OSError as error:
+                failed.append(f"rmdir {folder}: {error}")
+        return failed

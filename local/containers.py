@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,7 +256,7 @@ def exit_code(docker_name: str) -> int | None:
     return None if running == "true" else int(code)
 
 
-def create(container: Container, extra: list[str] = ()) -> None:
+def create(container: Container, extra: Sequence[str] = ()) -> None:
     result = subprocess.run(
         ["docker", "create", *extra, *container.run_args],
         env=_client_env(container),

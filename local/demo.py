@@ -23,6 +23,7 @@ import base64
 import csv
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -36,7 +37,8 @@ from local import play as processes
 from local.play import ROOT, PlayError, Pod, prepare
 from local.render import Rendering, render
 
-Runtime = ModuleType  # local.play (processes) or local.containers: prepare, run_to_completion, start, wait_ready, stop
+# local.play (processes) or local.containers: prepare, run_to_completion, start, wait_ready, stop
+Runtime = ModuleType
 PROCESSES, CONTAINERS = processes, containers
 RUNTIMES = {"docker": CONTAINERS, "process": PROCESSES}
 RUNTIME_ENV = "DEMO_RUNTIME"  # docker | process; default: docker when an engine answers
@@ -74,9 +76,7 @@ class Played:
     url: str
     data_dir: Path
     rendering: Rendering
-    scorer: (
-        object  # the running scorer (a Popen, or a local.containers.Running); stop it with its runtime's stop
-    )
+    scorer: subprocess.Popen | containers.Running  # the running scorer; stop it with its runtime's stop
 
 
 def shown(path: Path) -> Path:
@@ -110,12 +110,12 @@ def release_object(rendering: Rendering, kind: str, build: str) -> dict:
 def ensure_sample_data(pod: Pod, rows: int) -> Path:
     """Write the sample interactions where the rendered trainer will look for them (its DATA_DIR)."""
     trainer = prepare(pod, pod.spec["containers"][0])
-    data_dir = trainer.env.get("DATA_DIR")
-    if not data_dir:
+    setting = trainer.env.get("DATA_DIR")
+    if not setting:
         raise PlayError(
             "the local stack's trainer reads no DATA_DIR: set dataSource=volume in Pulumi.local.yaml"
         )
-    data_dir = Path(data_dir)
+    data_dir = Path(setting)
     if not any(data_dir.glob("*.csv")):
         say(f"writing a sample interactions dataset ({rows:,} rows) to {shown(data_dir)}")
         from trainer import sample  # the ETL's stand-in, not part of any played container
@@ -131,7 +131,8 @@ def play(
     rows: int = SAMPLE_ROWS,
     runtime: Runtime = PROCESSES,
 ) -> Played:
-    """Render and play one release; return it serving. The caller stops `Played.scorer` with `runtime.stop`."""
+    """Render and play one release; return it serving. The caller stops `Played.scorer` with
+    `runtime.stop`."""
     release = render_release(build, config, root, rows, runtime)
     train(release, runtime)
     hold(release, runtime)
@@ -168,7 +169,8 @@ def recorded(release: Release) -> Rendering:
 def render_release(
     build: str | None, config: dict | None, root: Path, rows: int = SAMPLE_ROWS, runtime: Runtime = PROCESSES
 ) -> Release:
-    """Render the stack for `build` (default: the next one after the last play's) with the sample data in place."""
+    """Render the stack for `build` (default: the next one after the last play's) with the sample data
+    in place."""
     state_file = root / "stack.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     previous = state.get("releases")
@@ -222,7 +224,8 @@ def hold(release: Release, runtime: Runtime = PROCESSES, stdout=None) -> None:
     """The Deployment's init containers, which hold the pod until the model is verified and good enough."""
     deployment = release.deployment
     say(
-        f"Deployment {deployment.name}: init containers hold the pod until the model is verified and good enough"
+        f"Deployment {deployment.name}: init containers hold the pod until the model is verified "
+        "and good enough"
     )
     for container in deployment.spec.get("initContainers", []):
         runtime.run_to_completion(runtime.prepare(deployment, container), say, stdout=stdout)
@@ -266,8 +269,9 @@ def show(played: Played, users: list[str]) -> None:
     version = get(f"{played.url}/version")
     metrics = version.get("metrics", {})
     say(
-        f"model {version['model_sha256'][:12]}: nDCG@{metrics.get('k')} {metrics.get('model', {}).get('ndcg_at_k', 0):.3f} "
-        f"vs popularity {metrics.get('popularity', {}).get('ndcg_at_k', 0):.3f} (lift {metrics.get('lift_ndcg', 0):.2f})"
+        f"model {version['model_sha256'][:12]}: nDCG@{metrics.get('k')} "
+        f"{metrics.get('model', {}).get('ndcg_at_k', 0):.3f} vs popularity "
+        f"{metrics.get('popularity', {}).get('ndcg_at_k', 0):.3f} (lift {metrics.get('lift_ndcg', 0):.2f})"
     )
     for user in users + ["someone-new"]:
         answer = get(f"{played.url}/recommendations/{urllib.parse.quote(user)}?k=5")

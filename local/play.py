@@ -174,7 +174,8 @@ def _env_value(pod: Pod, container: dict, item: dict) -> str | None:
             if ref.get("optional"):
                 return None
             raise PlayError(
-                f"container {container['name']}: env {item['name']} needs secret {ref['name']}/{ref['key']}, which is not rendered"
+                f"container {container['name']}: env {item['name']} needs secret "
+                f"{ref['name']}/{ref['key']}, which is not rendered"
             )
         return secret[ref["key"]]
     if "fieldRef" in source:

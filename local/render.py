@@ -218,24 +218,31 @@ class _Mocks(pulumi.runtime.Mocks):
             state["loginServer"] = f"{resource_name}.azurecr.io"
         return f"/subscriptions/{MOCK_SECRETS['subscription']}/{typ}/{resource_name}", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]]]:
         if args.token == "azure-native:storage:listStorageAccountKeys":
-            return {
-                "keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]
-            }
+            return (
+                {"keys": [{"keyName": "key1", "permissions": "Full", "value": MOCK_SECRETS["storage_key"]}]},
+                [],
+            )
         if args.token == "azure-native:containerregistry:listRegistryCredentials":
-            return {
-                "username": args.args.get("registryName", "registry"),
-                "passwords": [{"name": "password", "value": MOCK_SECRETS["registry_password"]}],
-            }
+            return (
+                {
+                    "username": args.args.get("registryName", "registry"),
+                    "passwords": [{"name": "password", "value": MOCK_SECRETS["registry_password"]}],
+                },
+                [],
+            )
         if args.token == "azure-native:authorization:getClientConfig":
-            return {
-                "subscriptionId": MOCK_SECRETS["subscription"],
-                "tenantId": "00000000-mock-tenant",
-                "clientId": "00000000-mock-client",
-                "objectId": "00000000-mock-object",
-            }
-        return {}
+            return (
+                {
+                    "subscriptionId": MOCK_SECRETS["subscription"],
+                    "tenantId": "00000000-mock-tenant",
+                    "clientId": "00000000-mock-client",
+                    "objectId": "00000000-mock-object",
+                },
+                [],
+            )
+        return {}, []  # (result, no check failures)
 
 
 class _Monitor(sdk_internals.MockMonitor):
@@ -467,7 +474,7 @@ async def _evaluate(declare: Callable[[], Any]) -> tuple[dict[str, Any], set[str
         raise (failure[0] if failure else RenderError(str(exc))) from None
     stack = pulumi.runtime.get_root_resource()
     outputs, secret, unknown = {}, set(), set()
-    for key, value in (stack.outputs if stack is not None else {}).items():
+    for key, value in (stack.outputs if isinstance(stack, pulumi.runtime.stack.Stack) else {}).items():
         # An Output's value is plain data already; deep-unwrapping it again costs O(size) Outputs.
         output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
         outputs[key] = await output.future(with_unknowns=True)

@@ -20,7 +20,9 @@ def load(path: Path) -> dict:
 
 def triggers(workflow: dict) -> dict:
     # YAML 1.1 reads the bare key `on` as boolean True.
-    return workflow.get("on", workflow.get(True))
+    found = workflow.get("on", workflow.get(True))
+    assert isinstance(found, dict), f"the workflow's triggers are not a mapping: {found!r}"
+    return found
 
 
 def run_scripts(workflow: dict) -> str:

@@ -275,7 +275,7 @@ def ensure(names: tuple[str, ...] | None = None, log=print) -> dict:
 def _build_missing(folder: Path, pins: dict[str, str], steps: list[Step], log) -> list[str]:
     (folder / "bin").mkdir(parents=True, exist_ok=True)
     record_path = folder / RECORD
-    record = (
+    record: dict = (
         json.loads(record_path.read_text())
         if record_path.exists()
         else {

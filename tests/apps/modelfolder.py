@@ -1,5 +1,6 @@
-"""Build model folders the way the trainer does (docs/CONTRACTS.md section 1, artifacts of modelshare.layout), so the
-waiter and scorer are tested, and benchmarked, without waiting for a real training run."""
+"""Build model folders the way the trainer does (docs/CONTRACTS.md section 1, artifacts of
+modelshare.layout), so the waiter and scorer are tested, and benchmarked, without waiting for a real
+training run."""
 
 from __future__ import annotations
 
@@ -42,8 +43,8 @@ class ModelFolder:
     user_ids: list[str]
     item_ids: list[str]
     seen: scipy.sparse.csr_matrix
-    user_vectors: object  # ndarray (factor) or csr (item-item)
-    item_vectors: object  # ndarray or csr
+    user_vectors: np.ndarray | scipy.sparse.csr_matrix  # ndarray (factor) or csr (item-item)
+    item_vectors: np.ndarray | scipy.sparse.csr_matrix
     popular: np.ndarray
     extra: dict = field(default_factory=dict)
 
@@ -53,7 +54,8 @@ class ModelFolder:
         row = self.user_ids.index(user_id)
         user = self.user_vectors[row]
         user = user.toarray().ravel() if scipy.sparse.issparse(user) else np.asarray(user, dtype=np.float64)
-        items = self.item_vectors.toarray() if scipy.sparse.issparse(self.item_vectors) else self.item_vectors
+        vectors = self.item_vectors
+        items = vectors if isinstance(vectors, np.ndarray) else vectors.toarray()
         scores = items.astype(np.float64) @ user
         seen = set(self.seen[row].indices.tolist())
         return {self.item_ids[i]: float(scores[i]) for i in range(len(self.item_ids)) if i not in seen}

@@ -285,6 +285,7 @@ _ISTIO_HTTP_ROUTE = _obj(
         "corsPolicy": _ANY_OBJECT,
         "headers": _ANY_OBJECT,
     },
+    required=(),
     **{"not": {"required": ["mirror", "mirrors"]}},
 )
 

@@ -80,11 +80,13 @@ def test_the_rendered_split_makes_the_no_traffic_alert_fire(tmp_path):
                         "interval": "1m",
                         "input_series": [
                             {
-                                "series": 'scorer_model_info{namespace="mlpipeline-dev", instance="a:8080", build="152", model_sha256="aa"}',
+                                "series": 'scorer_model_info{namespace="mlpipeline-dev", instance="a:8080", '
+                                'build="152", model_sha256="aa"}',
                                 "values": "1x30",
                             },
                             {
-                                "series": 'scorer_requests_total{namespace="mlpipeline-dev", instance="a:8080", method="GET", '
+                                "series": 'scorer_requests_total{namespace="mlpipeline-dev", '
+                                'instance="a:8080", method="GET", '
                                 'route="/recommendations/{user_id}", status="200"}',
                                 "values": "0+540x30",
                             },
@@ -102,9 +104,10 @@ def test_the_rendered_split_makes_the_no_traffic_alert_fire(tmp_path):
                                             "role": "canary",
                                         },
                                         "exp_annotations": {
-                                            "summary": "Release 153 should get 10 % of the traffic but answers no request",
-                                            "description": "The router's split gives this release traffic while the other releases "
-                                            "answer requests and it answers none.",
+                                            "summary": "Release 153 should get 10 % of the traffic but "
+                                            "answers no request",
+                                            "description": "The router's split gives this release traffic "
+                                            "while the other releases answer requests and it answers none.",
                                         },
                                     }
                                 ],

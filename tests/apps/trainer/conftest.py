@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,4 +75,4 @@ def small_dir(tmp_path_factory) -> Path:
 
 
 # Quick settings for runs that test plumbing, not selection.
-QUICK = {"TUNE_TRIALS_PER_FAMILY": 1, "TRAIN_FAMILIES": "als-plain,ease"}
+QUICK: dict[str, Any] = {"TUNE_TRIALS_PER_FAMILY": 1, "TRAIN_FAMILIES": "als-plain,ease"}

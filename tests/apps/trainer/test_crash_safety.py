@@ -26,8 +26,10 @@ def kill_when(settings: dict, stop) -> None:
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    stdout = proc.stdout
+    assert stdout is not None  # piped above
     try:
-        for line in proc.stdout:
+        for line in stdout:
             if line.startswith("{") and stop(json.loads(line)):
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -35,7 +37,7 @@ def kill_when(settings: dict, stop) -> None:
             pytest.fail("the trainer finished before the kill point")
     finally:
         proc.wait(timeout=60)
-        proc.stdout.close()
+        stdout.close()
     assert proc.returncode == -signal.SIGKILL
 
 

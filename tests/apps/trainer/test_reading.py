@@ -1,4 +1,5 @@
-"""The input CSV (docs/CONTRACTS.md, section 3): what the trainer accepts, what it counts and skips, and what fails the run."""
+"""The input CSV (docs/CONTRACTS.md, section 3): what the trainer accepts, what it counts and skips,
+and what fails the run."""
 
 from __future__ import annotations
 

@@ -49,8 +49,10 @@ class Waiter:
         self.events: list[dict] = []
 
     def next_event(self) -> dict:
-        line = self.process.stdout.readline()
-        assert line, f"waiter ended without a further event: {self.process.stderr.read()}"
+        stdout, stderr = self.process.stdout, self.process.stderr
+        assert stdout is not None and stderr is not None  # both piped above
+        line = stdout.readline()
+        assert line, f"waiter ended without a further event: {stderr.read()}"
         self.events.append(json.loads(line))
         return self.events[-1]
 
@@ -178,7 +180,10 @@ def test_the_challenger_must_not_be_worse_than_the_champion_on_the_same_users(
     model = write_model_folder(tmp_path / "7", "7", metrics_doc=compared_with(champion, gain, lower))
     waiter = run(model.path, GATE_CHAMPION_MODELFOLDER=str(champion.path), GATE_CHAMPION_TOLERANCE=tolerance)
     assert waiter.process.returncode == code
-    expected = f"paired NDCG gain over champion build 6 on 400 test users {gain:+.4f} (one-sided 95% lower bound {lower:+.4f})"
+    expected = (
+        f"paired NDCG gain over champion build 6 on 400 test users {gain:+.4f} "
+        f"(one-sided 95% lower bound {lower:+.4f})"
+    )
     if code:
         assert expected + " < -GATE_CHAMPION_TOLERANCE" in waiter.message
     else:

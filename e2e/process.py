@@ -1,0 +1,37 @@
+"""The harness's own processes: started in a session of their own, so that ending one ends its
+children too, and ended with SIGTERM, then SIGKILL after a grace period. The cluster's control plane
+(e2e/cluster.py) and the node's containerd and kubelet (e2e/node.py) are started through here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    """A process in a session of its own (so that it ends with its children), logging to `log_path`."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=cwd,
+        )
+
+
+def terminate(processes: list[subprocess.Popen], grace: float = 10) -> None:
+    """SIGTERM to each process group, then SIGKILL to those still running after `grace` seconds."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=grace)
