@@ -28,6 +28,35 @@ from e2e.report import Report
 from e2e.scenarios import SUITE, Scenarios
 from e2e.stack import BUILDS, FAILED_BUILD, NAMESPACE, STACK
 
+# kwok completes Job pods without running them. The program reads a training Job's results from its
+# trainer's termination message once the Job completes (components/training_results.py) and fails
+# the update without them, so kwok's pod-complete stage writes a summary of the pod's build.
+KWOK_STAGES = HOME.parent / "kwok-stages.yaml"
+COMPLETED = (
+    "            reason: Completed\n"
+    "            startedAt: {{ $now | Quote }}\n"
+    "      {{ end }}\n"
+    "      phase: Succeeded"
+)
+TRAINER_SUMMARY = (
+    '            {{ if eq $item.name "trainer" }}{{ $build := "" }}{{ range $item.env }}'
+    '{{ if eq .name "BUILD_NUMBER" }}{{ $build = .value }}{{ end }}{{ end }}'
+    'message: {{ printf "{\\"build\\":%q,\\"modelSha256\\":\\"simulated-by-kwok\\"}" $build | Quote }}'
+    "{{ end }}\n"
+)
+
+
+def kwok_stages(cached: Path) -> Path:
+    """kwok's own stages (from the toolchain), the trainer's completed pods with a summary."""
+    text = cached.read_text()
+    if text.count(COMPLETED) != 1:
+        raise EngineError(f"{cached}: kwok's pod-complete stage is not the one this suite extends")
+    head, _, tail = COMPLETED.partition("\n")
+    KWOK_STAGES.parent.mkdir(parents=True, exist_ok=True)
+    KWOK_STAGES.write_text(text.replace(COMPLETED, f"{head}\n{TRAINER_SUMMARY}{tail}"))
+    return KWOK_STAGES
+
+
 STOP_SCENARIO = "9 a node stopped with a release running, without destroy, leaves no process, mount or bridge"
 
 
@@ -118,7 +147,7 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
             Cluster(
                 folder / "bin",
                 crds=folder / "crds" / "gateway-api",
-                stages=folder / "kwok-stages.yaml",
+                stages=kwok_stages(folder / "kwok-stages.yaml"),
                 node=node,
             )
         )

@@ -12,6 +12,7 @@ Scenario 2 needs 1; 3, 4, 5 and 7 need 2 (7 a real node too); 6 and 8 run whatev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from e2e.cluster import Cluster
 from e2e.kube import (
     EngineError,
     assert_release_live,
+    claim_folder,
     guards_of,
     job_seconds,
     namespace_snapshot,
@@ -40,19 +42,6 @@ from local import demo
 SUITE = "engine"
 # A re-declared retired record keeps everything but its place in the ledger's order.
 RENUMBERED = ("sequence",)
-
-
-# --- the autoscaler exception ------------------------------------------------------------------
-# A release's HorizontalPodAutoscaler follows the traffic like the router does: at 0 % it is pinned
-# at its minimum (kept warm for a rollback). So build 2's preview updates build 1's autoscaler
-# (scenario 2) and a traffic change updates the autoscalers (scenario 3, whose title says so too).
-# When the autoscalers no longer follow the traffic, delete this function and its two calls.
-def follows_traffic(name: str) -> bool:
-    """Whether a change is an autoscaler following the traffic: a Pulumi resource
-    `guards-<build>-autoscaler` or an API object `horizontalpodautoscalers/<name>`."""
-    return (name.startswith("guards-") and name.endswith("-autoscaler")) or name.startswith(
-        "horizontalpodautoscalers/"
-    )
 
 
 def of_release(name: str, dns_build: str) -> bool:
@@ -122,9 +111,43 @@ class Scenarios:
                 raise EngineError(f"stack output releases holds {list(releases)}, expected ['1']")
             details["objects"] = assert_release_live(self.cluster, releases["1"])
             details["routes"] = [r["metadata"]["name"] for r in routes(self.cluster)]
+            details["provenance"] = self.provenance(releases["1"])
+            details.update(self.nothing_to_change("mlpipeline:build=1"))
             details["weights"] = route_weights(self.cluster)
             return True
         return False
+
+    def provenance(self, record: dict) -> dict:
+        """The record holds what training produced as soon as the `up` that trained it returns; on a
+        real node its model sha256 is that of the manifest the trainer wrote to the model share."""
+        training = record.get("training") or {}
+        if "modelSha256" not in training:
+            raise EngineError(f"release {record['build']}'s record lacks its training results: {training}")
+        if self.cluster.node is not None:
+            data, test = training.get("data") or {}, training.get("test") or {}
+            if "sha256" not in data or "ndcg_at_k" not in test:
+                raise EngineError(f"release {record['build']}'s results lack data or test: {training}")
+            share = claim_folder(self.cluster, MODEL_CLAIM)
+            manifest = hashlib.sha256((share / record["build"] / "manifest.json").read_bytes()).hexdigest()
+            if training["modelSha256"] != manifest:
+                raise EngineError(f"record modelSha256 {training['modelSha256']}, manifest.json {manifest}")
+        return {
+            "modelSha256": training["modelSha256"],
+            "dataSha256": (training.get("data") or {}).get("sha256"),
+            "ndcg_at_k": (training.get("test") or {}).get("ndcg_at_k"),
+        }
+
+    def nothing_to_change(self, *config: str) -> dict:
+        """A second `up` with the same config plans nothing, changes no object and no output."""
+        outputs, objects = self.pulumi.outputs(), namespace_snapshot(self.cluster)
+        planned = preview_steps(self.pulumi.preview_json(*config))
+        if planned:
+            raise EngineError(f"the same config again plans {[(s['op'], s['urn']) for s in planned]}")
+        self.pulumi.up(*config)
+        changed = [k for k, v in self.pulumi.outputs().items() if outputs.get(k) != v]
+        if changed or namespace_snapshot(self.cluster) != objects:
+            raise EngineError(f"the same config again changed outputs {changed} or objects")
+        return {"same_config_up_seconds": self.pulumi.seconds()}
 
     def second_release(self) -> bool:
         with self.scenario("2 build=2 beside build 1, build 1 untouched") as details:
@@ -135,12 +158,8 @@ class Scenarios:
                 for step in preview_steps(self.pulumi.preview_json("mlpipeline:build=2"))
             ]
             details["preview_steps"] = changes
-            # Everything of build 1 stays as it was (but the autoscaler exception above).
-            build1 = [
-                (op, name)
-                for op, name in changes
-                if of_release(name, before["name"]) and not (op == "update" and follows_traffic(name))
-            ]
+            # Everything of build 1 stays as it was, its guards included.
+            build1 = [(op, name) for op, name in changes if of_release(name, before["name"])]
             if build1:
                 raise EngineError(f"the preview of build 2 changes build 1's resources: {build1}")
             creates = [name for op, name in changes if op == "create"]
@@ -167,7 +186,7 @@ class Scenarios:
 
     def traffic_and_rollback(self) -> None:
         with self.scenario(
-            "3 traffic 90/10 reaches the route; rollback 100/0 changes the router (and autoscalers) only"
+            "3 traffic 90/10 reaches the route; rollback 100/0 changes the router only"
         ) as details:
             releases = self.pulumi.outputs()["releases"]
             services = {build: releases[build]["service"]["name"] for build in ("1", "2")}
@@ -187,9 +206,8 @@ class Scenarios:
                 k for k in set(before) | set(after_rollback) if before.get(k) != after_rollback.get(k)
             )
             details["changed_objects"] = changed
-            # The router (and the autoscaler exception above).
-            if any(not (key.startswith("httproutes/") or follows_traffic(key)) for key in changed):
-                raise EngineError(f"traffic changes touched more than the router and autoscalers: {changed}")
+            if any(not key.startswith("httproutes/") for key in changed):
+                raise EngineError(f"traffic changes touched more than the router: {changed}")
 
     def retire_and_redeploy(self) -> None:
         with self.scenario(

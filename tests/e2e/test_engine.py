@@ -112,3 +112,21 @@ def test_sigterm_runs_the_cleanup_like_ctrl_c(tmp_path):
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) == 128 + signal.SIGTERM
     assert marker.read_text() == "stopped"
+
+
+def test_kwoks_completed_trainer_pods_carry_a_summary_of_their_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "KWOK_STAGES", tmp_path / "stages.yaml")
+    cached = tmp_path / "cached.yaml"
+    cached.write_text("kind: Stage\nnext:\n  statusTemplate: |\n" + engine.COMPLETED + "\n")
+    written = engine.kwok_stages(cached).read_text()
+    assert written.count(engine.TRAINER_SUMMARY) == 1
+    # the summary line sits between the terminated state's reason and its start time
+    reason, summary = written.index("reason: Completed"), written.index("simulated-by-kwok")
+    assert reason < summary < written.index("startedAt")
+
+
+def test_an_unknown_kwok_stage_is_refused_not_silently_left_without_summaries(tmp_path):
+    cached = tmp_path / "cached.yaml"
+    cached.write_text("kind: Stage\nnext:\n  statusTemplate: |\n      phase: Succeeded\n")
+    with pytest.raises(engine.EngineError, match="pod-complete stage"):
+        engine.kwok_stages(cached)
