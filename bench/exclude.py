@@ -20,7 +20,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from bench.predictionlog import answered, cpu_seconds, median
+from bench.predictionlog import answered, capacity_rows, cpu_seconds
 from bench.serving import (
     FACTORS,
     N_ITEMS,
@@ -30,7 +30,6 @@ from bench.serving import (
     SECONDS,
     UNKNOWN_SHARE,
     _drive,
-    _fmt,
     free_port,
     start,
     stop,
@@ -112,9 +111,6 @@ def main() -> str:
         finally:
             stop(process)
 
-    def mid(label: str, c: int, key: str) -> float:
-        return median([s[key] for s in samples[label][c]])
-
     lines = [
         f"Model: {N_USERS:,} users x {N_ITEMS:,} items, {FACTORS} factors; "
         "`GET /recommendations/<user>?k=10` "
@@ -126,19 +122,8 @@ def main() -> str:
         "| errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ratios = []
-    for label in (PLAIN, EXCLUDING):
-        for c in LEVELS:
-            capacity = mid(PLAIN, c, "cpu_us") / mid(label, c, "cpu_us")
-            if label == EXCLUDING:
-                ratios.append(capacity)
-            errors = sum(s["errors"] for s in samples[label][c])
-            lines.append(
-                f"| {label} | {c} | {mid(label, c, 'cpu_us'):,.0f} | {capacity:.2f}x | "
-                f"{_fmt(mid(label, c, 'rps'), 0)} | {_fmt(mid(label, c, 'p50_ms'), 2)} | "
-                f"{_fmt(mid(label, c, 'p99_ms'), 2)} | {errors} |"
-            )
-    worst = min(ratios)
+    rows, worst = capacity_rows(samples, LEVELS, baseline=PLAIN, measured=EXCLUDING)
+    lines += rows
     verdict = "met" if worst >= 0.90 else "NOT met"
     lines += [
         "",
