@@ -15,6 +15,15 @@ from tests.components.conftest import AZURITE_KEY, GIT_SHA, everything_of_releas
 from tests.components.crd_schemas import validate as validate_object
 
 FEEDBACK_KEY = "feedback-key-for-leak-tests-71b3e9"  # a secret config value: must never leak
+# The local stack reading its CSVs from blob storage (Azurite's account): blobKey is a secret too.
+LOCAL_FROM_BLOB = {
+    "dataSource": "blob",
+    "dataClaim": "",
+    "blobAccount": "devstoreaccount1",
+    "blobKey": AZURITE_KEY,
+    "dataContainer": "etl",
+    "csvFolder": "2018/05/08",
+}
 
 
 def state_of(rendering, build_dns):
@@ -230,14 +239,7 @@ def test_jobs_are_locked_against_replacement(history):
         ),
         (
             "local",
-            {
-                "dataSource": "blob",
-                "dataClaim": "",
-                "blobAccount": "devstoreaccount1",
-                "blobKey": AZURITE_KEY,
-                "dataContainer": "etl",
-                "csvFolder": "2018/05/08",
-            },
+            LOCAL_FROM_BLOB,
         ),
     ],
 )
@@ -298,14 +300,7 @@ def test_release_objects_carry_the_provenance_known_when_they_are_declared():
         ("dev", {}),
         (
             "local",
-            {
-                "dataSource": "blob",
-                "dataClaim": "",
-                "blobAccount": "devstoreaccount1",
-                "blobKey": AZURITE_KEY,
-                "dataContainer": "etl",
-                "csvFolder": "2018/05/08",
-            },
+            LOCAL_FROM_BLOB,
         ),
     ],
 )
