@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.report import record
 
-SKIP = {"report"}
+SKIP = {"report", "trainer_runs"}  # helpers of the benchmarks, not benchmarks
 
 
 def available() -> list[str]:

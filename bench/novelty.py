@@ -1,5 +1,5 @@
 """Novelty (trainer.novelty): does the linear autoencoder of user histories separate real users it
-never saw from users unlike the data, on real data? MovieLens 100k and 1M (bench.training's
+never saw from users unlike the data, on real data? MovieLens 100k and 1M (bench.trainer_runs's
 copies), users split 80/20 at random: the basis is fitted on the 80 %, then the held-out real
 users are compared with synthetic users of the same history lengths, whose items are drawn
   - uniformly from the catalogue,
@@ -82,7 +82,7 @@ def separation(matrix: sparse.csr_matrix) -> dict:
 
 
 def main() -> str:
-    from bench.training import ensure_movielens
+    from bench.trainer_runs import ensure_movielens
 
     lines = [
         "| data | users x items | synthetic users | AUC | synthetic above p95 | real held-out above p95 |",

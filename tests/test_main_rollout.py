@@ -12,8 +12,9 @@ from components.plan import normalize
 from components.promotion import PromotionError
 from components.router import RouterError
 from components.traffic import TrafficError
-from local import render as render_module
-from local.render import MOCK_SECRETS, render
+from local import mocks
+from local.mocks import MOCK_SECRETS
+from local.render import render
 from tests.components.conftest import GIT_SHA, public_text
 from tests.components.crd_schemas import validate
 
@@ -142,13 +143,13 @@ def test_a_shadow_gets_mirrored_copies_and_no_split_share(dev_runs):
 def registrations(monkeypatch):
     """Types of every resource the program registers, kept even when it then fails."""
     seen = []
-    original = render_module._Monitor.RegisterResource
+    original = mocks.Monitor.RegisterResource
 
     def recording(self, request):
         seen.append(request.type)
         return original(self, request)
 
-    monkeypatch.setattr(render_module._Monitor, "RegisterResource", recording)
+    monkeypatch.setattr(mocks.Monitor, "RegisterResource", recording)
     return seen
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.render import MOCK_SECRETS
+from local.mocks import MOCK_SECRETS
 
 
 def one(rendering, type_):

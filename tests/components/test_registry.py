@@ -4,7 +4,7 @@ import base64
 import json
 
 from components.registry import docker_config_json
-from local.render import MOCK_SECRETS
+from local.mocks import MOCK_SECRETS
 
 
 def test_azure_stack_gets_a_registry_and_a_dockerconfigjson_pull_secret(dev):

@@ -15,8 +15,6 @@ is complete but holds another release's model (other git sha or trainer image).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -30,30 +28,27 @@ from threadpoolctl import threadpool_limits
 
 import modelshare
 from modelshare import METRICS, ConfigError, FolderState, PublishError
-from modelshare.gate import Gate
 from modelshare.gate import evaluate as evaluate_gate
 from trainer import artifacts, champion, config, drift, families, modelcard, sources
 from trainer.metrics import K, Popularity, means, paired_gain, per_user
+from trainer.outcome import (
+    CONFIG,
+    GATE,
+    TRAINED,
+    Stop,
+    already_complete,
+    fail,
+    finish,
+    log,
+    training_failed,
+    with_summary,
+)
 from trainer.reading import DataError, read_interactions
 from trainer.split import MIN_ITEMS, nested_holdout, sample_users
 from trainer.tuning import tune
 
-APP = "trainer"
-TRAINED, TRAINING_FAILED, CONFIG, GATE, OTHER_RELEASE = 0, 1, 2, 3, 4
 # Seeds of the independent random draws, derived from TRAIN_SEED.
 SPLIT, TEST_USERS, VALIDATION_USERS, CHAMPION_USERS = 1, 3, 4, 5
-
-
-class Stop(Exception):
-    """The run ends with this exit code and reason (the termination message)."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
-def log(event: str, **fields) -> None:
-    modelshare.log_event(APP, event, **fields)
 
 
 def protocol(seed: int, fraction: float, n_users: int) -> str:
@@ -365,113 +360,6 @@ def _compare_champion(settings: config.Settings, model, data, train_part, test) 
     )
 
 
-SUMMARY_LIMIT = 3000  # bytes of the JSON line; the termination message keeps 4096
-
-
-def summary(folder: Path) -> dict:
-    """What a complete folder holds, as the termination message's last line: the program reads it
-    back into the release's ledger record (components/training_results.py)."""
-    manifest = modelshare.read_json(folder / modelshare.MANIFEST)
-    metrics = modelshare.read_json(folder / METRICS)
-    data = manifest.get("data") or {}
-    files = data.get("files") or []
-    listing = "".join(f"{f.get('name')} {f.get('sha256')}\n" for f in files)
-    paired = metrics.get("champion") or {}
-    result = {
-        "build": manifest.get("build"),
-        "modelSha256": modelshare.model_sha256(folder),
-        "gitSha": manifest.get("git_sha"),
-        "trainerImage": manifest.get("trainer_image"),
-        # one digest of the inputs: sha256 over "<name> <sha256>" lines (each file's is in the manifest)
-        "data": {
-            "source": data.get("source"),
-            "sha256": hashlib.sha256(listing.encode()).hexdigest(),
-            "files": len(files),
-            "rowsUsed": data.get("rows_used"),
-        },
-        "family": metrics.get("family"),
-        "params": metrics.get("params"),
-        "test": metrics.get("model"),
-        "liftNdcg": metrics.get("lift_ndcg"),
-        "gatePassed": (metrics.get("gate") or {}).get("passed"),
-        "champion": {key: paired.get(key) for key in ("build", "ndcg_gain", "error") if key in paired}
-        or None,
-    }
-    if len(json.dumps(result)) > SUMMARY_LIMIT:
-        result["params"] = "see metrics.json"
-    return result
-
-
-def _with_summary(message: str, folder: Path) -> str:
-    """The reason a person reads first, then the summary line the program reads."""
-    try:
-        line = json.dumps(summary(folder), separators=(",", ":"), default=str)
-    except (OSError, ValueError, KeyError) as exc:
-        log("summary-not-written", error=str(exc))
-        return message
-    return message[: modelshare.logs.TERMINATION_MESSAGE_LIMIT - len(line) - 2] + "\n" + line
-
-
-def _identity() -> dict:
-    return {
-        "git_sha": os.environ.get("GIT_SHA", "").strip() or None,
-        "trainer_image": os.environ.get("TRAINER_IMAGE", "").strip() or None,
-    }
-
-
-def already_complete(folder: Path, build: str) -> tuple[int, str]:
-    """A complete folder is never changed: check that it is this release's, and its gate again."""
-    modelshare.remove_stale_staging(folder)
-    try:
-        manifest = modelshare.read_json(folder / modelshare.MANIFEST)
-    except (OSError, ValueError) as exc:
-        return OTHER_RELEASE, f"build {build}: {folder} is complete but its manifest is unreadable: {exc}"
-    mismatches = modelshare.release_mismatches(manifest, build=build, **_identity())
-    if mismatches:
-        return OTHER_RELEASE, (
-            f"build {build}: {folder} already holds a model of another release (its manifest records "
-            + "; ".join(mismatches)
-            + "); it is never changed: deploy under a new build id"
-        )
-    try:
-        metrics = modelshare.read_json(folder / METRICS)
-    except (OSError, ValueError):
-        metrics = None
-    verdict = evaluate_gate(Gate.from_env(), metrics, folder)
-    if not verdict.passed:
-        return GATE, f"build {build} is below the quality gate: " + "; ".join(verdict.failures)
-    return TRAINED, f"build {build} is complete (trained earlier); gate: " + (
-        "; ".join(verdict.checks) or "no gate set"
-    )
-
-
-def _fail(folder: Path, reason: str) -> None:
-    try:
-        modelshare.mark_failed(folder, reason)
-    except (OSError, PublishError) as exc:
-        log("failed-marker-not-written", folder=str(folder), error=str(exc))
-
-
-def _training_failed(folder: Path, build: str, reason: str, **fields) -> int:
-    """Mark the folder failed for the waiter and end with the reason as the termination message."""
-    _fail(folder, reason)
-    return _finish(
-        TRAINING_FAILED,
-        f"training of build {build} failed: {reason}",
-        "failed",
-        build=build,
-        reason=reason,
-        **fields,
-    )
-
-
-def _finish(code: int, message: str, event: str, **fields) -> int:
-    """Log the outcome and leave ``message`` as the termination message."""
-    log(event, exit_code=code, **{"reason": message, **fields})
-    modelshare.write_termination_message(message, os.environ.get("TERMINATION_LOG", "").strip() or None)
-    return code
-
-
 def main() -> int:
     folder_text = os.environ.get("MODELFOLDER", "").strip()
     folder = Path(folder_text) if folder_text else None
@@ -479,22 +367,22 @@ def main() -> int:
         folder, build = config.release_folder()
         if modelshare.folder_state(folder) is FolderState.COMPLETE:
             code, reason = already_complete(folder, build)
-            message = _with_summary(reason, folder) if code in (TRAINED, GATE) else reason
+            message = with_summary(reason, folder) if code in (TRAINED, GATE) else reason
             event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(code, "refused")
-            return _finish(code, message, event, build=build, reason=reason)
+            return finish(code, message, event, build=build, reason=reason)
         modelshare.clear_incomplete(folder)  # a failed or crashed attempt's leftovers, in atomic steps
     except ConfigError as exc:
         if folder is not None:
-            _fail(folder, f"configuration error: {exc}")
-        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
+            fail(folder, f"configuration error: {exc}")
+        return finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
     except (PublishError, OSError) as exc:
-        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
+        return finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
 
     try:
         settings = config.load()
     except ConfigError as exc:
-        _fail(folder, f"configuration error: {exc}")
-        return _finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
+        fail(folder, f"configuration error: {exc}")
+        return finish(CONFIG, f"configuration error: {exc}", "config-error", error=str(exc))
     secret = settings.blob.key if settings.blob else None
 
     def redact(text: str) -> str:
@@ -525,21 +413,21 @@ def main() -> int:
     except Stop as stop:
         event = {TRAINED: "already-complete", GATE: "gate-failed"}.get(stop.code, "refused")
         message = redact(stop.reason)
-        return _finish(
+        return finish(
             stop.code,
-            _with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
+            with_summary(message, folder) if stop.code in (TRAINED, GATE) else message,
             event,
             build=build,
             reason=message,
         )
     except (DataError, sources.SourceError) as exc:
-        return _training_failed(folder, build, redact(str(exc)))
+        return training_failed(folder, build, redact(str(exc)))
     except Exception as exc:  # a bug or an exhausted machine: still tell the waiter why
         reason = redact(f"training failed unexpectedly: {type(exc).__name__}: {exc}")
-        return _training_failed(folder, build, reason, traceback=redact(traceback.format_exc()))
+        return training_failed(folder, build, reason, traceback=redact(traceback.format_exc()))
     gate = "; ".join(metrics["gate"]["checks"]) or "no gate set"
     message = (
         f"build {build} trained ({metrics['family']}, NDCG@{K} {metrics['model']['ndcg_at_k']:.4f}, "
         f"lift {metrics['lift_ndcg']}); gate: {gate}"
     )
-    return _finish(TRAINED, _with_summary(message, folder), "trained", build=build, reason=message)
+    return finish(TRAINED, with_summary(message, folder), "trained", build=build, reason=message)
