@@ -100,10 +100,14 @@ def test_users_who_click_the_canary_less_get_it_rolled_back(releases, start_prom
     assert result.returncode == 4, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["decision"] == "rollback" and "worse with confidence" in doc["reasons"][0], doc
-    # Prometheus saw what the users did: increase() extrapolates to the window's edges, by up to a
-    # scrape interval of a run that lasted some twenty of them here.
-    assert abs(doc["canary"]["conversions"] - users.clicks["154"]) <= 0.15 * users.clicks["154"]
-    assert abs(doc["canary"]["lists"] - users.lists["154"]) <= 0.15 * users.lists["154"]
+    # Prometheus saw what the users did. increase() extrapolates a counter's rise towards the window's
+    # edges (by up to a scrape interval each side: +18 % was seen when a loaded machine ran the users
+    # in few intervals), so the counts are only near the truth; the conversion rate, what the test
+    # decides on, is a ratio of two counters of the same scrapes and keeps closer to it.
+    canary, clicks, lists = doc["canary"], users.clicks["154"], users.lists["154"]
+    assert 0.85 * clicks <= canary["conversions"] <= 1.6 * clicks
+    assert 0.85 * lists <= canary["lists"] <= 1.6 * lists
+    assert abs(canary["conversions"] / canary["lists"] - clicks / lists) <= 0.15 * clicks / lists
     assert doc["command"] == """pulumi up --yes --skip-preview --stack dev --config 'traffic={"152":100}'"""
     assert "to apply it: " + doc["command"] in result.stderr
     # The Grafana panel's click-through (the recording rules) shows it too.
