@@ -1,6 +1,7 @@
-# The commands of the README, from a fresh clone with only python3, pip and npm.
+# The commands of the README, from a fresh clone with python3, pip, npm and go (actionlint's build).
 #   make demo   set up, then play the local stack's release: train, wait, serve, recommend
 #   make test   set up, then lint (ruff), check formatting and types (mypy), and run every test
+#               (actionlint over the workflows among them)
 #   make e2e    set up, then the release against real parts: Docker engine, images, the Pulumi engine
 #   make bench  set up, then run the benchmarks (figures go to docs/BENCHMARKS.md)
 
