@@ -20,8 +20,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import secret_file
 from components.catalogue import DEFAULTS, NAMESPACE
-from components.labels import object_metadata
 from components.release import recorded_scorer_secrets
 from components.release_spec import ReleaseRecord
 
@@ -30,9 +30,6 @@ SECRET_ITEM = "key"
 VOLUME = "feedback-key"
 MOUNT = "/var/run/secrets/feedback"
 KEY_FILE = f"{MOUNT}/{SECRET_ITEM}"
-# Secret files belong to root and the pod's fsGroup (release_spec.RUN_AS): 0440 is the least the
-# scorer (uid 10001, in that group) can read; 0400 would leave it to root alone.
-FILE_MODE = 0o440
 
 
 class FeedbackKeyError(ValueError):
@@ -88,18 +85,16 @@ class FeedbackKey(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FeedbackKeyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlpipeline:feedback_key:FeedbackKey", name, None, opts)
-        key: pulumi.Input[str] = args.key
-        self.secret = k8s.core.v1.Secret(
+        self.secret = secret_file.secret(
             f"{name}-secret",
-            metadata=object_metadata(SECRET_NAME, args.namespace, args.labels, args.annotations),
-            type="Opaque",
-            string_data={SECRET_ITEM: pulumi.Output.secret(key)},
-            opts=pulumi.ResourceOptions(parent=self),
+            SECRET_NAME,
+            SECRET_ITEM,
+            args.key,
+            args.namespace,
+            args.labels,
+            args.annotations,
+            self,
         )
-        items = [{"key": SECRET_ITEM, "path": SECRET_ITEM}]
-        self.volume = {
-            "name": VOLUME,
-            "secret": {"secretName": SECRET_NAME, "items": items, "defaultMode": FILE_MODE},
-        }
+        self.volume = secret_file.volume(VOLUME, SECRET_NAME, SECRET_ITEM, SECRET_ITEM)
         self.mount = {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}
         self.register_outputs({})

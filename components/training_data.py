@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.labels import object_metadata
+from components import secret_file
 from components.model_store import ACCOUNT_KEY_KEY, ModelStore
 
 DATA_MOUNT = "/mnt/data"
@@ -81,14 +81,7 @@ class TrainingData(pulumi.ComponentResource):
             self.location = pulumi.Output.from_input(f"pvc://{source.claim}/{source.csv_folder}")
         else:
             account, container, key_ref = self._blob(name, args)
-            # Only the key's item, readable by the pod's group (fsGroup) and nobody else.
-            items = [{"key": key_ref["key"], "path": BLOB_KEY_FILE}]
-            self.volumes = [
-                {
-                    "name": "blob-key",
-                    "secret": {"secretName": key_ref["name"], "items": items, "defaultMode": 0o440},
-                }
-            ]
+            self.volumes = [secret_file.volume("blob-key", key_ref["name"], key_ref["key"], BLOB_KEY_FILE)]
             self.mounts = [{"name": "blob-key", "mountPath": BLOB_KEY_MOUNT, "readOnly": True}]
             self.env = [
                 {"name": "BLOB_STORAGE_ACCOUNT", "value": account},
@@ -120,13 +113,15 @@ class TrainingData(pulumi.ComponentResource):
             raise ValueError(
                 f"blobAccount {source.account} needs dataContainer: the container of the CSVs there"
             )
-        key: pulumi.Input[str] = args.blob_key
-        self.secret = k8s.core.v1.Secret(
+        self.secret = secret_file.secret(
             f"{name}-blob-key",
-            metadata=object_metadata(BLOB_SECRET, args.namespace, args.labels, args.annotations),
-            type="Opaque",
-            string_data={BLOB_SECRET_KEY: pulumi.Output.secret(key)},
-            opts=pulumi.ResourceOptions(parent=self),
+            BLOB_SECRET,
+            BLOB_SECRET_KEY,
+            args.blob_key,
+            args.namespace,
+            args.labels,
+            args.annotations,
+            self,
         )
         return source.account, source.container, {"name": BLOB_SECRET, "key": BLOB_SECRET_KEY}
 
