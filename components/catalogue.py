@@ -198,8 +198,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "canaryPercent",
-        "In explicit traffic mode, the percent of requests a new build joins with, taken from "
-        "the others in proportion; 0: it joins warm, without traffic, until traffic is set again.",
+        "The percent of requests a new build joins with when traffic is not set, taken from the "
+        "serving builds in proportion; the split is then explicit (a canary), for monitoring.canary or "
+        "a person to promote or roll back. 0: in explicit mode it joins warm, without traffic; in auto "
+        "mode it takes everything once Ready.",
         0,
         "integer",
     ),

@@ -7,7 +7,9 @@ bad split fails the update before a single object changes.
               auto / {}                auto: the newest release takes 100 once Ready, the others 0
               unset                    the mode in force stays: an explicit split is carried over from
                                        the last update (output `traffic`), a new build joining it at
-                                       `canaryPercent` (0: warm, no traffic) until traffic is set again
+                                       `canaryPercent` (0: warm, no traffic) until traffic is set again;
+                                       in auto mode with `canaryPercent` > 0 a new build joins the
+                                       serving split at that percent too, and the split turns explicit
     shadow    {"build": "154", "percent": 10}   mirror a copy of 10% of requests to 154
 
 So a rollback (`traffic={"152": 100}`) survives the nightly updates that follow, which set no
@@ -77,6 +79,8 @@ def plan_traffic(
     if traffic is None or traffic == "":
         carried = _explicit_weights(previous)
         if carried is None:
+            carried = _auto_canary_base(previous, live, canary_percent)
+        if carried is None:
             return TrafficPlan(_newest_takes_all(live, mirror), mirror)
         requested, source = _join(carried, live, canary_percent), "the split in force"
     elif isinstance(traffic, str) and traffic.strip() == AUTO:
@@ -119,7 +123,31 @@ def _explicit_weights(previous: Mapping[str, Any] | None) -> dict[str, Any] | No
     weights = previous.get("weights")
     if not isinstance(weights, Mapping):
         raise TrafficError(f"the previous traffic output is explicit but has no weights map: {previous!r}")
-    return {str(b): int(w) if isinstance(w, float) and w.is_integer() else w for b, w in weights.items()}
+    return {str(b): _whole(w) for b, w in weights.items()}
+
+
+def _auto_canary_base(
+    previous: Mapping[str, Any] | None, live: list[str], canary_percent: int
+) -> dict[str, Any] | None:
+    """In auto mode with canary_percent > 0: the last update's split over the builds still live, when
+    it still adds up to 100 and a new build has appeared since, for the new build to join as a
+    canary (the split turns explicit, for the canary analysis to promote or roll back). None
+    otherwise, and the newest takes all: a first release, or no canary configured."""
+    if not canary_percent or not isinstance(previous, Mapping):
+        return None
+    weights = previous.get("weights")
+    if not isinstance(weights, Mapping):
+        return None
+    held = {str(b): _whole(w) for b, w in weights.items() if str(b) in live}
+    weights_ok = all(isinstance(w, int) for w in held.values()) and sum(held.values()) == 100
+    if not weights_ok or all(build in held for build in live):
+        return None
+    return held
+
+
+def _whole(weight: Any) -> Any:
+    """A weight read back from a stack output: JSON numbers arrive as floats (100.0)."""
+    return int(weight) if isinstance(weight, float) and weight.is_integer() else weight
 
 
 def _join(carried: Mapping[str, Any], live: list[str], canary_percent: int) -> dict[str, Any]:

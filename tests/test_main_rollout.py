@@ -97,8 +97,12 @@ def test_dev_stack_routes_through_its_gateway_with_a_pin_per_release(dev_runs):
         [{"name": "score-153", "port": 80}],
         [{"name": "score-154", "port": 80}],
     ]
-    assert [(b["name"], b["weight"]) for b in split["backendRefs"]] == [("score-153", 0), ("score-154", 100)]
-    # Gated rollout: the split moves to 154 only once 154's Deployment is Available.
+    # Pulumi.dev.yaml's canaryPercent: 10: the nightly build joins the champion as a canary, and the
+    # split turns explicit for the canary analysis to promote or roll back.
+    assert [(b["name"], b["weight"]) for b in split["backendRefs"]] == [("score-153", 90), ("score-154", 10)]
+    assert dev_runs[1].outputs["traffic"]["mode"] == "explicit"
+    assert dev_runs[1].outputs["traffic"]["champion"] == "153"
+    # Gated rollout: the split gives 154 its share only once 154's Deployment is Available.
     assert deployment_urn(dev_runs[1], "154") in route.options["dependencies"]
 
 
@@ -193,7 +197,7 @@ def test_rollback_changes_only_the_routers_weights(dev_runs):
         assert normalize(after[urn].inputs) == normalize(before[urn].inputs), urn
         assert after[urn].options == before[urn].options, urn
     old, new = before[route_urn].inputs, after[route_urn].inputs
-    assert [b["weight"] for b in old["spec"]["rules"][-1]["backendRefs"]] == [0, 100]
+    assert [b["weight"] for b in old["spec"]["rules"][-1]["backendRefs"]] == [90, 10]  # 154 a canary
     assert [b["weight"] for b in new["spec"]["rules"][-1]["backendRefs"]] == [100, 0]
     for obj in (old, new):
         for ref in obj["spec"]["rules"][-1]["backendRefs"]:
@@ -223,7 +227,9 @@ def test_a_release_carrying_traffic_is_never_retired(local_runs):
 
 
 def test_the_shadow_is_never_retired(dev_runs):
-    third = up("dev", "155", dev_runs[1], keepReleases=2, shadow={"build": "153", "percent": 5})
+    third = up(
+        "dev", "155", dev_runs[1], keepReleases=2, shadow={"build": "153", "percent": 5}, traffic={"154": 100}
+    )
     assert live(third) == ["153", "154", "155"]
 
 
@@ -270,18 +276,19 @@ def test_a_retired_build_comes_back_verbatim_from_the_ledger_history(local_runs)
 def test_a_rollback_survives_two_nightly_updates_until_traffic_is_set_again(dev_runs):
     back = up("dev", "154", dev_runs[1], traffic={"153": 100})  # roll back from 154 to 153
     assert back.outputs["traffic"]["mode"] == "explicit"
-    nightly = up("dev", "155", back)  # the nightly template sets build and csvFolder, no traffic
+    # the nightly template sets build and csvFolder, no traffic; a stack without canaries
+    nightly = up("dev", "155", back, canaryPercent=0)
     assert nightly.outputs["traffic"]["weights"] == {"153": 100, "154": 0, "155": 0}
     assert (nightly.outputs["traffic"]["mode"], nightly.outputs["traffic"]["champion"]) == ("explicit", "153")
     assert waiter_env(nightly, "155")["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/153"  # gated against 153
-    second_nightly = up("dev", "156", nightly)
+    second_nightly = up("dev", "156", nightly, canaryPercent=0)
     assert second_nightly.outputs["traffic"]["weights"] == {"153": 100, "154": 0, "155": 0, "156": 0}
     assert second_nightly.outputs["traffic"]["mode"] == "explicit"
     promoted = up("dev", "156", second_nightly, traffic={"156": 100})  # someone decides: promote 156
     assert {b: w for b, w in promoted.outputs["traffic"]["weights"].items() if w} == {"156": 100}
-    auto = up("dev", "157", promoted, traffic="auto")
+    auto = up("dev", "157", promoted, traffic="auto", canaryPercent=0)
     assert auto.outputs["traffic"]["weights"]["157"] == 100 and auto.outputs["traffic"]["mode"] == "auto"
-    assert up("dev", "158", auto).outputs["traffic"]["weights"]["158"] == 100  # auto stays auto
+    assert up("dev", "158", auto, canaryPercent=0).outputs["traffic"]["weights"]["158"] == 100  # auto stays
 
 
 def test_a_new_build_joins_an_explicit_split_at_the_canary_percent(dev_runs):
@@ -312,7 +319,7 @@ def test_drift_thresholds_reach_the_new_trainer_only(dev_runs):
     env = trainer_env(drifted, "155")
     assert (
         env["DRIFT_FAIL_ITEM_POPULARITY_PSI"] == "0.25"
-        and env["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/154"
+        and env["GATE_CHAMPION_MODELFOLDER"] == "/mnt/models/153"  # the champion; 154 is a 10 % canary
     )
     assert not any(name.startswith("DRIFT_") for name in waiter_env(drifted, "155"))  # the trainer decides
     assert not any(name.startswith("DRIFT_") for name in trainer_env(drifted, "154"))  # kept releases stay

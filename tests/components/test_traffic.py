@@ -146,3 +146,34 @@ def test_auto_stays_auto_and_a_new_explicit_split_replaces_the_old_one():
 def test_a_carried_split_whose_build_is_gone_is_rejected_naming_it():
     with pytest.raises(TrafficError, match="the split in force .* build 152 is not live"):
         plan_traffic(None, ["153", "154"], previous=EXPLICIT_152)
+
+
+# --- auto mode with a canary percent: the nightly's new build joins as a canary ------------------
+AUTO_153 = {"mode": "auto", "weights": {"151": 0.0, "152": 0.0, "153": 100.0}}  # as outputs read back
+
+
+def test_in_auto_mode_a_canary_percent_makes_a_new_build_join_as_a_canary_and_the_split_explicit():
+    plan = plan_traffic(None, LIVE + ["154"], previous=AUTO_153, canary_percent=10)
+    assert dict(plan.weights) == {"151": 0, "152": 0, "153": 90, "154": 10}
+    assert plan.mode == "explicit" and plan.champion == "153" and plan.serving == ("153", "154")
+    # The next update that sets no traffic keeps the canary where it is: no newest-takes-all.
+    again = plan_traffic(None, LIVE + ["154"], previous={"mode": plan.mode, "weights": plan.weights})
+    assert dict(again.weights) == dict(plan.weights)
+
+
+def test_in_auto_mode_without_a_new_build_or_a_canary_percent_the_newest_takes_everything():
+    assert dict(plan_traffic(None, LIVE, previous=AUTO_153, canary_percent=10).weights)["153"] == 100
+    assert dict(plan_traffic(None, LIVE + ["154"], previous=AUTO_153).weights)["154"] == 100
+    # the first release of a stack has nothing to be a canary beside
+    assert dict(plan_traffic(None, ["151"], previous=None, canary_percent=10).weights) == {"151": 100}
+
+
+def test_in_auto_mode_a_canary_needs_the_serving_build_still_live():
+    # 153, which served everything, was retired in the same update: the newest takes all.
+    plan = plan_traffic(None, ["152", "154"], previous=AUTO_153, canary_percent=10)
+    assert dict(plan.weights) == {"152": 0, "154": 100} and plan.mode == "auto"
+
+
+def test_traffic_auto_given_explicitly_still_gives_the_newest_everything():
+    plan = plan_traffic("auto", LIVE + ["154"], previous=AUTO_153, canary_percent=10)
+    assert dict(plan.weights)["154"] == 100 and plan.mode == "auto"

@@ -88,6 +88,13 @@ def prometheus_judges(
         "dev",
         "--latency-slack",
         "0.05",  # a shared test machine's stalls are not the canary's
+        # Only the outcome is judged here: the other guards have their own tests (test_canary.py).
+        # Once, on a loaded CI run, the canary's atypical-user share read 24 % against 5 % (both
+        # models' true share is 5 %; not reproduced in a dozen runs since) and pre-empted the outcome.
+        "--novelty-increase",
+        "1",
+        "--fallback-increase",
+        "1",
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     return users, result, prometheus
