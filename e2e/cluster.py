@@ -1,5 +1,6 @@
 """A throwaway Kubernetes cluster on 127.0.0.1 for the engine suite: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and one node, from the e2e toolchain's bin/.
+kube-controller-manager, kube-scheduler and one node, from the e2e toolchain's bin/; with a real
+node, metrics-server too, so the autoscalers have CPU figures.
 
 Certificates (openssl) and the admin kubeconfig are generated under .e2e/cluster/, every process
 logs to .e2e/cluster/logs/, every wait is bounded, and `stop()` (or leaving the `with` block)
@@ -13,6 +14,7 @@ from the toolchain are applied so the gateway router is real.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -25,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from e2e.node import Node
-from e2e.process import spawn, terminate
+from e2e.node import NODE_IP, Node
+from e2e.process import Started, spawn, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "cluster"
@@ -46,11 +48,18 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def _self_signed(pki: Path, name: str, subject: str) -> None:
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+        "-days", "2", "-subj", subject, cwd=pki,
+    )  # fmt: skip
+
+
 class ClusterError(RuntimeError):
     pass
 
 
-class Cluster:
+class Cluster(Started):
     def __init__(
         self,
         bin_dir: Path,
@@ -71,17 +80,6 @@ class Cluster:
         self._ssl: ssl.SSLContext | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> Cluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.stop()
-
     def start(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         if self.home.exists():
@@ -125,6 +123,15 @@ class Cluster:
             "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={pki / 'admin.crt'}",
             f"--kubelet-client-key={pki / 'admin.key'}",
+            # the aggregation layer (metrics.k8s.io from metrics-server), reaching it at its address
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
         )
         self._wait("kube-apiserver /readyz", lambda: self._get_raw("/readyz") == "ok", deadline)
         common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
@@ -156,6 +163,8 @@ class Cluster:
             self._kwok_node()
         self._storage()
         self._wait(f"node {self.node_name} Ready", self._node_ready, deadline)
+        if self.node is not None:
+            self._metrics_server(deadline)
         if self.crds is not None:
             for crd in sorted(Path(self.crds).glob("*.yaml")):
                 for document in yaml.safe_load_all(crd.read_text()):
@@ -281,31 +290,27 @@ class Cluster:
     def _certificates(self) -> None:
         pki = self.home / "pki"
         pki.mkdir()
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=mlpipeline-e2e-ca",
-            cwd=pki,
-        )
+        _self_signed(pki, "ca", "/CN=mlpipeline-e2e-ca")
         (pki / "apiserver.ext").write_text(
             "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
             "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
             "extendedKeyUsage=serverAuth\n"
         )
         (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-        for name, subject, ext in (
-            ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
-            ("admin", "/O=system:masters/CN=e2e-admin", "client.ext"),
+        # The node's address serves the kubelet and, for the API server's aggregation layer, metrics-server.
+        (pki / "node.ext").write_text(f"subjectAltName=IP:{NODE_IP}\nextendedKeyUsage=serverAuth\n")
+        # The aggregation layer checks metrics-server's certificate against its Service's DNS name.
+        (pki / "metrics-server.ext").write_text(
+            f"subjectAltName=IP:{NODE_IP},DNS:metrics-server.kube-system.svc\nextendedKeyUsage=serverAuth\n"
+        )
+        # A CA of its own for the aggregation layer's front proxy, as kubeadm makes it.
+        _self_signed(pki, "front-proxy-ca", "/CN=mlpipeline-e2e-front-proxy-ca")
+        for name, subject, ext, ca in (
+            ("apiserver", "/CN=kube-apiserver", "apiserver.ext", "ca"),
+            ("admin", "/O=system:masters/CN=e2e-admin", "client.ext", "ca"),
+            ("kubelet", "/CN=e2e-kubelet", "node.ext", "ca"),
+            ("metrics-server", "/CN=metrics-server", "metrics-server.ext", "ca"),
+            ("front-proxy-client", "/CN=front-proxy-client", "client.ext", "front-proxy-ca"),
         ):
             _openssl(
                 "req",
@@ -326,9 +331,9 @@ class Cluster:
                 "-in",
                 f"{name}.csr",
                 "-CA",
-                "ca.crt",
+                f"{ca}.crt",
                 "-CAkey",
-                "ca.key",
+                f"{ca}.key",
                 "-CAcreateserial",
                 "-out",
                 f"{name}.crt",
@@ -367,6 +372,76 @@ class Cluster:
                     "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
                 }
             )
+        )
+
+    def _metrics_server(self, deadline: float) -> None:
+        """metrics-server on the node's address, serving metrics.k8s.io through the API server's
+        aggregation layer (a selectorless Service whose endpoint is that address), so that the
+        HorizontalPodAutoscalers act on the kubelet's CPU figures."""
+        pki, port = self.home / "pki", _free_port()
+        self._spawn(
+            "metrics-server",
+            f"--secure-port={port}",
+            f"--bind-address={NODE_IP}",
+            f"--tls-cert-file={pki / 'metrics-server.crt'}",
+            f"--tls-private-key-file={pki / 'metrics-server.key'}",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--metric-resolution=10s",
+            "--kubelet-request-timeout=5s",
+        )
+        meta = {"name": "metrics-server", "namespace": "kube-system"}
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": meta,
+                "spec": {"ports": [{"port": 443, "targetPort": port}]},
+            }
+        )
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": meta,
+                "subsets": [{"addresses": [{"ip": NODE_IP}], "ports": [{"port": port}]}],
+            }
+        )
+        self.apply(
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                "spec": {
+                    "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
+                    "group": "metrics.k8s.io",
+                    "version": "v1beta1",
+                    "caBundle": base64.b64encode((pki / "ca.crt").read_bytes()).decode(),
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            }
+        )
+
+        def available() -> bool:
+            service = self.get("/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io") or {}
+            return any(
+                c["type"] == "Available" and c["status"] == "True"
+                for c in service.get("status", {}).get("conditions", [])
+            )
+
+        self._wait("metrics.k8s.io available (metrics-server)", available, deadline)
+        # Available only means reachable; a request through the aggregation layer proves the TLS
+        # and front-proxy trust (without it, namespace deletion stalls on a stale API group).
+        self._wait(
+            "metrics.k8s.io answering through the API server",
+            lambda: self.request("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods")[0] == 200,
+            deadline,
         )
 
     def _kwok_node(self) -> None:

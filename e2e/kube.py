@@ -181,26 +181,34 @@ def job_seconds(cluster: Cluster, record: dict) -> float | None:
     return (end - start).total_seconds()
 
 
+def ready_pod_urls(cluster: Cluster, record: dict) -> dict[str, str]:
+    """Pod name -> base URL (pod IP and the scorer's port) of every Ready scorer pod of a release."""
+    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
+    listing = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}
+    urls = {}
+    for pod in listing.get("items", []):
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True":
+            urls[pod["metadata"]["name"]] = (
+                f"http://{pod['status']['podIP']}:{record['service']['targetPort']}"
+            )
+    return urls
+
+
 def serves(cluster: Cluster, record: dict, user: str) -> dict:
     """Ask every Ready scorer pod of a release for recommendations, at its pod address: each must
     answer for the release's build."""
-    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
-    listing = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}
     answers = {}
-    for pod in listing.get("items", []):
-        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-        if conditions.get("Ready") != "True":
-            continue
-        url = f"http://{pod['status']['podIP']}:{record['service']['targetPort']}/recommendations/{user}?k=3"
+    for name, base in ready_pod_urls(cluster, record).items():
         try:
-            with urllib.request.urlopen(url, timeout=10) as reply:
+            with urllib.request.urlopen(f"{base}/recommendations/{user}?k=3", timeout=10) as reply:
                 body = json.loads(reply.read())
-                answers[pod["metadata"]["name"]] = {
+                answers[name] = {
                     "build": reply.headers.get("X-Model-Build"),
                     "items": len(body.get("items", [])),
                 }
         except (urllib.error.URLError, OSError) as error:
-            answers[pod["metadata"]["name"]] = {"error": str(error)}
+            answers[name] = {"error": str(error)}
     if not answers or any(a.get("build") != record["build"] or not a.get("items") for a in answers.values()):
         raise EngineError(
             f"build {record['build']} does not serve from every Ready pod: {answers or 'no Ready pod'}"

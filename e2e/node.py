@@ -332,6 +332,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "x509": {"clientCAFile": str(ca)},
             },
             "authorization": {"mode": "AlwaysAllow"},  # callers hold a certificate of the cluster's CA
+            # served with a certificate of the cluster's CA for its address: metrics-server verifies it
+            "tlsCertFile": str(ca.parent / "kubelet.crt"),
+            "tlsPrivateKeyFile": str(ca.parent / "kubelet.key"),
             "cgroupDriver": "cgroupfs",
             "failCgroupV1": False,
             "failSwapOn": False,

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Self
 
 
 def spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
@@ -35,3 +36,25 @@ def terminate(processes: list[subprocess.Popen], grace: float = 10) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=grace)
+
+
+class Started:
+    """A context manager for what the harness starts: start() on the way in, stop() on the way
+    out, and stop() too when start() fails half-way (whatever it had started then ends)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

@@ -6,6 +6,7 @@ generation/resourceVersion (e2e/kube.py).
     2 build 2 beside build 1, untouched   6 refused config fails before any change
     3 traffic 90/10, rollback 100/0       7 a failed training (real node only) leaves all as it was
     4 retire build 1, re-declare it       8 destroy leaves nothing
+                                          10 the nightly canary loop (e2e/nightly.py)
 
 Scenario 2 needs 1; 3, 4, 5 and 7 need 2 (7 a real node too); 6 and 8 run whatever happened before.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from e2e import nightly
 from e2e.cluster import Cluster
 from e2e.kube import (
     EngineError,
@@ -93,7 +95,15 @@ class Scenarios:
         elif self.cluster.node is None:
             self.figures["scenario 7"] = "not run: kwok's Job pods complete without running the trainer"
         self.destroy()
+        if self.cluster.node is not None:
+            self.nightly_loop()
+        else:
+            self.figures["scenario 10"] = "not run: kwok's pods serve no requests"
         self.figures["pulumi_runs"] = self.pulumi.runs
+
+    def nightly_loop(self) -> None:
+        with self.scenario(nightly.SCENARIO) as details:
+            nightly.nightly_loop(self.cluster, self.pulumi, details)
 
     def first_release(self) -> bool:
         with self.scenario("1 preview, then up build=1") as details:

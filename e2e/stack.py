@@ -10,6 +10,7 @@ from e2e.containers import FAST
 
 STACK = "e2e"
 PROMOTING_STACK = "e2e-prod"  # promoteFrom: e2e, as prod promotes dev
+NIGHTLY_STACK = "dev"  # scenario 10: the nightly workflow names its stack; canaryPercent from Pulumi.dev.yaml
 NAMESPACE = "mlpipeline-e2e"
 DATA_CLAIM = "csv-data"  # the user's claim with the interactions CSVs, made before the first `up`
 MODEL_CLAIM = model_store.CLAIM

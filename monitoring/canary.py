@@ -19,7 +19,8 @@ command reads them, waits the window and reads them again; any pod counts feedba
 so both releases' pods are added up).
 
 Exit status: 0 promote, 3 hold (not enough traffic to judge), 4 roll back, 1 the signals could not
-be read, 2 bad arguments. With --run the decision's `pulumi up` runs first (its failure is 1).
+be read, 2 bad arguments. With --run the decision's `pulumi up` runs first (its failure is 1), its
+output on stderr: stdout is only ever the JSON report.
 """
 
 from __future__ import annotations
@@ -374,7 +375,8 @@ def main(argv: list[str]) -> int:
     if command:
         print(("running: " if args.run else "to apply it: ") + shlex.join(command), file=sys.stderr)
     if command and args.run:
-        if subprocess.run(command).returncode != 0:
+        # pulumi's progress goes to stderr with the rest of the human log: stdout is the report
+        if subprocess.run(command, stdout=sys.stderr).returncode != 0:
             print(f"canary: {shlex.join(command)} failed", file=sys.stderr)
             return 1
     return EXIT[decision.action]

@@ -1,5 +1,6 @@
 """The e2e toolchain: the Pulumi CLI, its Python language host, the Kubernetes provider, etcd, the
-Kubernetes control plane, the kubelet and kwok, built from Go modules at the versions pinned in versions.env.
+Kubernetes control plane, the kubelet, kwok, metrics-server and Prometheus, built from Go modules
+at the versions pinned in versions.env.
 
 Nothing is downloaded but Go modules. The build is cached outside the clone, in
 /var/cache/mlpipeline/toolchain/<key> (MLPIPELINE_TOOLCHAIN_CACHE overrides the root), the key a
@@ -70,6 +71,7 @@ class Step:
     module: str  # wrapper module folder under e2e/toolchain
     package: str = ""
     ldflags: list[str] = field(default_factory=list)
+    tags: str = ""  # go build -tags
 
 
 def _steps(pins: dict[str, str]) -> list[Step]:
@@ -123,6 +125,19 @@ def _steps(pins: dict[str, str]) -> list[Step]:
             "sigs.k8s.io/kwok/cmd/kwok",
             [f"-X sigs.k8s.io/kwok/pkg/consts.Version={pins['KWOK'].lstrip('v')}"],
         ),
+        Step(
+            "metrics-server",
+            "metrics-server",
+            "sigs.k8s.io/metrics-server/cmd/metrics-server",
+            [f"-X k8s.io/client-go/pkg/version.gitVersion={pins['METRICS_SERVER']}"],
+        ),
+        Step(
+            "prometheus",
+            "prometheus",
+            "github.com/prometheus/prometheus/cmd/prometheus",
+            [f"-X github.com/prometheus/common/version.Version={pins['PROMETHEUS_RELEASE']}"],
+            tags="remove_all_sd,enable_kubernetes_sd",  # of all service discoveries, Kubernetes only
+        ),
     ]
 
 
@@ -136,6 +151,8 @@ REQUIREMENTS = (
     ("kubernetes", "k8s.io/api", "KUBERNETES_STAGING"),
     ("kubernetes", "go.etcd.io/etcd/server/v3", "ETCD"),
     ("kwok", "sigs.k8s.io/kwok", "KWOK"),
+    ("metrics-server", "sigs.k8s.io/metrics-server", "METRICS_SERVER"),
+    ("prometheus", "github.com/prometheus/prometheus", "PROMETHEUS"),
 )
 
 
@@ -172,6 +189,7 @@ def _build(step: Step, out: Path, src: Path) -> None:
     _go(
         "build",
         "-trimpath",
+        *(["-tags", step.tags] if step.tags else []),
         "-ldflags",
         " ".join(["-s", "-w", *step.ldflags]),
         "-o",

@@ -113,7 +113,8 @@ def test_run_applies_the_decision_with_pulumi(releases, tmp_path):
     calls = tmp_path / "calls"
     pulumi = tmp_path / "bin" / "pulumi"
     pulumi.parent.mkdir()
-    pulumi.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {calls}\n')  # records how it was called
+    # records how it was called, and talks on stdout as pulumi up does
+    pulumi.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {calls}\necho "Updating (dev):"\n')
     pulumi.chmod(0o755)
     env = {**os.environ, "PATH": f"{pulumi.parent}:{os.environ['PATH']}"}
     status, output = run_under_traffic(
@@ -125,6 +126,7 @@ def test_run_applies_the_decision_with_pulumi(releases, tmp_path):
         env=env,
     )
     assert status == 4, output
+    assert report(output)["decision"] == "rollback"  # stdout stays the one JSON document
     assert calls.read_text().split("\n")[:-1] == [
         "up",
         "--yes",

@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from scorer.contract import ROUTE_BATCH, ROUTE_ONE
 from scorer.predictionlog import PredictionLog
 
 UNMATCHED = "<unmatched>"  # route label of any path no route knows: fuzzed paths must not add series
@@ -98,18 +99,23 @@ class Telemetry:
             multiprocess_mode="max",
         )
         self._series: dict[tuple[str, str, int], tuple] = {}
+        # The answered recommendation series exist from the start too: they are the canary's
+        # traffic count, and a burst before the first scrape would otherwise not count.
+        for method, route in (("GET", ROUTE_ONE), ("POST", ROUTE_BATCH)):
+            self._labelled(method, route, 200)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        series = self._series.get(key)
-        if series is None:
-            status_label = str(status)
-            series = self._series[key] = (
-                self.requests.labels(method, route, status_label),
-                self.latency.labels(method, route, status_label),
-            )
+        series = self._series.get((method, route, status)) or self._labelled(method, route, status)
         series[0].inc()
         series[1].observe(seconds)
+
+    def _labelled(self, method: str, route: str, status: int) -> tuple:
+        status_label = str(status)
+        series = self._series[(method, route, status)] = (
+            self.requests.labels(method, route, status_label),
+            self.latency.labels(method, route, status_label),
+        )
+        return series
 
     def feedback_received(
         self, request_id: str, served_by: str, item: str, event: str, counted: bool
