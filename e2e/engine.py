@@ -87,8 +87,7 @@ def run_on_cluster(report: Report) -> None:
         if "cluster" in report.facts:
             cluster = started[-1]
             pulumi = Pulumi(folder / "bin", cluster.kubeconfig, STACK)
-            scenarios = Scenarios(report, cluster, pulumi)
-            scenarios.run()
+            Scenarios(report, cluster, pulumi).run()
             if cluster.node is not None:
                 stop_with_a_release_running(report, cluster, pulumi)
     finally:
