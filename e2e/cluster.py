@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from e2e.node import NODE_IP, Node
-from e2e.process import Started, spawn, terminate
+from e2e.process import Started, free_port, spawn, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "cluster"
@@ -36,12 +35,6 @@ NODE = "kwok-node-0"
 STORAGE_CLASS = "standard"
 VOLUMES = 6  # static PVs of VOLUME_GIB each: enough for a few stacks' model shares and CSV claims
 VOLUME_GIB = 100
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -86,7 +79,7 @@ class Cluster(Started):
             shutil.rmtree(self.home)
         (self.home / "logs").mkdir(parents=True)
         self._certificates()
-        etcd_client, etcd_peer, api = _free_port(), _free_port(), _free_port()
+        etcd_client, etcd_peer, api = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{api}"
         self._write_kubeconfig()
         self._spawn(
@@ -138,14 +131,14 @@ class Cluster(Started):
         self._spawn(
             "kube-controller-manager",
             *common,
-            f"--secure-port={_free_port()}",
+            f"--secure-port={free_port()}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             "--controllers=*",
         )
-        self._spawn("kube-scheduler", *common, f"--secure-port={_free_port()}")
+        self._spawn("kube-scheduler", *common, f"--secure-port={free_port()}")
         if self.node is not None:
             self.node.start(self.kubeconfig, pki / "ca.crt", deadline)
         else:
@@ -154,7 +147,7 @@ class Cluster(Started):
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-ip=127.0.0.1",
-                f"--server-address=127.0.0.1:{_free_port()}",
+                f"--server-address=127.0.0.1:{free_port()}",
                 "--cidr=10.244.0.0/16",
             ]
             if self.stages is not None:
@@ -378,7 +371,7 @@ class Cluster(Started):
         """metrics-server on the node's address, serving metrics.k8s.io through the API server's
         aggregation layer (a selectorless Service whose endpoint is that address), so that the
         HorizontalPodAutoscalers act on the kubelet's CPU figures."""
-        pki, port = self.home / "pki", _free_port()
+        pki, port = self.home / "pki", free_port()
         self._spawn(
             "metrics-server",
             f"--secure-port={port}",

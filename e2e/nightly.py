@@ -5,12 +5,12 @@ A stack named `dev` with Pulumi.dev.yaml's canaryPercent (traffic never set by a
 releases build 1, then build 2, which joins as a canary. A Prometheus from the toolchain finds the
 scorer pods by Kubernetes service discovery (monitoring/prometheus-kubernetes.yml, rules loaded);
 synthetic users ask both releases' pods for lists and click the canary's more often; the
-workflow's own canary step (its `run:` script read from the YAML) promotes build 2. Loaded by a
-few users at once, build 2's autoscaler (CPU figures from metrics-server) adds a pod while build 1,
-at 0 %, keeps one. The next night's build 3 joins at canaryPercent, users like it less, and the
-same step rolls it back. Not real here: the split itself (no Gateway data plane runs; the users
-address each release's pods, as the router's weights would send them) and NetworkPolicies (the
-node's bridge CNI does not enforce them).
+workflow's own canary step (its `run:` script read from the YAML) promotes build 2. The next
+night's build 3 joins at canaryPercent, users like it less, and the same step rolls it back. Last,
+loaded by a few users at once, build 2's autoscaler (CPU figures from metrics-server) adds a pod
+while builds 1 and 3, at 0 %, keep one each. Not real here: the split itself (no Gateway data
+plane runs; the users address each release's pods, as the router's weights would send them) and
+NetworkPolicies (the node's bridge CNI does not enforce them).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ SCENARIO = (
 LISTS_EACH = 800  # enough for the outcome test to promote at 2x click-through (monitoring.outcomes)
 TRAFFIC_SECONDS = 24  # a dozen scrapes: a series' first scrape misses only a little of its count
 LOAD_THREADS = 4  # users at once on the champion's one pod: its CPU well above the autoscaler's 70 %
-USERS_UNDER_LOAD: list[str] = []  # known users, set once the data is written
 
 
 def _request(url: str, body: dict | None = None) -> tuple[dict, Message]:
@@ -93,17 +92,12 @@ class Users:
                     self.clicks[build] += 1
 
 
-def _weights(pulumi: Pulumi) -> tuple[dict, dict[str, int]]:
-    traffic = pulumi.outputs(NIGHTLY_STACK)["traffic"]
-    return traffic, {build: int(weight) for build, weight in traffic["weights"].items()}
-
-
 def _expect_split(cluster: Cluster, pulumi: Pulumi, expected: dict[str, int], mode: str) -> dict:
-    traffic, weights = _weights(pulumi)
-    releases = pulumi.outputs(NIGHTLY_STACK)["releases"]
-    on_route = {
-        build: route_weights(cluster).get(record["service"]["name"], 0) for build, record in releases.items()
-    }
+    outputs = pulumi.outputs(NIGHTLY_STACK)
+    traffic, route = outputs["traffic"], route_weights(cluster)
+    weights = {build: int(weight) for build, weight in traffic["weights"].items()}
+    releases = outputs["releases"]
+    on_route = {build: route.get(record["service"]["name"], 0) for build, record in releases.items()}
     if weights != expected or on_route != expected or traffic["mode"] != mode:
         raise EngineError(
             f"traffic output {traffic['mode']} {weights}, route {on_route}; expected {mode} {expected}"
@@ -198,7 +192,11 @@ def scrape_every_pod(cluster: Cluster, prometheus: Prometheus, pods: dict[str, l
 
 
 def users_click(
-    cluster: Cluster, pulumi: Pulumi, prometheus: Prometheus, click_through: dict[str, float]
+    cluster: Cluster,
+    pulumi: Pulumi,
+    prometheus: Prometheus,
+    users: list[str],
+    click_through: dict[str, float],
 ) -> dict:
     """Synthetic users on the given releases' Ready pods, until Prometheus has counted every click."""
     releases = pulumi.outputs(NIGHTLY_STACK)["releases"]
@@ -206,10 +204,10 @@ def users_click(
     if not all(pods.values()):
         raise EngineError(f"no Ready scorer pod to send users to: {pods}")
     scrape_every_pod(cluster, prometheus, pods)
-    users = Users(pods, USERS_UNDER_LOAD, click_through)
+    crowd = Users(pods, users, click_through)
     began = time.monotonic()
-    users.run(LISTS_EACH, TRAFFIC_SECONDS)
-    for build, clicks in users.clicks.items():
+    crowd.run(LISTS_EACH, TRAFFIC_SECONDS)
+    for build, clicks in crowd.clicks.items():
         matchers = f'served_by="{build}", event="click", namespace="{NAMESPACE}"'
         total = f"sum(scorer_feedback_total{{{matchers}}})"
         prometheus.wait(
@@ -228,8 +226,8 @@ def users_click(
         raise EngineError(f"the recording rules give click-through for {recorded}")
     return {
         "pods": {build: len(urls) for build, urls in pods.items()},
-        "lists": users.lists,
-        "clicks": users.clicks,
+        "lists": crowd.lists,
+        "clicks": crowd.clicks,
         "seconds": round(time.monotonic() - began, 1),
         "recorded_click_through": by_build,
     }
@@ -239,7 +237,7 @@ def nightly_loop(cluster: Cluster, pulumi: Pulumi, details: dict) -> None:
     assert cluster.node is not None
     wait_gone(cluster, f"/api/v1/namespaces/{NAMESPACE}")  # scenario 8's destroy
     data = prepare_namespace(cluster)
-    USERS_UNDER_LOAD[:] = demo.sample_users(data, 40)
+    users = demo.sample_users(data, 40)
     details["canary_percent"] = percent = shipped_canary_percent()
     pulumi.new_stack(NIGHTLY_STACK, {**STACK_CONFIG, "mlpipeline:canaryPercent": percent})
     canary, champion = int(percent), 100 - int(percent)
@@ -250,7 +248,7 @@ def nightly_loop(cluster: Cluster, pulumi: Pulumi, details: dict) -> None:
             details[f"up_build{build}_seconds"] = pulumi.seconds()
         details["night2_split"] = _expect_split(cluster, pulumi, {"1": champion, "2": canary}, "explicit")
         # Users like build 2's lists better: the step promotes it.
-        details["night2_users"] = users_click(cluster, pulumi, prometheus, {"1": 0.15, "2": 0.30})
+        details["night2_users"] = users_click(cluster, pulumi, prometheus, users, {"1": 0.15, "2": 0.30})
         details["night2_canary"] = run_canary_step(pulumi, prometheus, "2", "promote")
         details["promoted_split"] = _expect_split(cluster, pulumi, {"1": 0, "2": 100}, "explicit")
 
@@ -262,7 +260,7 @@ def nightly_loop(cluster: Cluster, pulumi: Pulumi, details: dict) -> None:
             cluster, pulumi, {"1": 0, "2": champion, "3": canary}, "explicit"
         )
         # Users like build 3's lists less: the step rolls it back (exit 4 fails the run for a human).
-        details["night3_users"] = users_click(cluster, pulumi, prometheus, {"2": 0.30, "3": 0.15})
+        details["night3_users"] = users_click(cluster, pulumi, prometheus, users, {"2": 0.30, "3": 0.15})
         details["night3_canary"] = run_canary_step(pulumi, prometheus, "3", "rollback")
         details["rolled_back_split"] = _expect_split(cluster, pulumi, {"1": 0, "2": 100, "3": 0}, "explicit")
 
@@ -270,7 +268,7 @@ def nightly_loop(cluster: Cluster, pulumi: Pulumi, details: dict) -> None:
     # first run here they made the rollback of build 3 a promotion): loaded, the serving release
     # scales out; those at 0 % do not.
     releases = pulumi.outputs(NIGHTLY_STACK)["releases"]
-    details["autoscaler"] = autoscaler_scales(cluster, releases["2"])
+    details["autoscaler"] = autoscaler_scales(cluster, releases["2"], users)
     at_zero = {build: len(ready_pod_urls(cluster, releases[build])) for build in ("1", "3")}
     details["autoscaler"]["pods_at_0_percent"] = at_zero
     if set(at_zero.values()) != {1}:
@@ -282,7 +280,7 @@ def _autoscaler(cluster: Cluster, record: dict) -> dict:
     return cluster.get(f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/{name}") or {}
 
 
-def autoscaler_scales(cluster: Cluster, record: dict, timeout: float = 240) -> dict:
+def autoscaler_scales(cluster: Cluster, record: dict, users: list[str], timeout: float = 240) -> dict:
     """The champion's pods under load from a few users at once: metrics-server's CPU figures reach
     the release's HorizontalPodAutoscaler, which adds pods that become Ready. Bounded in time; the
     load stops as soon as a second pod serves."""
@@ -295,7 +293,7 @@ def autoscaler_scales(cluster: Cluster, record: dict, timeout: float = 240) -> d
     def load() -> None:
         while not stop.is_set():
             try:
-                _request(f"{urls[0]}/recommendations/{random.choice(USERS_UNDER_LOAD)}?k=20")
+                _request(f"{urls[0]}/recommendations/{random.choice(users)}?k=20")
                 sent[0] += 1
             except OSError:
                 time.sleep(0.1)  # a busy pod's refusal is the load's point, not a failure

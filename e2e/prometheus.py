@@ -9,7 +9,6 @@ pod IPs on the node's bridge, with the project's alert and recording rules loade
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -51,9 +50,7 @@ class Prometheus(process.Started):
     def start(self) -> None:
         home = self.home
         home.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = process.free_port()
         self.url = f"http://127.0.0.1:{port}"
         (home / "prometheus.yml").write_text(yaml.safe_dump(config(self.kubeconfig), sort_keys=False))
         self.process = process.spawn(
