@@ -55,6 +55,19 @@ def feedback_total(prometheus, build: str) -> float:
 def prometheus_judges(
     releases, start_prometheus, click_through: dict[str, float], lists_each: int, seed: int
 ):
+    # Feedback for a build a pod did not serve gets its series at its first event, which the first
+    # scrape reads as the series' start, not as a rise (docs/CONTRACTS.md): one click for each
+    # build on each pod before Prometheus starts, so every counter the canary reads spans the same
+    # scrapes. Without it the canary's conversion rate once read 9.9 % for the users' 11.8 %.
+    for build in click_through:
+        for taker in map(releases.scorers.get, click_through):
+            reply = releases.scorers[build].client.get(f"/recommendations/{USERS[0]}", params={"k": 5})
+            event = {
+                "request_id": reply.headers["x-request-id"],
+                "item_id": reply.json()["items"][0]["item_id"],
+                "event": "click",
+            }
+            assert taker.client.post("/feedback", json=event).status_code == 200
     prometheus = start_prometheus(
         [scorer.url.removeprefix("http://") for scorer in releases.scorers.values()]
     )
