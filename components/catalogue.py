@@ -50,10 +50,10 @@ KEYS: tuple[Key, ...] = (
     Key("namespace", "Kubernetes namespace the stack creates and owns.", "mlpipeline"),
     Key(
         "images",
-        "How the release's images are made: build (pulumi-docker builds apps/ - pushed to the "
-        "stack's registry on azure, into the local Docker daemon on local) or prebuilt (local only: the pods "
-        "run mlpipeline/<app>:<build>, already built into the nodes' image store by CI or `docker build`; "
-        "no docker.Image, so no docker provider).",
+        "How the release's images are made: build (pulumi-docker-build builds apps/ with BuildKit - pushed "
+        "to the stack's registry on azure or to localRegistry, else loaded into the local Docker daemon) or "
+        "prebuilt (local only: the pods run mlpipeline/<app>:<build>, already built into the nodes' image "
+        "store by CI or `docker build`; no image is built, so no image provider).",
         "build",
     ),
     Key(

@@ -3,7 +3,7 @@
 Credentials: the registry's admin user. A repository-scoped token would be narrower, but its
 password cannot be created declaratively with pulumi-azure-native, and the cluster is not ours to
 attach to the registry (the stack only gets a kubeconfig). The admin password flows only as a
-secret: into docker.Image's push credentials and into the `kubernetes.io/dockerconfigjson`
+secret: into the image builds' push credentials and into the `kubernetes.io/dockerconfigjson`
 Secret the pods pull with. `cloud: local` has no registry (images stay in the local daemon).
 """
 

@@ -17,16 +17,18 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Protocol
 
-from components.images import prebuilt_refs
 from e2e import docker_engine, host, toolchain
+from e2e.buildkit import BUILDER, BuildKit
 from e2e.cluster import Cluster, ClusterError
 from e2e.kube import EngineError, prepare_namespace, wait_gone
 from e2e.node import BRIDGE, Node, install_packages, unavailable
 from e2e.pulumi_cli import HOME, Pulumi
+from e2e.registry import Registry
 from e2e.report import Report
 from e2e.scenarios import SUITE, Scenarios
-from e2e.stack import BUILDS, FAILED_BUILD, NAMESPACE, STACK
+from e2e.stack import NAMESPACE, STACK, STACK_CONFIG, engine_images
 
 # kwok completes Job pods without running them. The program reads a training Job's results from its
 # trainer's termination message once the Job completes (components/training_results.py) and fails
@@ -71,7 +73,7 @@ def run(report: Report) -> None:
 def run_on_cluster(report: Report) -> None:
     """Scenarios 1 to 9 on a 127.0.0.1 cluster with a real node; 1 to 6 and 8 with kwok's."""
     folder = Path(report.facts["toolchain"]["cache"])
-    started: list[Cluster] = []  # whichever cluster came up, stopped whatever happens
+    started: list[Stoppable] = []  # whatever came up (cluster, registry, BuildKit), stopped whatever happens
     shutil.rmtree(HOME, ignore_errors=True)  # a fresh file backend for this run's stacks
     try:
         with report.scenario(SUITE, "cluster up") as details:
@@ -85,9 +87,15 @@ def run_on_cluster(report: Report) -> None:
             }
             details.update(facts)
         if "cluster" in report.facts:
-            cluster = started[-1]
+            cluster = next(c for c in reversed(started) if isinstance(c, Cluster))
+            registry = next((r for r in started if isinstance(r, Registry)), None)
+            buildkit = next((b for b in started if isinstance(b, BuildKit)), None)
             pulumi = Pulumi(folder / "bin", cluster.kubeconfig, STACK)
-            Scenarios(report, cluster, pulumi).run()
+            config = STACK_CONFIG
+            if cluster.node is not None and registry is not None and buildkit is not None:
+                pulumi.docker_config = buildkit.docker_config
+                config = engine_images(registry.host)
+            Scenarios(report, cluster, pulumi, config, registry).run()
             if cluster.node is not None:
                 stop_with_a_release_running(report, cluster, pulumi)
     finally:
@@ -127,22 +135,50 @@ def stop_with_a_release_running(report: Report, cluster: Cluster, pulumi: Pulumi
             raise EngineError(f"left on this machine after the stop: {details['left']}")
 
 
-def stop_all(report: Report, started: list[Cluster]) -> None:
-    """Stop every cluster; one whose stop fails is a failed scenario of its own, `cluster stop`."""
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def stop_all(report: Report, started: list[Stoppable]) -> None:
+    """Stop everything started, newest first; one whose stop fails is a failed scenario of its own,
+    `cluster stop`."""
     failures = []
-    for cluster in started:
+    for thing in reversed(started):
         try:
-            cluster.stop()
-        except Exception as error:  # noqa: BLE001 - every cluster is stopped, then the failures reported
-            failures.append(f"{type(error).__name__}: {error}")
+            thing.stop()
+        except Exception as error:  # noqa: BLE001 - everything is stopped, then the failures reported
+            failures.append(f"{type(thing).__name__}: {type(error).__name__}: {error}")
     if failures:
         with report.scenario(SUITE, "cluster stop"):
             raise ClusterError("; ".join(failures))
 
 
-def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
-    """A cluster whose node is a kubelet with the suite's images, or kwok's where the kubelet cannot
-    run or start here; the facts say which node and why not the kubelet."""
+def start_image_path(bin_dir: Path, node: Node, started: list[Stoppable]) -> dict:
+    """The registry the engine pushes the images to (and Docker Hub's mirror for the Dockerfiles'
+    base, built here from Debian packages), the BuildKit it builds them on, and the node pulling from
+    that registry over plain HTTP."""
+    began = time.monotonic()
+    base = docker_engine.ensure_base_image()
+    registry = Registry(bin_dir / "registry")
+    started.append(registry)
+    registry.start()
+    mirrored = registry.mirror_base(base)
+    buildkit = BuildKit(bin_dir, registry.host)
+    started.append(buildkit)
+    buildkit.start()
+    node.pull_over_http(registry.host)
+    return {
+        "registry": registry.host,
+        "base_mirrored_as": mirrored,
+        "builder": f"{BUILDER} (remote driver, buildkitd on {buildkit.socket})",
+        "seconds": round(time.monotonic() - began, 2),
+    }
+
+
+def start_cluster(folder: Path, started: list[Stoppable]) -> tuple[Cluster, dict]:
+    """A cluster whose node is a kubelet pulling the images the engine builds from the suite's
+    registry, or kwok's where the kubelet cannot run or start here (its pods run nothing, and the
+    stack names prebuilt images); the facts say which node and why not the kubelet."""
 
     def cluster(node: Node | None) -> Cluster:
         started.append(
@@ -153,34 +189,28 @@ def start_cluster(folder: Path, started: list[Cluster]) -> tuple[Cluster, dict]:
                 node=node,
             )
         )
-        return started[-1]
+        return started[-1]  # type: ignore[return-value]
 
     reason = install_packages() or unavailable(folder / "bin")
     if reason is None:
         node = Node(folder / "bin")
         real = cluster(node)
         try:
-            # the node builds its pause image with Docker and copies the app images from it
+            # the node builds its pause image with Docker; the base image comes from Docker too
             docker_engine.ensure_engine()
             began = time.monotonic()
             real.start()
             facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}
-            # One build of the images serves every build id: the tag is the only stamp (local.containers)
-            built = docker_engine.build_images(BUILDS[0])
-            facts["images"] = node.load_images(
-                {
-                    name: built[app]
-                    for build in (*BUILDS, FAILED_BUILD)
-                    for app, name in prebuilt_refs(build).items()
-                }
-            )
+            facts["images"] = start_image_path(folder / "bin", node, started)
             return real, facts
         except Exception as error:  # noqa: BLE001 - reported, and the suite runs on kwok instead
             reason = f"the kubelet node did not come up: {type(error).__name__}: {str(error)[-1500:]}"
-            try:
-                real.stop()
-            except Exception as stop_error:  # noqa: BLE001 - stopped again, and reported, at the end
-                reason += f"; stopping it: {type(stop_error).__name__}: {str(stop_error)[-1500:]}"
+            for thing in reversed(started):
+                try:
+                    thing.stop()
+                except Exception as stop_error:  # noqa: BLE001 - stopped again, and reported, at the end
+                    failed = f"{type(stop_error).__name__}: {str(stop_error)[-1500:]}"
+                    reason += f"; stopping {type(thing).__name__}: {failed}"
     kwok = cluster(None)
     kwok.start()
     return kwok, {"node": "kwok", "kubelet_not_run": reason}

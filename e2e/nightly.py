@@ -30,7 +30,7 @@ from e2e.cluster import Cluster
 from e2e.kube import EngineError, prepare_namespace, ready_pod_urls, route_weights, wait_gone
 from e2e.prometheus import Prometheus
 from e2e.pulumi_cli import ROOT, Pulumi
-from e2e.stack import NAMESPACE, NIGHTLY_STACK, STACK_CONFIG
+from e2e.stack import NAMESPACE, NIGHTLY_STACK
 from local import demo
 from monitoring.canary import EXIT
 
@@ -233,13 +233,13 @@ def users_click(
     }
 
 
-def nightly_loop(cluster: Cluster, pulumi: Pulumi, details: dict) -> None:
+def nightly_loop(cluster: Cluster, pulumi: Pulumi, config: dict, details: dict) -> None:
     assert cluster.node is not None
     wait_gone(cluster, f"/api/v1/namespaces/{NAMESPACE}")  # scenario 8's destroy
     data = prepare_namespace(cluster)
     users = demo.sample_users(data, 40)
     details["canary_percent"] = percent = shipped_canary_percent()
-    pulumi.new_stack(NIGHTLY_STACK, {**STACK_CONFIG, "mlpipeline:canaryPercent": percent})
+    pulumi.new_stack(NIGHTLY_STACK, {**config, "mlpipeline:canaryPercent": percent})
     canary, champion = int(percent), 100 - int(percent)
     with Prometheus(cluster.bin / "prometheus", cluster.kubeconfig, pulumi.home / "prometheus") as prometheus:
         details["rule_groups"] = prometheus.rule_groups()

@@ -214,6 +214,16 @@ class Node:
         }
 
     # --- setup -----------------------------------------------------------------------------
+    def pull_over_http(self, registry_host: str) -> None:
+        """Let the node's containerd pull from `registry_host` (the suite's registry on 127.0.0.1)
+        over plain HTTP: a hosts.toml in its registry config folder, read at every pull."""
+        folder = self.home / "containerd" / "hosts" / registry_host
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"http://{registry_host}"
+        (folder / "hosts.toml").write_text(
+            f'server = "{url}"\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+
     def _ctr(self, *args: str, timeout: float = 120, stdin=None) -> str:
         return _run(
             "ctr",
@@ -295,6 +305,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."{cri}".cni]
     bin_dir = "{CNI_BIN}"
     conf_dir = "{self.home / "cni"}"
+  [plugins."{cri}".registry]
+    config_path = "{folder / "hosts"}"
 """)
 
     def _snapshotter(self) -> str:

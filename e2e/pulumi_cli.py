@@ -37,6 +37,7 @@ class Pulumi:
     stack: str
     home: Path = HOME
     runs: list[dict] = field(default_factory=list)
+    docker_config: Path | None = None  # the buildx builders the image builds use (e2e/buildkit.py)
 
     @property
     def project(self) -> Path:
@@ -55,6 +56,8 @@ class Pulumi:
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
             "KUBECONFIG": str(self.kubeconfig),
             "NO_COLOR": "1",
+            "PULUMI_DEBUG_COMMANDS": "true",  # `up --event-log` exists only with it
+            **({"DOCKER_CONFIG": str(self.docker_config)} if self.docker_config else {}),
         }
 
     def prepare(self) -> None:
@@ -112,8 +115,16 @@ class Pulumi:
         path.write_text(yaml.safe_dump(existing, sort_keys=False))
 
     def up(self, *config: str, stack: str = "", check: bool = True) -> subprocess.CompletedProcess:
+        """`pulumi up` with `config`; the engine's events go to `event_log` (read by image_checks)."""
         flags = [flag for pair in config for flag in ("--config", pair)]
+        self.event_log.unlink(missing_ok=True)
+        flags += ["--event-log", str(self.event_log)]
         return self("up", "--yes", "--skip-preview", *flags, stack=stack, check=check, timeout=900)
+
+    @property
+    def event_log(self) -> Path:
+        """The last `up`'s engine events, one JSON object a line."""
+        return self.home / "logs" / "last-up-events.jsonl"
 
     def preview_json(self, *config: str, stack: str = "") -> dict:
         flags = [flag for pair in config for flag in ("--config", pair)]

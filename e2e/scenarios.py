@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e import nightly
+from e2e import docker_engine, image_checks, nightly
 from e2e.cluster import Cluster
 from e2e.kube import (
     EngineError,
@@ -37,8 +37,9 @@ from e2e.kube import (
     versions_of,
 )
 from e2e.pulumi_cli import ROOT, Pulumi, preview_steps, urn_name
+from e2e.registry import Registry
 from e2e.report import Report
-from e2e.stack import FAILED_BUILD, MODEL_CLAIM, NAMESPACE, PROMOTING_STACK, STACK, STACK_CONFIG
+from e2e.stack import FAILED_BUILD, MODEL_CLAIM, NAMESPACE, PROMOTING_STACK, STACK
 from local import demo
 
 SUITE = "engine"
@@ -47,15 +48,13 @@ RENUMBERED = ("sequence",)
 
 
 def of_release(name: str, dns_build: str) -> bool:
-    """Whether a resource name belongs to one release: its component (ledger-release-<build>[-...]) or
-    its guards (guards-<build>[-...]: network policies, disruption budget, autoscaler)."""
-    prefix = f"-release-{dns_build}"
-    return (
-        name.endswith(prefix)
-        or f"{prefix}-" in name
-        or name == f"guards-{dns_build}"
-        or name.startswith(f"guards-{dns_build}-")
-    )
+    """Whether a resource name belongs to one release: its component (ledger-release-<build>[-...]),
+    its images (ledger-images-<build>[-<app>]) or its guards (guards-<build>[-...]: network
+    policies, disruption budget, autoscaler)."""
+    return any(
+        name.endswith(prefix) or f"{prefix}-" in name
+        for prefix in (f"-release-{dns_build}", f"-images-{dns_build}")
+    ) or (name == f"guards-{dns_build}" or name.startswith(f"guards-{dns_build}-"))
 
 
 def write_bad_csv(good: Path, folder: Path) -> int:
@@ -70,8 +69,14 @@ def write_bad_csv(good: Path, folder: Path) -> int:
 
 
 class Scenarios:
-    def __init__(self, report: Report, cluster: Cluster, pulumi: Pulumi):
+    """The scenarios on one cluster; `config` is the stack's (e2e/stack.py), `registry` the suite's
+    registry when the engine builds the images (a real node), else None (kwok: prebuilt tags)."""
+
+    def __init__(
+        self, report: Report, cluster: Cluster, pulumi: Pulumi, config: dict, registry: Registry | None
+    ):
         self.report, self.cluster, self.pulumi = report, cluster, pulumi
+        self.config, self.registry = config, registry
         self.figures = report.facts.setdefault("engine", {})
         self.data = Path()  # the csv-data claim's host folder, once the namespace is prepared
 
@@ -81,10 +86,14 @@ class Scenarios:
     def run(self) -> None:
         self.pulumi.prepare()
         self.data = prepare_namespace(self.cluster)
-        self.pulumi.new_stack(STACK, STACK_CONFIG)
+        self.pulumi.new_stack(STACK, self.config)
         passed = self.first_release()
         if passed:
             passed = self.second_release()
+        if passed and self.registry is not None:
+            self.images_by_the_engine()
+        elif self.registry is None:
+            self.figures["scenario 1b"] = "not run: kwok's pods pull no image (the stack names prebuilt tags)"
         if passed:
             self.traffic_and_rollback()
             self.retire_and_redeploy()
@@ -103,7 +112,7 @@ class Scenarios:
 
     def nightly_loop(self) -> None:
         with self.scenario(nightly.SCENARIO) as details:
-            nightly.nightly_loop(self.cluster, self.pulumi, details)
+            nightly.nightly_loop(self.cluster, self.pulumi, self.config, details)
 
     def first_release(self) -> bool:
         with self.scenario("1 preview, then up build=1") as details:
@@ -115,6 +124,7 @@ class Scenarios:
                 raise EngineError("the first preview plans no creates")
             self.pulumi.up("mlpipeline:build=1")
             details["up_seconds"] = self.pulumi.seconds()
+            self.figures["image_seconds"] = {"1": image_checks.image_seconds(self.pulumi.event_log)}
             releases = self.pulumi.outputs()["releases"]
             details["job_seconds"] = job_seconds(self.cluster, releases["1"])
             if list(releases) != ["1"]:
@@ -148,13 +158,19 @@ class Scenarios:
         }
 
     def nothing_to_change(self, *config: str) -> dict:
-        """A second `up` with the same config plans nothing, changes no object and no output."""
+        """A second `up` with the same config plans nothing (but dropping the images it built from the
+        state), builds and pushes nothing, changes no object and no output."""
         outputs, objects = self.pulumi.outputs(), namespace_snapshot(self.cluster)
         planned = preview_steps(self.pulumi.preview_json(*config))
+        # The new build's images leave the state at its next update, kept in the registry.
+        planned = [step for step in planned if not image_checks.leaves_state_only(step)]
         if planned:
             raise EngineError(f"the same config again plans {[(s['op'], s['urn']) for s in planned]}")
         self.pulumi.up(*config)
         seconds = self.pulumi.seconds()
+        built = [op for op in image_checks.image_operations(self.pulumi.event_log) if op != "delete"]
+        if built:
+            raise EngineError(f"the same config again ran {built} on images")
         changed = [k for k, v in self.pulumi.outputs().items() if outputs.get(k) != v]
         if changed or namespace_snapshot(self.cluster) != objects:
             raise EngineError(f"the same config again changed outputs {changed} or objects")
@@ -179,6 +195,7 @@ class Scenarios:
                     f"the preview of build 2 creates {creates}, expected build 2's resources only"
                 )
             self.pulumi.up("mlpipeline:build=2")
+            self.figures["image_seconds"]["2"] = image_checks.image_seconds(self.pulumi.event_log)
             releases = self.pulumi.outputs()["releases"]
             if sorted(releases) != ["1", "2"]:
                 raise EngineError(f"releases after build 2: {sorted(releases)}")
@@ -194,6 +211,20 @@ class Scenarios:
             details["weights"] = route_weights(self.cluster)
             return True
         return False
+
+    def images_by_the_engine(self) -> None:
+        assert self.registry is not None
+        with self.scenario("1b images built and pushed by the engine, pods pinned by digest") as details:
+            releases = self.pulumi.outputs()["releases"]
+            for build in ("1", "2"):
+                details[f"build {build}"] = image_checks.check_pinned(
+                    self.cluster, self.registry, releases[build]
+                )
+            # build 2's images: apps/ unchanged since build 1, so BuildKit's cache serves every step
+            details["image_seconds"] = self.figures["image_seconds"]
+            details["tag moved"] = image_checks.move_tag(
+                self.cluster, self.registry, releases["1"], docker_engine.base_image_name()
+            )
 
     def traffic_and_rollback(self) -> None:
         with self.scenario(
@@ -294,9 +325,12 @@ class Scenarios:
             )
             before = namespace_snapshot(self.cluster)
             expected = {
-                "99": f"build 99 is not a live release of stack {STACK} (its releases: {', '.join(live)})",
-                live[-1]: f"stack {STACK}'s images of build {live[-1]} are not pinned by digest",
+                "99": f"build 99 is not a live release of stack {STACK} (its releases: {', '.join(live)})"
             }
+            if self.registry is None:  # kwok: the stack names prebuilt tags
+                expected[live[-1]] = f"stack {STACK}'s images of build {live[-1]} are not pinned by digest"
+            else:
+                details["pinned"] = "the engine pushed the images: the live builds' records are promotable"
             for build, message in expected.items():
                 done = self.pulumi(
                     "preview", "--config", f"mlpipeline:build={build}", stack=PROMOTING_STACK, check=False

@@ -18,7 +18,7 @@ STACK_CONFIG = {
     "mlpipeline:cloud": "local",
     "mlpipeline:namespace": NAMESPACE,
     "mlpipeline:keepReleases": "3",
-    "mlpipeline:images": "prebuilt",  # no docker provider: the harness loads the images into the node
+    "mlpipeline:images": "prebuilt",  # kwok's pods run nothing; on a real node, engine_images()
     "mlpipeline:dataSource": "volume",
     "mlpipeline:dataClaim": DATA_CLAIM,
     "mlpipeline:modelShareGiB": "5",
@@ -30,6 +30,10 @@ STACK_CONFIG = {
     "mlpipeline:rolloutTimeoutMinutes": "3",
     "mlpipeline:trainerEnv": FAST["trainerEnv"],  # a small tuning budget: the real node trains on 2 cores
 }
-# Every build a scenario deploys: their images (mlpipeline/<app>:<build>) go into the real node.
-BUILDS = ("1", "2", "3")
 FAILED_BUILD = "7"  # scenario 7's build, trained on bad CSVs
+
+
+def engine_images(registry_host: str) -> dict:
+    """The stack on a real node: the engine builds and pushes the images (pulumi-docker-build) to the
+    suite's registry, as a kind or minikube user's `localRegistry`, and the pods pull them by digest."""
+    return {**STACK_CONFIG, "mlpipeline:images": "build", "mlpipeline:localRegistry": registry_host}

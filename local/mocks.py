@@ -3,8 +3,8 @@ the providers and the kubelet, and what they record of every registration.
 
   - the stack's StackReference to itself -> the previous outputs `render` was given (absent if
     None); a reference to another stack -> `other_stacks[name]`, else an error (as Pulumi fails);
-  - docker.Image -> a repo_digest `<image repo>@sha256:<hex of the name>` when pushed, "" when not,
-    unknown in a preview (nothing is built then);
+  - docker_build.Image -> a digest `sha256:<hex of its first tag>` when pushed, "" when not,
+    unknown in a preview (nothing is built then); `ref` as the provider gives it;
   - the kubelet, asked for a completed training Job's termination messages -> `pod_messages[job]`
     when given (none for a Job it does not name), else what the mocked trainer of each declared Job
     leaves (`mock_trainer_message`: the summary's shape, digests derived from the Job's name);
@@ -113,15 +113,14 @@ class Mocks(pulumi.runtime.Mocks):
             else:
                 raise RenderError(f"stack {name} does not exist (give it in other_stacks)")
             return name, {**inputs, "outputs": outputs, "secretOutputNames": []}
-        if typ == "docker:index/image:Image":
-            image_name = inputs.get("imageName", "")
-            pushed = not inputs.get("skipPush", False)
-            repo = image_name.rsplit(":", 1)[0]
-            digest = f"{repo}@sha256:{_digest(image_name)}" if pushed else ""
-            state = {**inputs, "baseImageName": image_name}
+        if typ == "docker-build:index:Image":
+            tag = inputs["tags"][0]
+            pushed = inputs.get("push", False)
+            digest = f"sha256:{_digest(tag)}" if pushed else ""
+            state = dict(inputs)
             if not self.preview:  # a preview builds nothing: the digest stays unknown, as under the CLI
-                state["repoDigest"] = digest
-            return f"{image_name}-id", state
+                state |= {"digest": digest, "ref": f"{tag}@{digest}" if pushed else tag}
+            return f"{tag}-id", state
         if typ.startswith("azure-native:"):
             return self._azure(typ, name, inputs)
         return f"{name}-id", inputs

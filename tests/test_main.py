@@ -79,7 +79,7 @@ def test_first_run_declares_one_release(history):
     assert [o["metadata"]["name"] for o in first.k8s("Job")] == ["train-153"]
     assert [o["metadata"]["name"] for o in first.k8s("Deployment")] == ["score-153"]
     assert first.outputs["addresses"] == {"153": "score-153.mlpipeline-local.svc.cluster.local"}
-    assert len(first.of_type("docker:index/image:Image")) == 3
+    assert len(first.of_type("docker-build:index:Image")) == 3
 
 
 def test_second_run_keeps_the_first_release_with_identical_inputs(history):
@@ -87,7 +87,7 @@ def test_second_run_keeps_the_first_release_with_identical_inputs(history):
     assert sorted(o["metadata"]["name"] for o in second.k8s("Job")) == ["train-153", "train-154"]
     assert state_of(second, "153") == state_of(first, "153")
     # Only the new build gets images; the old release reuses the references of its record.
-    assert {r.name for r in second.of_type("docker:index/image:Image")} == {
+    assert {r.name for r in second.of_type("docker-build:index:Image")} == {
         f"ledger-images-154-{app}" for app in ("trainer", "waiter", "scorer")
     }
 
@@ -211,7 +211,7 @@ def test_an_operating_policy_change_reaches_only_the_guards_it_names_on_every_li
 def test_deploying_a_build_again_rebuilds_nothing_and_changes_nothing(history):
     second = history[1]
     again = up("local", "154", second)
-    assert again.of_type("docker:index/image:Image") == []
+    assert again.of_type("docker-build:index:Image") == []
     assert state_of(again, "154") == state_of(second, "154")
     assert state_of(again, "153") == state_of(second, "153")
     assert normalize(again.outputs["releases"]) == normalize(second.outputs["releases"])

@@ -263,7 +263,7 @@ def test_a_retired_build_comes_back_verbatim_from_the_ledger_history(local_runs)
     third = up("local", "155", second)
     assert "153" in third.outputs["retiredReleases"] and "153" not in third.outputs["releases"]
     again = up("local", "153", third)
-    assert again.of_type("docker:index/image:Image") == []  # nothing rebuilt
+    assert again.of_type("docker-build:index:Image") == []  # nothing rebuilt
     assert normalize(again.outputs["releases"]["153"]) == normalize(first.outputs["releases"]["153"])
     train = next(o for o in again.k8s("Job") if o["metadata"]["name"] == "train-153")
     assert normalize(train) == normalize(first.outputs["releases"]["153"]["objects"]["job"])
@@ -344,7 +344,7 @@ def test_dev_offers_its_credentials_to_promoting_stacks_only_as_a_secret(dev_run
 
 def test_prod_deploys_devs_digests_and_trains_nothing(promoted):
     dev, prod = promoted
-    assert prod.of_type("docker:index/image:Image") == []
+    assert prod.of_type("docker-build:index:Image") == []
     assert [o["metadata"]["name"] for o in prod.k8s("Job")] == ["promote-153"]
     record, source = prod.outputs["releases"]["153"], dev.outputs["releases"]["153"]
     assert record["images"] == source["images"] and all(

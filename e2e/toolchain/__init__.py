@@ -1,6 +1,7 @@
 """The e2e toolchain: the Pulumi CLI, its Python language host, the Kubernetes provider, etcd, the
-Kubernetes control plane, the kubelet, kwok, metrics-server and Prometheus, built from Go modules
-at the versions pinned in versions.env.
+Kubernetes control plane, the kubelet, kwok, metrics-server, Prometheus, and the image path (the
+distribution registry, buildkitd, buildx and the pulumi-docker-build provider), built from Go
+modules at the versions pinned in versions.env.
 
 Nothing is downloaded but Go modules. The build is cached outside the clone, in
 /var/cache/mlpipeline/toolchain/<key> (MLPIPELINE_TOOLCHAIN_CACHE overrides the root), the key a
@@ -138,6 +139,30 @@ def _steps(pins: dict[str, str]) -> list[Step]:
             [f"-X github.com/prometheus/common/version.Version={pins['PROMETHEUS_RELEASE']}"],
             tags="remove_all_sd,enable_kubernetes_sd",  # of all service discoveries, Kubernetes only
         ),
+        Step(
+            "registry",
+            "registry",
+            "github.com/distribution/distribution/v3/cmd/registry",
+            [f"-X github.com/distribution/distribution/v3/version.version={pins['DISTRIBUTION']}"],
+        ),
+        Step(
+            "buildkitd",
+            "buildkit",
+            "github.com/moby/buildkit/cmd/buildkitd",
+            [f"-X github.com/moby/buildkit/version.Version={pins['BUILDKIT']}"],
+        ),
+        Step(
+            "buildx",
+            "docker-build",
+            "github.com/docker/buildx/cmd/buildx",
+            [f"-X github.com/docker/buildx/version.Version={pins['BUILDX']}"],
+        ),
+        Step(
+            "pulumi-resource-docker-build",
+            "docker-build",
+            "github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build",
+            [f"-X github.com/pulumi/pulumi-docker-build/provider.Version={pins['PULUMI_DOCKER_BUILD'][1:]}"],
+        ),
     ]
 
 
@@ -153,6 +178,10 @@ REQUIREMENTS = (
     ("kwok", "sigs.k8s.io/kwok", "KWOK"),
     ("metrics-server", "sigs.k8s.io/metrics-server", "METRICS_SERVER"),
     ("prometheus", "github.com/prometheus/prometheus", "PROMETHEUS"),
+    ("registry", "github.com/distribution/distribution/v3", "DISTRIBUTION"),
+    ("buildkit", "github.com/moby/buildkit", "BUILDKIT"),
+    ("docker-build", "github.com/docker/buildx", "BUILDX"),
+    ("docker-build", "github.com/pulumi/pulumi-docker-build", "PULUMI_DOCKER_BUILD"),
 )
 
 

@@ -1,25 +1,28 @@
-"""Images are built from apps/, tagged with the build, and pods pin the digest when the registry gives one."""
+"""Images are built from apps/ by pulumi-docker-build, tagged with the build, and pods pin the digest."""
 
 import pytest
 
-from components.images import pick_reference
+from components.images import digest_reference
 
 
 def images(rendering):
-    return {r.name.rsplit("-", 1)[1]: r.inputs for r in rendering.of_type("docker:index/image:Image")}
+    return {r.name.rsplit("-", 1)[1]: r.inputs for r in rendering.of_type("docker-build:index:Image")}
 
 
 def test_each_app_is_built_from_its_dockerfile_in_the_apps_context(dev):
     built = images(dev)
     assert set(built) == {"trainer", "waiter", "scorer"}
     for app, image in built.items():
-        assert image["build"] == {
-            "context": "apps",
-            "dockerfile": f"apps/{app}/Dockerfile",
-            "platform": "linux/amd64",
-        }
-        assert image["imageName"] == f"{dev.outputs['registry']}/mlpipeline/{app}:20180523.5"
-        assert image["skipPush"] is False
+        assert image["context"] == {"location": "apps"}
+        assert image["dockerfile"] == {"location": f"apps/{app}/Dockerfile"}
+        assert image["platforms"] == ["linux/amd64"]
+        assert image["tags"] == [f"{dev.outputs['registry']}/mlpipeline/{app}:20180523.5"]
+        assert image["push"] is True and image["load"] is False
+
+
+def test_leaving_the_state_never_deletes_an_image_from_the_registry(dev):
+    # the provider's delete removes the pushed digest, which the live release still pulls
+    assert {r.options["retainOnDelete"] for r in dev.of_type("docker-build:index:Image")} == {True}
 
 
 def test_pushed_images_are_referenced_by_digest(dev):
@@ -30,34 +33,28 @@ def test_pushed_images_are_referenced_by_digest(dev):
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == record["images"]["trainer"]
 
 
-def test_local_images_are_not_pushed_and_referenced_by_tag(local_first):
+def test_local_images_are_loaded_into_the_daemon_and_referenced_by_tag(local_first):
     for _app, image in images(local_first).items():
-        assert image["skipPush"] is True and "registry" not in image
+        assert image["push"] is False and image["load"] is True and "registries" not in image
     assert local_first.outputs["releases"]["153"]["images"]["scorer"] == "mlpipeline/scorer:153"
 
 
-@pytest.mark.parametrize(
-    "digest, name, expected",
-    [
-        ("r/x@sha256:ab", "r/x:1", "r/x@sha256:ab"),
-        ("", "x:1", "x:1"),
-        (None, "x:1", "x:1"),
-    ],
-)
-def test_reference_prefers_the_digest(digest, name, expected):
-    assert pick_reference(digest, name) == expected
+def test_a_push_without_a_digest_is_an_error_not_a_tag():
+    assert digest_reference("r/x", "sha256:ab") == "r/x@sha256:ab"
+    with pytest.raises(ValueError, match="the image build of r/x gave no sha256 digest"):
+        digest_reference("r/x", "")
 
 
 def test_registry_password_only_travels_as_a_secret(dev):
-    for resource in dev.of_type("docker:index/image:Image"):
-        assert resource.public_inputs["registry"] == "[secret]"  # the whole block travels as a secret
+    for resource in dev.of_type("docker-build:index:Image"):
+        assert resource.public_inputs["registries"] == "[secret]"  # the whole block travels as a secret
 
 
 def test_prebuilt_images_are_referenced_by_tag_and_not_built():
     from local.render import render
 
     rendering = render("local", {"build": "155", "gitSha": "abc1234", "images": "prebuilt"})
-    assert rendering.of_type("docker:index/image:Image") == []  # no docker provider needed
+    assert rendering.of_type("docker-build:index:Image") == []  # no image provider needed
     refs = rendering.outputs["releases"]["155"]["images"]
     assert refs == {app: f"mlpipeline/{app}:155" for app in ("trainer", "waiter", "scorer")}
     job = rendering.k8s("Job")[0]
@@ -69,8 +66,8 @@ def test_a_local_registry_gets_the_images_before_the_job_and_pods_pull_them_by_d
 
     local = render("local", {"build": "153", "localRegistry": "localhost:5001"})
     for app, image in images(local).items():
-        assert image["imageName"] == f"localhost:5001/mlpipeline/{app}:153"
-        assert image["skipPush"] is False and "registry" not in image  # the daemon pushes, no credentials
+        assert image["tags"] == [f"localhost:5001/mlpipeline/{app}:153"]
+        assert image["push"] is True and "registries" not in image  # no credentials
     refs = local.outputs["releases"]["153"]["images"]
     job = local.k8s("Job")[0]["spec"]["template"]["spec"]["containers"][0]
     assert (

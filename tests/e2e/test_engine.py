@@ -46,9 +46,10 @@ def test_a_stop_that_fails_is_a_failed_scenario_and_the_other_clusters_still_sto
             if self.error:
                 raise self.error
 
-    engine.stop_all(report, [Stoppable("kubelet", NodeError("left: 4242 /pause")), Stoppable("kwok")])
+    started = [Stoppable("kwok"), Stoppable("kubelet", NodeError("left: 4242 /pause")), Stoppable("registry")]
+    engine.stop_all(report, started)
 
-    assert stopped == ["kubelet", "kwok"]
+    assert stopped == ["registry", "kubelet", "kwok"]  # newest first, each whatever the others did
     written = json.loads((tmp_path / "report.json").read_text())["scenarios"]
     assert [(s["name"], s["pass"]) for s in written] == [("cluster stop", False)]
     assert "NodeError: left: 4242 /pause" in written[0]["error"]
