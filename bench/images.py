@@ -88,7 +88,7 @@ def main() -> str:
     shutil.rmtree(HOME, ignore_errors=True)
     with Registry(bin_dir / "registry", HOME / "registry") as registry:
         registry.mirror_base(base)
-        with BuildKit(bin_dir, registry.host, HOME / "buildkit") as buildkit:
+        with BuildKit(bin_dir, registry.host, HOME / "buildkit", cache=HOME / "buildkit-cache") as buildkit:
             pulumi = Pulumi(bin_dir, HOME / "no-kubeconfig", STACK, home=HOME / "engine")
             pulumi.docker_config = buildkit.docker_config
             project(pulumi)

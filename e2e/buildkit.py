@@ -4,10 +4,12 @@ the `remote` buildx builder that pulumi-docker-build builds the app images on.
 The provider takes the first builder in the buildx store that it supports; it refuses Docker's own
 legacy builder, and with none it creates a docker-container builder whose first step pulls
 moby/buildkit from Docker Hub, which is out of reach here. So the suite runs the daemon itself (root,
-state and socket under .e2e/buildkit), with the suite's registry as Docker Hub's mirror (the
+socket and logs under .e2e/buildkit), with the suite's registry as Docker Hub's mirror (the
 Dockerfiles' base image) and as a plain-HTTP registry it pushes to, and registers it with the
 buildx CLI into a Docker config folder of its own (`docker_config`: the `DOCKER_CONFIG` that
-`pulumi` runs with). The same setup a CI runner without Docker Hub would use.
+`pulumi` runs with). The same setup a CI runner without Docker Hub would use. Its state (the build
+cache) lives beside the toolchain's cache, outside the clone, as Docker's own cache does: a fresh
+clone's run builds the images from cache, not from PyPI.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from e2e import process
+from e2e import process, toolchain
 from e2e.pulumi_cli import ROOT
 
 HOME = ROOT / ".e2e" / "buildkit"
+CACHE = toolchain.CACHE_ROOT.parent / "buildkit"  # the build cache, kept across clones
 BUILDER = "mlpipeline-e2e"
 
 
@@ -30,8 +33,8 @@ class BuildKitError(AssertionError):
 
 
 class BuildKit(process.Started):
-    def __init__(self, bin_dir: Path, registry_host: str, home: Path = HOME):
-        self.bin, self.registry_host, self.home = Path(bin_dir), registry_host, home
+    def __init__(self, bin_dir: Path, registry_host: str, home: Path = HOME, cache: Path = CACHE):
+        self.bin, self.registry_host, self.home, self.cache = Path(bin_dir), registry_host, home, cache
         self.socket = home / "buildkitd.sock"
         self.docker_config = home / "docker-config"
         self.log = home / "buildkitd.log"
@@ -43,7 +46,7 @@ class BuildKit(process.Started):
         shutil.rmtree(self.docker_config, ignore_errors=True)
         self.docker_config.mkdir(parents=True)
         # TOML written by hand: a few strings, booleans and string lists.
-        (self.home / "buildkitd.toml").write_text(f"""root = "{self.home / "root"}"
+        (self.home / "buildkitd.toml").write_text(f"""root = "{self.cache}"
 [grpc]
   address = ["unix://{self.socket}"]
 [worker.oci]
