@@ -99,6 +99,8 @@ def main() -> str:
             for build in (2, 3, 4):
                 cached["engine"].append(engine_build(pulumi, build))
                 cached["cli"].append(cli_build(registry, build, cold=False))
+            # The engine's own floor: an `up` of the same build again, which builds nothing.
+            floor = statistics.median(engine_build(pulumi, 4) for _ in range(3))
             pulumi("destroy", "--yes", "--skip-preview")
     median = {side: statistics.median(runs) for side, runs in cached.items()}
     ratio = median["engine"] / median["cli"]
@@ -114,7 +116,11 @@ def main() -> str:
             f"| cached, median of 3 (runs: engine {', '.join(f'{s:.1f}' for s in cached['engine'])}; "
             f"CLI {', '.join(f'{s:.1f}' for s in cached['cli'])}) | {median['engine']:.1f} | "
             f"{median['cli']:.1f} | **{ratio:.2f}x** |",
+            f"| nothing to build (the same build again), median of 3 | {floor:.1f} | — | — |",
             "",
-            f"Goal: cached <= 1.1x the CLI: {'met' if ratio <= 1.1 else 'NOT met'}.",
+            f"Goal: cached <= 1.1x the CLI: {'met' if ratio <= 1.1 else 'NOT met'}. Of the engine's cached "
+            f"{median['engine']:.1f} s, {floor:.1f} s is `pulumi up` with nothing to build (the CLI, the "
+            f"program, the provider's start), {max(median['engine'] - floor, 0):.1f} s the three cached "
+            "builds and pushes.",
         ]
     )
