@@ -78,7 +78,7 @@ def run_on_cluster(report: Report) -> None:
     try:
         with report.scenario(SUITE, "cluster up") as details:
             began = time.monotonic()
-            cluster, facts = start_cluster(folder, started)
+            cluster, facts, images = start_cluster(folder, started)
             report.facts["cluster"] = {
                 "server": cluster.server,
                 "kubeconfig": str(cluster.kubeconfig),
@@ -87,12 +87,10 @@ def run_on_cluster(report: Report) -> None:
             }
             details.update(facts)
         if "cluster" in report.facts:
-            cluster = next(c for c in reversed(started) if isinstance(c, Cluster))
-            registry = next((r for r in started if isinstance(r, Registry)), None)
-            buildkit = next((b for b in started if isinstance(b, BuildKit)), None)
             pulumi = Pulumi(folder / "bin", cluster.kubeconfig, STACK)
-            config = STACK_CONFIG
-            if cluster.node is not None and registry is not None and buildkit is not None:
+            config, registry = STACK_CONFIG, None
+            if images is not None:  # a real node: the engine builds and pushes the images
+                registry, buildkit = images
                 pulumi.docker_config = buildkit.docker_config
                 config = engine_images(registry.host)
             Scenarios(report, cluster, pulumi, config, registry).run()
@@ -153,7 +151,7 @@ def stop_all(report: Report, started: list[Stoppable]) -> None:
             raise ClusterError("; ".join(failures))
 
 
-def start_image_path(bin_dir: Path, node: Node, started: list[Stoppable]) -> dict:
+def start_image_path(bin_dir: Path, node: Node, started: list[Stoppable]) -> tuple[Registry, BuildKit, dict]:
     """The registry the engine pushes the images to (and Docker Hub's mirror for the Dockerfiles'
     base, built here from Debian packages), the BuildKit it builds them on, and the node pulling from
     that registry over plain HTTP."""
@@ -167,29 +165,35 @@ def start_image_path(bin_dir: Path, node: Node, started: list[Stoppable]) -> dic
     started.append(buildkit)
     buildkit.start()
     node.pull_over_http(registry.host)
-    return {
-        "registry": registry.host,
-        "base_mirrored_as": mirrored,
-        "builder": f"{BUILDER} (remote driver, buildkitd on {buildkit.socket})",
-        "seconds": round(time.monotonic() - began, 2),
-    }
+    return (
+        registry,
+        buildkit,
+        {
+            "registry": registry.host,
+            "base_mirrored_as": mirrored,
+            "builder": f"{BUILDER} (remote driver, buildkitd on {buildkit.socket})",
+            "seconds": round(time.monotonic() - began, 2),
+        },
+    )
 
 
-def start_cluster(folder: Path, started: list[Stoppable]) -> tuple[Cluster, dict]:
+def start_cluster(
+    folder: Path, started: list[Stoppable]
+) -> tuple[Cluster, dict, tuple[Registry, BuildKit] | None]:
     """A cluster whose node is a kubelet pulling the images the engine builds from the suite's
-    registry, or kwok's where the kubelet cannot run or start here (its pods run nothing, and the
-    stack names prebuilt images); the facts say which node and why not the kubelet."""
+    registry (returned with the BuildKit), or kwok's where the kubelet cannot run or start here (its
+    pods run nothing, and the stack names prebuilt images: no image path); the facts say which node
+    and why not the kubelet."""
 
     def cluster(node: Node | None) -> Cluster:
-        started.append(
-            Cluster(
-                folder / "bin",
-                crds=folder / "crds" / "gateway-api",
-                stages=kwok_stages(folder / "kwok-stages.yaml"),
-                node=node,
-            )
+        made = Cluster(
+            folder / "bin",
+            crds=folder / "crds" / "gateway-api",
+            stages=kwok_stages(folder / "kwok-stages.yaml"),
+            node=node,
         )
-        return started[-1]  # type: ignore[return-value]
+        started.append(made)
+        return made
 
     reason = install_packages() or unavailable(folder / "bin")
     if reason is None:
@@ -201,8 +205,8 @@ def start_cluster(folder: Path, started: list[Stoppable]) -> tuple[Cluster, dict
             began = time.monotonic()
             real.start()
             facts = {"node": "kubelet", "node_start_seconds": round(time.monotonic() - began, 2)}
-            facts["images"] = start_image_path(folder / "bin", node, started)
-            return real, facts
+            registry, buildkit, facts["images"] = start_image_path(folder / "bin", node, started)
+            return real, facts, (registry, buildkit)
         except Exception as error:  # noqa: BLE001 - reported, and the suite runs on kwok instead
             reason = f"the kubelet node did not come up: {type(error).__name__}: {str(error)[-1500:]}"
             for thing in reversed(started):
@@ -213,4 +217,4 @@ def start_cluster(folder: Path, started: list[Stoppable]) -> tuple[Cluster, dict
                     reason += f"; stopping {type(thing).__name__}: {failed}"
     kwok = cluster(None)
     kwok.start()
-    return kwok, {"node": "kwok", "kubelet_not_run": reason}
+    return kwok, {"node": "kwok", "kubelet_not_run": reason}, None

@@ -9,7 +9,6 @@ nothing it runs.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
@@ -112,9 +111,7 @@ def move_tag(cluster: Cluster, registry: Registry, record: dict, other_image: st
     delete one of the release's pods: its replacement still runs the record's digest."""
     reference = record["images"]["scorer"]
     repository, digest = repository_and_digest(reference, registry)
-    target = f"{registry.host}/{repository}:{record['build']}"
-    for argv in (["docker", "tag", other_image, target], ["docker", "push", "--quiet", target]):
-        subprocess.run(argv, check=True, capture_output=True, timeout=600)
+    target = registry.push(other_image, f"{repository}:{record['build']}")
     moved = registry.manifest_digest(repository, record["build"])
     if moved == digest:
         raise EngineError(f"re-pushing {target} with {other_image} left its digest {digest}")

@@ -94,13 +94,17 @@ class Registry(process.Started):
         except urllib.error.HTTPError as error:
             raise RegistryError(f"{self.host}/{repository}:{tag}: HTTP {error.code}") from error
 
-    def mirror_base(self, local_tag: str) -> str:
-        """Push the Docker engine's `local_tag` (e.g. python:3.11.11-slim-bookworm) to where a Docker
-        Hub mirror serves it (library/python:…); returns that reference."""
-        name, _, tag = local_tag.partition(":")
-        target = f"{self.host}/{name if '/' in name else 'library/' + name}:{tag or 'latest'}"
+    def push(self, local_tag: str, repository_tag: str) -> str:
+        """Push the Docker engine's `local_tag` here as `repository_tag`; returns the reference."""
+        target = f"{self.host}/{repository_tag}"
         for argv in (["docker", "tag", local_tag, target], ["docker", "push", "--quiet", target]):
             done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
                 raise RegistryError(f"`{' '.join(argv)}` exited {done.returncode}: {done.stderr[-2000:]}")
         return target
+
+    def mirror_base(self, local_tag: str) -> str:
+        """Push the Docker engine's `local_tag` (e.g. python:3.11.11-slim-bookworm) to where a Docker
+        Hub mirror serves it (library/python:…); returns that reference."""
+        name, _, tag = local_tag.partition(":")
+        return self.push(local_tag, f"{name if '/' in name else 'library/' + name}:{tag or 'latest'}")
