@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
 from pathlib import Path
 
 from e2e.cluster import Cluster
-from e2e.kube import EngineError, objects_of
+from e2e.kube import EngineError, objects_of, scorer_pods
 from e2e.registry import Registry
 from e2e.stack import NAMESPACE
 
@@ -40,13 +39,6 @@ def repository_and_digest(reference: str, registry: Registry) -> tuple[str, str]
     return name.removeprefix(prefix), digest
 
 
-def pods_of(cluster: Cluster, record: dict) -> list[dict]:
-    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
-    return (cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}).get(
-        "items", []
-    )
-
-
 def check_pinned(cluster: Cluster, registry: Registry, record: dict) -> dict:
     """The release's images as the record, the pod specs, the registry and the running pods see them."""
     images = record["images"]
@@ -68,7 +60,7 @@ def check_pinned(cluster: Cluster, registry: Registry, record: dict) -> dict:
     wrong = [(where, image) for where, image in specs if image not in images.values()]
     if wrong or len(specs) < 3:
         raise EngineError(f"image fields not pinned to the record's digests {images}: {wrong or specs}")
-    for pod in pods_of(cluster, record):
+    for pod in scorer_pods(cluster, record):
         spec, status = pod["spec"], pod["status"]
         declared = {c["name"]: c["image"] for c in spec.get("initContainers", []) + spec["containers"]}
         for container in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
@@ -82,28 +74,29 @@ def check_pinned(cluster: Cluster, registry: Registry, record: dict) -> dict:
     return seen
 
 
-def image_seconds(event_log: Path) -> float:
-    """Wall-clock seconds from the first image resource's start to the last one's end in an `up`
-    (the engine's event log); 0 when the `up` touched no image."""
-    starts: list[float] = []
-    ends: list[float] = []
+def image_events(event_log: Path, kind: str) -> list[tuple[float, dict]]:
+    """(timestamp, metadata) of an `up`'s events of `kind` (resourcePreEvent: a step starts;
+    resOutputsEvent: it ends) on image resources, from its event log."""
+    found = []
     for line in event_log.read_text().splitlines():
         event = json.loads(line)
-        for kind, into in (("resourcePreEvent", starts), ("resOutputsEvent", ends)):
-            metadata = (event.get(kind) or {}).get("metadata") or {}
-            if metadata.get("type") == IMAGE_TYPE:
-                into.append(event["timestamp"])
-    return float(max(ends) - min(starts)) if starts and ends else 0.0
+        metadata = (event.get(kind) or {}).get("metadata") or {}
+        if metadata.get("type") == IMAGE_TYPE:
+            found.append((float(event["timestamp"]), metadata))
+    return found
+
+
+def image_seconds(event_log: Path) -> float:
+    """Wall-clock seconds from the first image resource's start to the last one's end in an `up`;
+    0 when the `up` touched no image."""
+    starts = [stamp for stamp, _ in image_events(event_log, "resourcePreEvent")]
+    ends = [stamp for stamp, _ in image_events(event_log, "resOutputsEvent")]
+    return max(ends) - min(starts) if starts and ends else 0.0
 
 
 def image_operations(event_log: Path) -> list[str]:
-    """The operations an `up` started on image resources (its event log): create, update, delete…"""
-    operations = []
-    for line in event_log.read_text().splitlines():
-        metadata = (json.loads(line).get("resourcePreEvent") or {}).get("metadata") or {}
-        if metadata.get("type") == IMAGE_TYPE:
-            operations.append(metadata.get("op", "?"))
-    return operations
+    """The operations an `up` started on image resources: create, update, delete…"""
+    return [metadata.get("op", "?") for _, metadata in image_events(event_log, "resourcePreEvent")]
 
 
 def move_tag(cluster: Cluster, registry: Registry, record: dict, other_image: str) -> dict:
@@ -115,12 +108,12 @@ def move_tag(cluster: Cluster, registry: Registry, record: dict, other_image: st
     moved = registry.manifest_digest(repository, record["build"])
     if moved == digest:
         raise EngineError(f"re-pushing {target} with {other_image} left its digest {digest}")
-    before = {pod["metadata"]["name"] for pod in pods_of(cluster, record)}
+    before = {pod["metadata"]["name"] for pod in scorer_pods(cluster, record)}
     victim = sorted(before)[0]
     cluster.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{victim}")
     deadline = time.monotonic() + 180
     while True:
-        fresh = [pod for pod in pods_of(cluster, record) if pod["metadata"]["name"] not in before]
+        fresh = [pod for pod in scorer_pods(cluster, record) if pod["metadata"]["name"] not in before]
         running = [
             status
             for pod in fresh

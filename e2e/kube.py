@@ -181,12 +181,17 @@ def job_seconds(cluster: Cluster, record: dict) -> float | None:
     return (end - start).total_seconds()
 
 
-def ready_pod_urls(cluster: Cluster, record: dict) -> dict[str, str]:
-    """Pod name -> base URL (pod IP and the scorer's port) of every Ready scorer pod of a release."""
+def scorer_pods(cluster: Cluster, record: dict) -> list[dict]:
+    """Every scorer pod of a release (its Service's selector), Ready or not."""
     selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
     listing = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}
+    return listing.get("items", [])
+
+
+def ready_pod_urls(cluster: Cluster, record: dict) -> dict[str, str]:
+    """Pod name -> base URL (pod IP and the scorer's port) of every Ready scorer pod of a release."""
     urls = {}
-    for pod in listing.get("items", []):
+    for pod in scorer_pods(cluster, record):
         conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
         if conditions.get("Ready") == "True":
             urls[pod["metadata"]["name"]] = (

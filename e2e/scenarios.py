@@ -224,7 +224,10 @@ class Scenarios:
             # images are build 1's, byte for byte, under new tags (the event log's seconds are whole)
             details["image_seconds"] = self.figures["image_seconds"]
             digests = {
-                build: {app: ref.rpartition("@")[2] for app, ref in releases[build]["images"].items()}
+                build: {
+                    app: image_checks.repository_and_digest(ref, self.registry)[1]
+                    for app, ref in releases[build]["images"].items()
+                }
                 for build in ("1", "2")
             }
             if digests["1"] != digests["2"]:
