@@ -13,7 +13,7 @@ reads the config itself.
 
 import pulumi
 
-from components import feedback_key, labels, release_spec
+from components import feedback_key, labels, release_spec, volume_source
 from components.azure_group import AzureGroup, AzureGroupArgs
 from components.feedback_key import FeedbackKey, FeedbackKeyArgs
 from components.ledger import Ledger, LedgerArgs
@@ -107,12 +107,7 @@ else:
         "promotion",
         SourceAccessArgs(
             namespace=settings.namespace,
-            account_name=source.model_store["account"],
-            share_name=source.model_store["share"],
-            account_key=source.credentials["storageKey"],
-            registry_server=source.registry,
-            registry_username=source.credentials["registryUsername"],
-            registry_password=source.credentials["registryPassword"],
+            source=source,
             size_gib=settings.model_share_gib,
             **shared("promotion-source", "promotion", **{PROMOTE_FROM: source.stack}),
         ),
@@ -257,6 +252,8 @@ pulumi.export(
         "account": store.account_name,
         "share": store.share_name,
         "csvContainer": store.csv_container,
+        # what a promoting stack mounts read-only: the volume bound to the claim, once it is bound
+        "volume": volume_source.exported(releases_live, settings.namespace, store.claim_name),
     },
 )
 pulumi.export("registry", registry.server if registry else (source.registry if source else None))

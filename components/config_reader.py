@@ -354,7 +354,7 @@ class ConfigReader:
             )
         return value
 
-    def promote_from(self, cloud: str, stack: str) -> str | None:
+    def promote_from(self, stack: str) -> str | None:
         value = self.text("promoteFrom")
         if not value:
             return None
@@ -362,12 +362,6 @@ class ConfigReader:
             raise self.fail("promoteFrom", "a stack name like dev (or organization/project/stack)", value)
         if value == stack:
             raise self.fail("promoteFrom", "another stack than this one", value)
-        if cloud != "azure":
-            raise SettingsError(
-                f"config {NAMESPACE}:promoteFrom needs cloud azure: the source's model share is an Azure "
-                f"file share mounted read-only (a local cluster's claim cannot be mounted from another "
-                f"namespace)"
-            )
         return value
 
     def data_source(self, cloud: str, has_blob_key: bool) -> DataSource:

@@ -135,7 +135,6 @@ class ModelStore(pulumi.ComponentResource):
             share_name=share.name,
             secret_name=CREDENTIALS_SECRET,
             volume_handle=pulumi.Output.concat(azure.name, "-", account.name, "-", share.name),
-            read_only=False,
             mount_options=[f"uid={RUN_AS}", f"gid={RUN_AS}", "dir_mode=0750", "file_mode=0640", "actimeo=30"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.credentials_secret]),
         )
@@ -170,18 +169,17 @@ def azure_files_claim(
     share_name: pulumi.Input[str],
     secret_name: str,
     volume_handle: pulumi.Input[str],
-    read_only: bool,
     mount_options: list[str],
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.PersistentVolumeClaim:
     """A static PersistentVolume on an Azure file share, reserved for one claim, and that claim.
 
     Static (no StorageClass, no provisioner) because the share is ours, made by Pulumi; Retain
-    because the files outlive the Kubernetes objects. `read_only` makes it read-only at every
-    level the driver offers: ReadOnlyMany, a read-only CSI volume and the `ro` mount option.
+    because the files outlive the Kubernetes objects. A stack promoting from this one mounts the
+    same share read-only (components/volume_source.py).
     """
     size = f"{size_gib}Gi"
-    access = "ReadOnlyMany" if read_only else "ReadWriteMany"
+    access = "ReadWriteMany"
     volume = k8s.core.v1.PersistentVolume(
         f"{name}-volume",
         # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
@@ -192,12 +190,9 @@ def azure_files_claim(
             "persistentVolumeReclaimPolicy": "Retain",
             "storageClassName": "",
             "claimRef": {"namespace": namespace, "name": claim},  # no other claim can take it
-            "mountOptions": (["ro"] if read_only else [])
-            + mount_options
-            + ["mfsymlinks", "cache=strict", "nosharesock"],
+            "mountOptions": [*mount_options, "mfsymlinks", "cache=strict", "nosharesock"],
             "csi": {
                 "driver": CSI_DRIVER,
-                "readOnly": read_only,
                 # Unique per share across the cluster; the driver refuses '#' in a
                 # self-chosen handle (its own handles use it as a separator).
                 "volumeHandle": volume_handle,

@@ -20,11 +20,14 @@ or a build below this stack's gate fails it at the first refusal, and `pulumi up
 the file or the gate. From then on the release is re-declared from this
 stack's own ledger like any other, so the source may retire 153 without touching this stack.
 
-SourceAccess (once per stack) reaches the source: its Azure file share through a static
-PersistentVolume mounted READ-ONLY (read-only CSI volume, ReadOnlyMany, `ro` mount option, and a
-read-only volumeMount), and its registry through an image pull Secret. The account key and the
-registry password come from the source stack's secret output `promotionCredentials` and stay
-Pulumi secrets into the Kubernetes Secrets; they are never props of a component.
+SourceAccess (once per stack) reaches the source: its model share through a static
+PersistentVolume on the volume the source exports (components/volume_source.py: the same Azure
+Files share on azure, the same hostPath or provisioned volume on a local cluster), mounted
+READ-ONLY, and, when the source has a registry with credentials (azure), through an image pull
+Secret; a local cluster's nodes pull the source's digests from its `localRegistry` themselves. The
+account key and the registry password come from the source stack's secret output
+`promotionCredentials` and stay Pulumi secrets into the Kubernetes Secrets; they are never props of
+a component.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels, release_spec
+from components import labels, release_spec, volume_source
 from components.images import APPS
-from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY, azure_files_claim
+from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY
 from components.registry import PULL_SECRET, pull_secret
 from components.release import recorded_data_location
 from components.sdk_internals import stack_output_now
@@ -62,10 +65,14 @@ class Source:
 
     stack: str  # as configured in promoteFrom
     record: release_spec.ReleaseRecord | None  # the source's record of the build; None when this stack has it
-    model_store: pulumi.Output[Any]  # the source's `modelStore` output: account, share
-    registry: pulumi.Output[Any]  # the source's registry login server
-    credentials: pulumi.Output[Any]  # secret: storageKey, registryUsername, registryPassword
-    pull_secret_name: str = PULL_SECRET
+    volume: Mapping[str, Any]  # the source's model share volume (its `modelStore` output's `volume`)
+    account: str | None  # azure: the source's storage account (the share's node-stage secret names it)
+    registry: str | None  # azure: the source's registry login server; local: None (nodes pull)
+    credentials: pulumi.Output[Any] | None  # secret: storageKey, registryUsername, registryPassword
+
+    @property
+    def pull_secret_name(self) -> str | None:
+        return PULL_SECRET if self.registry is not None and self.credentials is not None else None
 
     @property
     def data_location(self) -> str | None:
@@ -93,12 +100,26 @@ def read_source(stack: str, build: str | None) -> Source:
         # Which objects to declare depends on the record: needed as a value, as the ledger's own.
         releases = stack_output_now(ref, "releases")
         record = source_record(build, stack, releases if isinstance(releases, Mapping) else None)
+    store = stack_output_now(ref, "modelStore")
+    store = store if isinstance(store, Mapping) else {}
+    if not isinstance(store.get("volume"), Mapping):
+        raise PromotionError(
+            f"stack {stack} exports no model share volume (its modelStore output has no volume): "
+            f"run `pulumi up` on {stack} once with this version, then promote"
+        )
+    try:
+        volume_source.source_kind(store["volume"], f"stack {stack}'s model share volume")
+    except volume_source.VolumeSourceError as exc:
+        raise PromotionError(str(exc)) from None
+    offered = stack_output_now(ref, CREDENTIALS_OUTPUT) is not None
+    registry = stack_output_now(ref, "registry")
     return Source(
         stack=stack,
         record=record,
-        model_store=ref.require_output("modelStore"),
-        registry=ref.require_output("registry"),
-        credentials=pulumi.Output.secret(ref.require_output(CREDENTIALS_OUTPUT)),
+        volume=store["volume"],
+        account=store.get("account"),
+        registry=registry if isinstance(registry, str) else None,
+        credentials=pulumi.Output.secret(ref.require_output(CREDENTIALS_OUTPUT)) if offered else None,
     )
 
 
@@ -189,12 +210,7 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
 @dataclass(frozen=True)
 class SourceAccessArgs:
     namespace: str
-    account_name: pulumi.Input[str]  # the source stack's storage account and model share
-    share_name: pulumi.Input[str]
-    account_key: pulumi.Input[str]  # secret
-    registry_server: pulumi.Input[str]
-    registry_username: pulumi.Input[str]
-    registry_password: pulumi.Input[str]  # secret
+    source: Source
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
     size_gib: int = 100
@@ -204,50 +220,67 @@ class SourceAccess(pulumi.ComponentResource):
     """The source stack's model share (read-only) and registry (pull), in this stack's namespace."""
 
     claim_name: str
-    pull_secret_name: str
-    resources: list[pulumi.Resource]  # what a promoted release needs before its Job starts
+    pull_secret_name: str | None
 
     def __init__(self, name: str, args: SourceAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Credentials are never props of this component: props go to the state in plain text.
         super().__init__("mlpipeline:promotion:SourceAccess", name, None, opts)
-        namespace, account_name, share_name = args.namespace, args.account_name, args.share_name
+        namespace, source = args.namespace, args.source
         child = pulumi.ResourceOptions(parent=self)
         meta = {"labels": dict(args.labels), "annotations": dict(args.annotations)}
-        secret = k8s.core.v1.Secret(
-            f"{name}-storage",
-            metadata={**meta, "name": f"{SOURCE_CLAIM}-storage", "namespace": namespace},
-            type="Opaque",
-            string_data=pulumi.Output.secret(
-                {ACCOUNT_NAME_KEY: account_name, ACCOUNT_KEY_KEY: args.account_key}
-            ),
+        stage_secret, secrets = None, []
+        if source.credentials is not None and source.account is not None:
+            # The share's node-stage secret: the source's is in its own namespace, maybe cluster.
+            stage_secret = f"{SOURCE_CLAIM}-storage"
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-storage",
+                    metadata={**meta, "name": stage_secret, "namespace": namespace},
+                    type="Opaque",
+                    string_data=pulumi.Output.secret(
+                        {ACCOUNT_NAME_KEY: source.account, ACCOUNT_KEY_KEY: source.credentials["storageKey"]}
+                    ),
+                    opts=child,
+                )
+            )
+        size = f"{args.size_gib}Gi"
+        try:
+            spec = volume_source.read_only_spec(
+                source.volume, namespace=namespace, claim=SOURCE_CLAIM, size=size, stage_secret=stage_secret
+            )
+        except volume_source.VolumeSourceError as exc:
+            raise PromotionError(f"stack {source.stack}: {exc}") from None
+        volume = k8s.core.v1.PersistentVolume(
+            f"{name}-volume",
+            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
+            metadata={**meta, "name": f"{namespace}-{SOURCE_CLAIM}"},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+        )
+        k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-claim",
+            metadata={**meta, "name": SOURCE_CLAIM, "namespace": namespace},
+            spec={
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": volume.metadata.name,
+                "resources": {"requests": {"storage": size}},
+            },
             opts=child,
         )
-        claim = azure_files_claim(
-            name,
-            namespace=namespace,
-            claim=SOURCE_CLAIM,
-            metadata=meta,
-            size_gib=args.size_gib,
-            share_name=share_name,
-            secret_name=f"{SOURCE_CLAIM}-storage",
-            volume_handle=pulumi.Output.concat(namespace, "-source-", account_name, "-", share_name),
-            read_only=True,
-            # World-readable, so the Job reads the files whatever uid the source mounted them with.
-            mount_options=["dir_mode=0555", "file_mode=0444"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
-        )
-        # The promoted releases' pods pull the source's images by digest from its registry.
-        pull = pull_secret(
-            f"{name}-pull-secret",
-            {**meta, "name": PULL_SECRET, "namespace": namespace},
-            args.registry_server,
-            args.registry_username,
-            args.registry_password,
-            opts=child,
-        )
+        self.pull_secret_name = source.pull_secret_name
+        if source.pull_secret_name is not None:
+            # The promoted releases' pods pull the source's images by digest from its registry.
+            assert source.credentials is not None and source.registry is not None
+            pull_secret(
+                f"{name}-pull-secret",
+                {**meta, "name": source.pull_secret_name, "namespace": namespace},
+                source.registry,
+                source.credentials["registryUsername"],
+                source.credentials["registryPassword"],
+                opts=child,
+            )
         self.claim_name = SOURCE_CLAIM
-        self.pull_secret_name = PULL_SECRET
-        self.resources = [claim, pull]
         self.register_outputs({"claimName": self.claim_name, "pullSecretName": self.pull_secret_name})
 
 

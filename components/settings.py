@@ -164,7 +164,7 @@ class Settings:
             shadow=values.mapping("shadow"),
             champion_tolerance=values.fraction("championTolerance"),
             drift_env=values.drift(),
-            promote_from=values.promote_from(cloud, stack),
+            promote_from=values.promote_from(stack),
             images=values.images(cloud),
             monitoring=values.choice("monitoring", MONITORING_KINDS),
             monitoring_labels=values.labels("monitoringLabels"),

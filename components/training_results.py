@@ -72,7 +72,7 @@ def from_cluster(namespace: str, job: str) -> list[str]:
     """Read the pods of `job` with the deployer's kubeconfig (the one pulumi-kubernetes uses)."""
     from kubernetes import client, config
 
-    _load_kubeconfig(config)
+    load_kubeconfig(config)
     pods = client.CoreV1Api().list_namespaced_pod(
         namespace, label_selector=f"job-name={job}", _request_timeout=10
     )
@@ -85,7 +85,7 @@ def from_cluster(namespace: str, job: str) -> list[str]:
     return messages
 
 
-def _load_kubeconfig(config) -> None:
+def load_kubeconfig(config) -> None:
     """As pulumi-kubernetes' default provider: config kubernetes:kubeconfig (a path or the file's
     content), else $KUBECONFIG or ~/.kube/config; config kubernetes:context picks the context."""
     settings = pulumi.Config("kubernetes")

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".e2e" / "cluster"
 NODE = "kwok-node-0"
 STORAGE_CLASS = "standard"
-VOLUMES = 6  # static PVs of VOLUME_GIB each: enough for a few stacks' model shares and CSV claims
+VOLUMES = 8  # static PVs of VOLUME_GIB each: enough for a few stacks' model shares and CSV claims
 VOLUME_GIB = 100
 
 

@@ -51,6 +51,14 @@ def check_pinned(cluster: Cluster, registry: Registry, record: dict) -> dict:
             raise EngineError(
                 f"{repository}:{record['build']} is {served} in the registry, the record pins {digest}"
             )
+    return {**seen, **pods_run_the_record(cluster, record)}
+
+
+def pods_run_the_record(cluster: Cluster, record: dict) -> dict:
+    """The image fields of the release's Job and Deployment are the record's references, and every
+    container of its scorer pods runs the digest its spec names (containerStatuses[].imageID)."""
+    images = record["images"]
+    seen: dict = {"pods": {}}
     specs = []
     for kind in ("job", "deployment"):
         path, name = objects_of(record)[kind]

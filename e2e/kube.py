@@ -62,7 +62,7 @@ def objects_of(record: dict) -> dict[str, tuple[str, str]]:
     for kind, base in paths.items():
         metadata = record["objects"][kind]["metadata"]
         found[kind] = (
-            f"{base}/namespaces/{metadata.get('namespace', NAMESPACE)}/{plural[kind]}/{metadata['name']}",
+            f"{base}/namespaces/{namespace_of(record)}/{plural[kind]}/{metadata['name']}",
             metadata["name"],
         )
     return found
@@ -97,10 +97,14 @@ def route_weights(cluster: Cluster) -> dict[str, int]:
     raise EngineError("the HTTPRoute has no split rule")
 
 
+def namespace_of(record: dict) -> str:
+    return record["objects"]["job"]["metadata"].get("namespace", NAMESPACE)
+
+
 def guards_of(record: dict) -> dict[str, str]:
     """API path of each guard object of a release (components/release_guards.py) -> its kind."""
-    scorer, job = f"score-{record['name']}", f"train-{record['name']}"
-    base = f"namespaces/{NAMESPACE}"
+    scorer, job = f"score-{record['name']}", record["objects"]["job"]["metadata"]["name"]
+    base = f"namespaces/{namespace_of(record)}"
     return {
         f"/apis/networking.k8s.io/v1/{base}/networkpolicies/{scorer}": "NetworkPolicy (scorer ingress)",
         f"/apis/networking.k8s.io/v1/{base}/networkpolicies/{job}": "NetworkPolicy (Job egress)",
@@ -127,7 +131,7 @@ def assert_release_live(cluster: Cluster, record: dict) -> dict:
     return {kind: name for kind, (_path, name) in objects.items()}
 
 
-def namespace_snapshot(cluster: Cluster) -> dict[str, str]:
+def namespace_snapshot(cluster: Cluster, namespace: str = NAMESPACE) -> dict[str, str]:
     """kind/name -> fingerprint of what the program declares (labels, annotations, spec or data) of
     everything it manages in the namespace; status, which controllers keep writing, is left out."""
     snapshot = {}
@@ -143,7 +147,7 @@ def namespace_snapshot(cluster: Cluster) -> dict[str, str]:
         ("/apis/policy/v1", "poddisruptionbudgets"),
         ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     ):
-        listing = cluster.get(f"{base}/namespaces/{NAMESPACE}/{plural}") or {"items": []}
+        listing = cluster.get(f"{base}/namespaces/{namespace}/{plural}") or {"items": []}
         for item in listing["items"]:
             metadata = item["metadata"]
             declared = {
@@ -158,11 +162,11 @@ def namespace_snapshot(cluster: Cluster) -> dict[str, str]:
     return snapshot
 
 
-def claim_folder(cluster: Cluster, claim: str, timeout: float = 60) -> Path:
+def claim_folder(cluster: Cluster, claim: str, timeout: float = 60, namespace: str = NAMESPACE) -> Path:
     """The host folder behind a bound claim (the cluster's volumes are hostPath)."""
     deadline = time.monotonic() + timeout
     while True:
-        body = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{claim}") or {}
+        body = cluster.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}") or {}
         if body.get("status", {}).get("phase") == "Bound":
             volume = cluster.get(f"/api/v1/persistentvolumes/{body['spec']['volumeName']}") or {}
             if "hostPath" in volume.get("spec", {}):
@@ -184,7 +188,7 @@ def job_seconds(cluster: Cluster, record: dict) -> float | None:
 def scorer_pods(cluster: Cluster, record: dict) -> list[dict]:
     """Every scorer pod of a release (its Service's selector), Ready or not."""
     selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
-    listing = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector={selector}") or {}
+    listing = cluster.get(f"/api/v1/namespaces/{namespace_of(record)}/pods?labelSelector={selector}") or {}
     return listing.get("items", [])
 
 
@@ -210,7 +214,7 @@ def serves(cluster: Cluster, record: dict, user: str) -> dict:
                 body = json.loads(reply.read())
                 answers[name] = {
                     "build": reply.headers.get("X-Model-Build"),
-                    "items": len(body.get("items", [])),
+                    "items": [item["item_id"] for item in body.get("items", [])],
                 }
         except (urllib.error.URLError, OSError) as error:
             answers[name] = {"error": str(error)}

@@ -18,8 +18,6 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
-
 from e2e import docker_engine, image_checks, nightly
 from e2e.cluster import Cluster
 from e2e.kube import (
@@ -36,10 +34,11 @@ from e2e.kube import (
     serves,
     versions_of,
 )
-from e2e.pulumi_cli import ROOT, Pulumi, preview_steps, urn_name
+from e2e.promotion import PromotionScenarios
+from e2e.pulumi_cli import Pulumi, preview_steps, urn_name
 from e2e.registry import Registry
 from e2e.report import Report
-from e2e.stack import FAILED_BUILD, MODEL_CLAIM, NAMESPACE, PROMOTING_STACK, STACK
+from e2e.stack import FAILED_BUILD, MODEL_CLAIM, NAMESPACE, STACK
 from local import demo
 
 SUITE = "engine"
@@ -86,6 +85,9 @@ class Scenarios:
     def run(self) -> None:
         self.pulumi.prepare()
         self.data = prepare_namespace(self.cluster)
+        self.promotion = PromotionScenarios(
+            self.cluster, self.pulumi, self.config, self.data, self.nothing_to_change
+        )
         self.pulumi.new_stack(STACK, self.config)
         passed = self.first_release()
         if passed:
@@ -157,22 +159,22 @@ class Scenarios:
             "ndcg_at_k": (training.get("test") or {}).get("ndcg_at_k"),
         }
 
-    def nothing_to_change(self, *config: str) -> dict:
+    def nothing_to_change(self, *config: str, stack: str = "", namespace: str = NAMESPACE) -> dict:
         """A second `up` with the same config plans nothing (but dropping the images it built from the
         state), builds and pushes nothing, changes no object and no output."""
-        outputs, objects = self.pulumi.outputs(), namespace_snapshot(self.cluster)
-        planned = preview_steps(self.pulumi.preview_json(*config))
+        outputs, objects = self.pulumi.outputs(stack), namespace_snapshot(self.cluster, namespace)
+        planned = preview_steps(self.pulumi.preview_json(*config, stack=stack))
         # The new build's images leave the state at its next update, kept in the registry.
         planned = [step for step in planned if not image_checks.leaves_state_only(step)]
         if planned:
             raise EngineError(f"the same config again plans {[(s['op'], s['urn']) for s in planned]}")
-        self.pulumi.up(*config)
+        self.pulumi.up(*config, stack=stack)
         seconds = self.pulumi.seconds()
         built = [op for op in image_checks.image_operations(self.pulumi.event_log) if op != "delete"]
         if built:
             raise EngineError(f"the same config again ran {built} on images")
-        changed = [k for k, v in self.pulumi.outputs().items() if outputs.get(k) != v]
-        if changed or namespace_snapshot(self.cluster) != objects:
+        changed = [k for k, v in self.pulumi.outputs(stack).items() if outputs.get(k) != v]
+        if changed or namespace_snapshot(self.cluster, namespace) != objects:
             raise EngineError(f"the same config again changed outputs {changed} or objects")
         return {"same_config_up_seconds": seconds}
 
@@ -317,46 +319,31 @@ class Scenarios:
             details["objects"] = assert_release_live(self.cluster, again["1"])
 
     def promoting_stack(self) -> None:
-        """A prod-like stack promoting from the e2e stack, as far as it runs without Azure: the program
-        reads the source's ledger through a real StackReference on the file backend and checks the
-        record before declaring anything (the Azure share, registry and copy Job are only under mocks)."""
-        with self.scenario("5 a promoting stack reads the source stack's releases (file backend)") as details:
-            live = sorted(self.pulumi.outputs()["releases"], key=int)
-            # prod's own config, promoting from this suite's stack instead of dev
-            prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
-            self.pulumi.new_stack(
-                PROMOTING_STACK,
-                {
-                    **prod,
-                    "mlpipeline:promoteFrom": STACK,
-                    "mlpipeline:namespace": f"{NAMESPACE}-prod",
-                    "mlpipeline:gitSha": "e2e",
-                },
-            )
-            before = namespace_snapshot(self.cluster)
-            expected = {
-                "99": f"build 99 is not a live release of stack {STACK} (its releases: {', '.join(live)})"
-            }
-            if self.registry is None:  # kwok: the stack names prebuilt tags
-                expected[live[-1]] = f"stack {STACK}'s images of build {live[-1]} are not pinned by digest"
-            else:
-                details["pinned"] = "the engine pushed the images: the live builds' records are promotable"
-            for build, message in expected.items():
-                done = self.pulumi(
-                    "preview", "--config", f"mlpipeline:build={build}", stack=PROMOTING_STACK, check=False
-                )
-                output = done.stdout + done.stderr
-                details[f"build {build}"] = next(
-                    (line.strip() for line in output.splitlines() if message in line), None
-                )
-                if done.returncode == 0 or details[f"build {build}"] is None:
-                    raise EngineError(
-                        f"promoting build {build}: exit {done.returncode}, expected {message!r}:\n"
-                        f"{output[-3000:]}"
-                    )
-            if namespace_snapshot(self.cluster) != before:
-                raise EngineError("a refused promotion changed objects in the source's namespace")
-            self.pulumi("stack", "rm", "--yes", "--force", stack=PROMOTING_STACK)
+        """Scenario 5 (e2e/promotion.py): refusals from the source's ledger; on a real node a promotion
+        that succeeds and two that are refused."""
+        real = self.registry is not None
+        with self.scenario(
+            "5 a promoting stack refuses a build the source cannot give, before any change"
+        ) as details:
+            self.promotion.refuses_what_the_source_has_not(details, pinned=real)
+            if not real:
+                self.promotion.remove_stack()
+                self.figures["scenario 5b/5c"] = "not run: kwok's pods run nothing (no copy, no model)"
+                return
+        passed = False
+        with self.scenario(
+            "5b promotion succeeds: the source's digests and model bytes, nothing retrained"
+        ) as details:
+            self.promotion.succeeds(details)
+            passed = True
+        if passed:
+            with self.scenario(
+                "5c promotion refuses a damaged byte and a gate above the build, fast; "
+                "its live release untouched"
+            ) as details:
+                self.promotion.refuses(details)
+        else:
+            self.promotion.remove_stack()
 
     def bad_config(self) -> None:
         live = sorted(self.pulumi.outputs().get("releases", {}), key=int)[:2]
@@ -470,3 +457,9 @@ class Scenarios:
             details["left"] = left
             if left:
                 raise EngineError(f"objects left after destroy: {left}")
+        if self.promotion.promoted is not None:
+            with self.scenario(
+                "8b the promoted release outlives the source's destroy; its own destroy leaves nothing"
+            ) as details:
+                self.promotion.outlives_the_source(details)
+        self.promotion.remove_stack()

@@ -8,6 +8,8 @@ the providers and the kubelet, and what they record of every registration.
   - the kubelet, asked for a completed training Job's termination messages -> `pod_messages[job]`
     when given (none for a Job it does not name), else what the mocked trainer of each declared Job
     leaves (`mock_trainer_message`: the summary's shape, digests derived from the Job's name);
+  - the API server, asked for the volume bound to a claim -> the declared PersistentVolume reserved
+    for it (the Azure share), else a hostPath under MOCK_VOLUMES, as a local provisioner makes;
   - Azure resources -> their names, the registry's login server; the list-keys/credentials
     invokes -> the fake secrets in MOCK_SECRETS, so tests can check that they never leak.
 
@@ -26,7 +28,7 @@ from typing import Any
 
 import pulumi
 
-from components import sdk_internals, training_results
+from components import sdk_internals, training_results, volume_source
 
 ORGANIZATION = "organization"  # what get_organization() answers on a self-managed backend
 MASK = "[secret]"
@@ -261,3 +263,36 @@ def kubelet(monitor: Monitor, pod_messages: Mapping[str, str] | None) -> trainin
         return [mock_trainer_message(manifest) for manifest in declared]
 
     return messages
+
+
+MOCK_VOLUMES = "/var/lib/mock-volumes"  # where the mocked provisioner puts a local claim's files
+
+
+def binder(monitor: Monitor) -> volume_source.BoundVolume:
+    """The volume bound to a claim, as the mocks' API server answers: the declared PersistentVolume
+    reserved for it (a static one: the Azure share), else what a hostPath provisioner would make."""
+
+    def bound(namespace: str, claim: str) -> dict[str, Any]:
+        for r in list(monitor.registered):
+            ref = (
+                r.inputs.get("spec", {}).get("claimRef")
+                if r.type == "kubernetes:core/v1:PersistentVolume"
+                else None
+            )
+            if ref == {"namespace": namespace, "name": claim}:
+                return r.inputs["spec"]
+        claims = [
+            r
+            for r in list(monitor.registered)
+            if r.type == "kubernetes:core/v1:PersistentVolumeClaim"
+            and r.inputs["metadata"]["name"] == claim
+            and r.inputs["metadata"].get("namespace") == namespace
+        ]
+        if not claims:
+            raise RenderError(f"no claim {namespace}/{claim} is declared")
+        return {
+            "hostPath": {"path": f"{MOCK_VOLUMES}/{namespace}-{claim}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        }
+
+    return bound

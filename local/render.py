@@ -37,8 +37,8 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import catalogue, sdk_internals, training_results
-from local.mocks import MASK, ORGANIZATION, Mocks, Monitor, RenderedResource, RenderError, kubelet
+from components import catalogue, sdk_internals, training_results, volume_source
+from local.mocks import MASK, ORGANIZATION, Mocks, Monitor, RenderedResource, RenderError, binder, kubelet
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -187,6 +187,7 @@ def _render(stack, strings, previous, other_stacks, preview, declare, pod_messag
     monitor = Monitor(mocks)
     # No cluster under mocks: the trainers' termination messages are the given or the mocked ones.
     training_results.READER.set(kubelet(monitor, pod_messages))
+    volume_source.READER.set(binder(monitor))
     policy = asyncio.get_event_loop_policy()
     try:
         outer_loop = policy.get_event_loop()

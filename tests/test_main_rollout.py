@@ -414,6 +414,41 @@ def test_prod_keeps_its_own_ledger_when_dev_moves_on(promoted):
     assert again.outputs["traffic"]["weights"] == {"153": 100}
 
 
+def test_dev_exports_the_volume_its_model_share_is_bound_to(dev_runs):
+    volume = dev_runs[1].outputs["modelStore"]["volume"]
+    assert volume["csi"]["volumeAttributes"] == {"shareName": dev_runs[1].outputs["modelStore"]["share"]}
+    assert "claimRef" not in volume and "accessModes" not in volume  # prod binds its own
+
+
+def test_a_local_stack_promotes_from_a_local_stack_through_the_same_folder_read_only():
+    source = up("local", "153", localRegistry="localhost:5001")  # pushed: pinned by digest
+    folder = source.outputs["modelStore"]["volume"]["hostPath"]["path"]
+    qa = up(  # another local stack, in its own namespace, promoting from the first
+        "local",
+        "153",
+        other_stacks={"organization/mlpipeline/e2e": source.outputs},
+        promoteFrom="e2e",
+        namespace="mlpipeline-qa",
+    )
+    (job,) = qa.k8s("Job")
+    assert job["metadata"]["name"].startswith("promote-")
+    volume = next(o for o in qa.k8s("PersistentVolume"))
+    assert volume["spec"]["hostPath"]["path"] == folder and volume["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert qa.k8s("Secret") == []  # no storage key, no registry password: the nodes pull from localRegistry
+    pod = next(o for o in qa.k8s("Deployment"))["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in pod
+    assert qa.outputs["releases"]["153"]["images"] == source.outputs["releases"]["153"]["images"]
+
+
+def test_prod_refuses_a_source_that_exports_no_volume(dev_runs):
+    dev = copy.deepcopy(dev_runs[1].outputs)
+    del dev["modelStore"]["volume"]  # a dev stack last updated before volumes were exported
+    with pytest.raises(
+        PromotionError, match="stack dev exports no model share volume.*run `pulumi up` on dev"
+    ):
+        up("prod", "153", other_stacks={DEV: dev})
+
+
 def test_prod_refuses_a_build_dev_does_not_have(dev_runs):
     with pytest.raises(PromotionError, match="build 999 is not a live release of stack dev .*153, 154"):
         up("prod", "999", other_stacks={DEV: dev_runs[1].outputs})

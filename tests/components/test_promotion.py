@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pulumi
 import pytest
 
 from components import release_spec
@@ -9,6 +10,7 @@ from components.build import Build
 from components.config_reader import DEFAULT_RESOURCES
 from components.promotion import (
     PromotionError,
+    Source,
     SourceAccess,
     SourceAccessArgs,
     promoted_record,
@@ -183,25 +185,44 @@ def test_only_a_live_source_release_pinned_by_digest_can_be_promoted():
         source_record("153", "dev", {"153": {**record, "modelFolder": "/elsewhere"}})
 
 
-def source_access(account_key=KEY, password=PASSWORD):
-    rendering = render_components(
-        lambda: (
-            SourceAccess(
-                "source",
-                SourceAccessArgs(
-                    namespace="mlpipeline-prod",
-                    account_name="mlpdevaccount",
-                    share_name="models",
-                    account_key=account_key,  # plain on purpose: the component must make it secret
-                    registry_server="mlpdev.azurecr.io",
-                    registry_username="mlpdev",
-                    registry_password=password,
-                    labels={"app.kubernetes.io/part-of": "mlpipeline"},
-                    annotations={"mlpipeline/build": "153"},
-                ),
-            ).claim_name
+# The volume dev's model share is bound to, as dev exports it (components/volume_source.py).
+AZURE_SHARE = {
+    "csi": {
+        "driver": "file.csi.azure.com",
+        "volumeHandle": "mlpdev-mlpdevaccount-models",
+        "volumeAttributes": {"shareName": "models"},
+        "nodeStageSecretRef": {"name": "azure-storage", "namespace": "mlpipeline-dev"},
+    },
+    "mountOptions": ["uid=1000", "gid=1000", "dir_mode=0750", "file_mode=0640", "mfsymlinks"],
+}
+LOCAL_SHARE = {"hostPath": {"path": "/var/lib/volumes/7", "type": ""}}
+
+
+def source_access(account_key=KEY, password=PASSWORD, volume=AZURE_SHARE, azure=True):
+    def declare():
+        source = Source(
+            stack="dev",
+            record=None,
+            volume=volume,
+            account="mlpdevaccount" if azure else None,
+            registry="mlpdev.azurecr.io" if azure else None,
+            credentials=pulumi.Output.from_input(  # plain on purpose: the component must keep it secret
+                {"storageKey": account_key, "registryUsername": "mlpdev", "registryPassword": password}
+            )
+            if azure
+            else None,
         )
-    )
+        return SourceAccess(
+            "source",
+            SourceAccessArgs(
+                namespace="mlpipeline-prod",
+                source=source,
+                labels={"app.kubernetes.io/part-of": "mlpipeline"},
+                annotations={"mlpipeline/build": "153"},
+            ),
+        ).claim_name
+
+    rendering = render_components(declare)
     for child in rendering.descendants(rendering.one("SourceAccess").urn):
         validate(child.inputs)
     return rendering
@@ -217,7 +238,9 @@ def test_source_volume_is_read_only_azure_files_reserved_for_its_claim():
     assert spec["csi"]["readOnly"] is True
     assert "ro" in spec["mountOptions"]
     assert spec["csi"]["volumeAttributes"] == {"shareName": "models"}
-    assert "#" not in spec["csi"]["volumeHandle"]
+    # its own handle: a node stages a handle once, and dev's staging of the share is read-write
+    assert spec["csi"]["volumeHandle"] == "mlpipeline-prod-promotion-source-mlpdev-mlpdevaccount-models"
+    assert spec["mountOptions"][0] == "ro" and "uid=1000" in spec["mountOptions"]
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
     assert spec["csi"]["nodeStageSecretRef"] == {
         "name": "promotion-source-storage",
@@ -241,3 +264,17 @@ def test_source_credentials_reach_the_engine_only_as_secrets():
         if resource not in (storage, pull):
             assert KEY not in repr(resource.public_inputs) and PASSWORD not in repr(resource.public_inputs)
             assert KEY not in repr(resource.inputs) and PASSWORD not in repr(resource.inputs), resource.name
+
+
+def test_a_local_source_is_the_same_folder_read_only_with_no_secret():
+    rendering = source_access(volume=LOCAL_SHARE, azure=False)
+    spec = rendering.one("PersistentVolume").inputs["spec"]
+    assert spec["hostPath"] == LOCAL_SHARE["hostPath"] and "mountOptions" not in spec
+    assert spec["accessModes"] == ["ReadOnlyMany"]
+    assert spec["claimRef"] == {"name": "promotion-source", "namespace": "mlpipeline-prod"}
+    assert rendering.of_type("kubernetes:core/v1:Secret") == []  # the nodes pull from localRegistry
+
+
+def test_a_source_volume_that_is_not_one_volume_source_is_refused_naming_it():
+    with pytest.raises(PromotionError, match="stack dev: .* is not one volume source: fields hostPath, nfs"):
+        source_access(volume={**LOCAL_SHARE, "nfs": {"server": "n", "path": "/"}}, azure=False)

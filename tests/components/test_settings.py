@@ -155,7 +155,6 @@ def test_routing_and_promotion_keys():
         ({"hostnames": '{"a": 1}'}, "mlpipeline:hostnames must be a list of host names"),
         ({"traffic": "152=100"}, "mlpipeline:traffic must be a map"),
         ({"championTolerance": "2"}, "mlpipeline:championTolerance must be a number from 0 to 1"),
-        ({"promoteFrom": "dev"}, "mlpipeline:promoteFrom needs cloud azure"),
         (
             {"images": "prebuilt", "cloud": "azure", "csvFolder": "2018/05/08"},
             "mlpipeline:images prebuilt needs cloud local",
