@@ -7,13 +7,16 @@ BUILD_NUMBER        the build; both manifests must name it
 GATE_*              this stack's quality gate (modelshare.gate), the same its waiter gets
 TERMINATION_LOG     where the outcome goes (default /dev/termination-log, written only if it exists)
 
-The source is verified file by file against its manifest, then its (verified) metrics.json is held
-to *this* stack's gate, and only then copied: into a staging folder, checked against the source
-manifest again, completed and published in one rename, so the waiter of the promoted release sees
-the same model_sha256 as the source release. A refusal ends the process non-zero with the reason
-as its termination message, naming the damaged file or the gate, which is what `pulumi up` prints
-when the Job fails (components/promotion.py): a build below this stack's gate is refused in the
-seconds the verification takes, instead of its waiter crash-looping until the rollout deadline.
+The source's metrics.json is verified against its manifest and held to *this* stack's gate before
+anything is written; then every file is copied into a staging folder, each checked against the
+source manifest (size and sha256) in the same pass that copies it, so what is checked is exactly
+what is written, with one read of the source. The staging folder is completed and published in
+one rename, so the waiter of the promoted release sees the same model_sha256 as the source
+release, and verifies every file again on this stack's share before its scorer starts. A refusal
+ends the process non-zero with the reason as its termination message, naming the damaged file or
+the gate, which is what `pulumi up` prints when the Job fails (components/promotion.py): a build
+below this stack's gate is refused in the seconds reading metrics.json takes, a damaged file as
+soon as the copy reaches it, instead of the waiter crash-looping until the rollout deadline.
 Idempotent like the trainer: a destination that is complete and verifies is left alone.
 
 Exit codes: 0 copied, or already complete; 1 the source or the copy does not verify, or the copy
@@ -32,7 +35,15 @@ from modelshare.config import ConfigError, env_str
 from modelshare.gate import Gate, Verdict, evaluate
 from modelshare.layout import COMPLETE, MANIFEST, METRICS, FolderState, folder_state
 from modelshare.logs import log_event, write_termination_message
-from modelshare.manifest import IntegrityError, check_files, mark_complete, read_json, verify
+from modelshare.manifest import (
+    IntegrityError,
+    check_files,
+    copy_verified,
+    mark_complete,
+    read_json,
+    read_manifest,
+    verify,
+)
 from modelshare.publish import PublishError, mark_failed, publish, remove_stale_staging, staging_folder
 
 APP = "promote"
@@ -50,30 +61,35 @@ class BelowGate(Exception):
 
 
 def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> str:
-    """Verify the source, hold it to `gate`, copy and verify; return "copied" or "already-complete".
-    Raises BelowGate before anything is written when the model does not pass `gate`."""
-    manifest = verify(source, build)
+    """Hold the source to `gate`, copy it file by file checking each against the source manifest as
+    it is copied, publish; return "copied" or "already-complete". Raises BelowGate before anything
+    is written when the model does not pass `gate`, IntegrityError naming a damaged source file."""
+    manifest = read_manifest(source, build)
+    files = manifest["files"]
+    if METRICS in files:  # the gate reads metrics.json: verified before it decides anything
+        check_files(source, {METRICS: files[METRICS]})
     verdict = gate_verdict(gate or Gate(), source, manifest, dest)
     if not verdict.passed:
         raise BelowGate("; ".join(verdict.failures))
     if folder_state(dest) is FolderState.COMPLETE:
-        if verify(dest, build)["files"] != manifest["files"]:
+        if verify(dest, build)["files"] != files:
             raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
         return "already-complete"
     staging = staging_folder(dest)  # built whole beside dest, then published in one rename
     try:
-        for rel in manifest["files"]:
+        for rel, entry in sorted(files.items()):
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / rel, target)
+            copy_verified(source / rel, target, entry)
         shutil.copyfile(source / MANIFEST, staging / MANIFEST)
-        check_files(staging, manifest["files"])
+        if read_json(staging / MANIFEST) != manifest:
+            raise IntegrityError(f"{source / MANIFEST} changed while build {build} was being copied")
         mark_complete(staging, build)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if not publish(staging, dest):  # another copy finished first
-        if verify(dest, build)["files"] != manifest["files"]:
+        if verify(dest, build)["files"] != files:
             raise IntegrityError(f"{dest} holds a different model for build {build} than {source}")
         return "already-complete"
     remove_stale_staging(dest)

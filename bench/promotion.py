@@ -1,0 +1,118 @@
+"""The promote Job's copy against a plain copy of the same release folder, on the same disk.
+
+`python -m modelshare.promote` (what the promote Job runs: metrics.json verified and held to the
+gate, every file copied and checked against the source manifest in the same pass, published in one
+rename) against `cp -r` of the same folder to the same disk, in the same run, alternating; and
+against the verified copy a script would make, `cp -r` then `sha256sum` of every copied file. The
+folder is a factor model release (tests.apps.modelfolder) of about 150 MB, the size of a large
+catalogue's release; a MovieLens 1M release is 3 to 55 MB.
+
+Two cache states: warm (the source in the page cache, as right after the source stack wrote it)
+and cold (`sync` and the page cache dropped before every run, so the source is read from the disk,
+as a share written days before; needs root, else only warm is measured). The ratio is the plain
+copy's seconds over the promotion's (throughput against `cp`; the goal is >= 0.8x).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUNS = 7
+KINDS = ("cp", "promote", "cp+sha256sum")
+N_USERS, N_ITEMS, FACTORS = 500_000, 80_000, 64
+REPO = Path(__file__).resolve().parent.parent
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def _drop_caches() -> bool:
+    subprocess.run(["sync"], check=True)
+    try:
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def _timed(command: list[str], env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> str:
+    sys.path.insert(0, str(REPO))
+    from tests.apps.modelfolder import write_model_folder
+
+    with tempfile.TemporaryDirectory(prefix="bench-promotion-") as tmp:
+        source = Path(tmp) / "source" / "7"
+        write_model_folder(source, "7", n_users=N_USERS, n_items=N_ITEMS, factors=FACTORS, per_user=2, seed=3)
+        files = [p for p in source.rglob("*") if p.is_file()]
+        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        can_drop = _drop_caches()
+        states = ["warm", "cold"] if can_drop else ["warm"]
+        seconds: dict[tuple[str, str], list[float]] = {(s, k): [] for s in states for k in KINDS}
+        env = {
+            **os.environ,
+            "SOURCE_MODELFOLDER": str(source),
+            "BUILD_NUMBER": "7",
+            "GATE_MIN_NDCG": "0.0",
+            "PYTHONPATH": str(REPO / "apps" / "shared"),
+        }
+        for run in range(RUNS):
+            for state in states:
+                for kind in KINDS if run % 2 == 0 else KINDS[::-1]:
+                    dest = Path(tmp) / "dest" / f"{state}-{kind}-{run}"
+                    dest.parent.mkdir(exist_ok=True)
+                    if state == "cold":
+                        _drop_caches()
+                    else:
+                        _timed(["cat", *map(str, files)])  # the source in the page cache
+                    if kind == "cp":
+                        took = _timed(["cp", "-r", str(source), str(dest)])
+                    elif kind == "cp+sha256sum":
+                        copied = [str(dest / p.relative_to(source)) for p in files]
+                        took = _timed(
+                            [
+                                "sh",
+                                "-c",
+                                'cp -r "$0" "$1" && shift 2 && sha256sum "$@"',
+                                str(source),
+                                str(dest),
+                                *copied,
+                            ]
+                        )
+                    else:
+                        took = _timed(
+                            [sys.executable, "-m", "modelshare.promote"], {**env, "MODELFOLDER": str(dest)}
+                        )
+                    seconds[(state, kind)].append(took)
+                    shutil.rmtree(dest)
+            print("  run", run, {f"{s}/{k}": round(v[-1], 3) for (s, k), v in seconds.items()}, flush=True)
+
+    lines = [
+        f"Release folder: {len(files)} files, {megabytes:.0f} MB (factor model, {N_USERS:,} users x "
+        f"{N_ITEMS:,} items x {FACTORS} factors); median of {RUNS} alternating runs each, same disk.",
+        "",
+        "| source | `cp -r` s | `python -m modelshare.promote` s | promote MB/s | ratio (cp s / promote s) "
+        "| `cp -r` + `sha256sum` s | ratio (that / promote s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for state in states:
+        plain = statistics.median(seconds[(state, "cp")])
+        promote = statistics.median(seconds[(state, "promote")])
+        verified = statistics.median(seconds[(state, "cp+sha256sum")])
+        label = "page cache (warm)" if state == "warm" else "disk (caches dropped before each run)"
+        lines.append(
+            f"| {label} | {plain:.3f} | {promote:.3f} | {megabytes / promote:.0f} | {plain / promote:.2f}x "
+            f"| {verified:.3f} | {verified / promote:.2f}x |"
+        )
+    if not can_drop:
+        lines += ["", "Cold runs skipped: dropping the page cache needs root."]
+    return "\n".join(lines)
