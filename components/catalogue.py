@@ -288,7 +288,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "promoteFrom",
         "Stack whose releases this stack promotes instead of training (e.g. dev): same image "
-        "digests, model copied and verified by sha256. Needs cloud azure.",
+        "digests, model copied and verified by sha256 from the source's share, mounted read-only. "
+        "The source must be on the same cluster (local) or reachable through its exported Azure share.",
         "",
     ),
 )

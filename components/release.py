@@ -113,11 +113,15 @@ class Release(pulumi.ComponentResource):
         objects = record["objects"]
         base = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
 
+        # Never replaced by a change (its spec is locked), only on request: `pulumi up --replace
+        # <its URN>` runs a refused or failed Job again, deleted first since its name is fixed.
         self.job = k8s.batch.v1.Job(
             f"{name}-train",
             metadata=objects["job"]["metadata"],
             spec=objects["job"]["spec"],
-            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(ignore_changes=["spec"])),
+            opts=pulumi.ResourceOptions.merge(
+                base, pulumi.ResourceOptions(ignore_changes=["spec"], delete_before_replace=True)
+            ),
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-score",

@@ -226,6 +226,8 @@ def test_jobs_are_locked_against_replacement(history):
     for resource in history[1].resources:
         if resource.kind == "Job":
             assert resource.options["ignoreChanges"] == ["spec"]
+            # a retry (`up --replace <urn>`) deletes the refused Job first: its name is fixed
+            assert resource.options["deleteBeforeReplace"] is True
 
 
 @pytest.mark.parametrize(
