@@ -15,6 +15,7 @@ copy's seconds over the promotion's (throughput against `cp`; the goal is >= 0.8
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import statistics
@@ -55,6 +56,12 @@ def main() -> str:
         write_model_folder(source, "7", n_users=N_USERS, n_items=N_ITEMS, factors=FACTORS, per_user=2, seed=3)
         files = [p for p in source.rglob("*") if p.is_file()]
         megabytes = sum(p.stat().st_size for p in files) / 1e6
+        contents = [p.read_bytes() for p in files]
+        started = time.perf_counter()
+        for content in contents:
+            hashlib.sha256(content).digest()
+        hash_seconds = time.perf_counter() - started
+        del contents
         can_drop = _drop_caches()
         states = ["warm", "cold"] if can_drop else ["warm"]
         seconds: dict[tuple[str, str], list[float]] = {(s, k): [] for s in states for k in KINDS}
@@ -97,6 +104,8 @@ def main() -> str:
             print("  run", run, {f"{s}/{k}": round(v[-1], 3) for (s, k), v in seconds.items()}, flush=True)
 
     lines = [
+        "## Promotion: the copy Job against a plain copy of the same folder",
+        "",
         f"Release folder: {len(files)} files, {megabytes:.0f} MB (factor model, {N_USERS:,} users x "
         f"{N_ITEMS:,} items x {FACTORS} factors); median of {RUNS} alternating runs each, same disk.",
         "",
@@ -115,4 +124,16 @@ def main() -> str:
         )
     if not can_drop:
         lines += ["", "Cold runs skipped: dropping the page cache needs root."]
+    plain = statistics.median(seconds[(states[-1], "cp")])
+    promote = statistics.median(seconds[(states[-1], "promote")])
+    lines += [
+        "",
+        f"Goal: the promotion's copy >= 0.8x a plain copy: {'met' if plain / promote >= 0.8 else 'NOT met'} "
+        f"({plain / promote:.2f}x from disk). Hashing alone bounds it: sha256 of the folder's "
+        f"{megabytes:.0f} MB in memory took {hash_seconds:.3f} s ({megabytes / hash_seconds:.0f} MB/s, "
+        f"hashlib, one core, in this run), while `cp -r` copies in the kernel at "
+        f"{megabytes / statistics.median(seconds[('warm', 'cp')]):.0f} MB/s from the page cache. A share "
+        "slower than sha256 (a network file share) narrows the gap; none is measured here. Against the "
+        "verified copy a script makes, the single pass is the faster.",
+    ]
     return "\n".join(lines)

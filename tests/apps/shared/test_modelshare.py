@@ -62,3 +62,19 @@ def test_env_errors_name_the_variable(monkeypatch):
     monkeypatch.delenv("MODELFOLDER", raising=False)
     with pytest.raises(modelshare.ConfigError, match="MODELFOLDER is required"):
         modelshare.env_str("MODELFOLDER")
+
+
+def test_copy_verified_writes_the_bytes_it_checked_and_names_a_file_that_differs(tmp_path):
+    from modelshare.manifest import copy_verified
+
+    source = tmp_path / "weights.bin"
+    source.write_bytes(bytes(range(256)) * 40_000)  # several copy chunks
+    entry = {"bytes": source.stat().st_size, "sha256": modelshare.sha256_file(source)}
+    copy_verified(source, tmp_path / "copy.bin", entry)
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+    with pytest.raises(IntegrityError, match=f"{source} has sha256 .*, the manifest says 0+$"):
+        copy_verified(source, tmp_path / "other.bin", {**entry, "sha256": "0" * 64})
+    with pytest.raises(IntegrityError, match=f"{source} has {entry['bytes']} bytes, the manifest says 5$"):
+        copy_verified(source, tmp_path / "other.bin", {**entry, "bytes": 5})
+    with pytest.raises(IntegrityError, match="gone.bin is listed in the manifest but missing"):
+        copy_verified(tmp_path / "gone.bin", tmp_path / "other.bin", entry)
