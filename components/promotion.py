@@ -75,6 +75,13 @@ class Source:
         return PULL_SECRET if self.registry is not None and self.credentials is not None else None
 
     @property
+    def stage_secret(self) -> str | None:
+        """The Secret a promoting stack makes for the share's node stage, from the source's key."""
+        return (
+            f"{SOURCE_CLAIM}-storage" if self.credentials is not None and self.account is not None else None
+        )
+
+    @property
     def data_location(self) -> str | None:
         """Where the source trained the release: its record's training Job says."""
         if self.record is None:
@@ -107,13 +114,9 @@ def read_source(stack: str, build: str | None) -> Source:
             f"stack {stack} exports no model share volume (its modelStore output has no volume): "
             f"run `pulumi up` on {stack} once with this version, then promote"
         )
-    try:
-        volume_source.source_kind(store["volume"], f"stack {stack}'s model share volume")
-    except volume_source.VolumeSourceError as exc:
-        raise PromotionError(str(exc)) from None
     offered = stack_output_now(ref, CREDENTIALS_OUTPUT) is not None
     registry = stack_output_now(ref, "registry")
-    return Source(
+    source = Source(
         stack=stack,
         record=record,
         volume=store["volume"],
@@ -121,6 +124,13 @@ def read_source(stack: str, build: str | None) -> Source:
         registry=registry if isinstance(registry, str) else None,
         credentials=pulumi.Output.secret(ref.require_output(CREDENTIALS_OUTPUT)) if offered else None,
     )
+    try:  # checked with the plan, before any object is declared
+        volume_source.check(
+            source.volume, f"stack {stack}'s model share volume", source.stage_secret is not None
+        )
+    except volume_source.VolumeSourceError as exc:
+        raise PromotionError(str(exc)) from None
+    return source
 
 
 def source_record(
@@ -228,14 +238,25 @@ class SourceAccess(pulumi.ComponentResource):
         namespace, source = args.namespace, args.source
         child = pulumi.ResourceOptions(parent=self)
         meta = {"labels": dict(args.labels), "annotations": dict(args.annotations)}
-        stage_secret, secrets = None, []
-        if source.credentials is not None and source.account is not None:
+        size = f"{args.size_gib}Gi"
+        try:  # read_source checked it already: this guards a Source made otherwise
+            spec = volume_source.read_only_spec(
+                source.volume,
+                namespace=namespace,
+                claim=SOURCE_CLAIM,
+                size=size,
+                stage_secret=source.stage_secret,
+            )
+        except volume_source.VolumeSourceError as exc:
+            raise PromotionError(f"stack {source.stack}: {exc}") from None
+        secrets = []
+        if source.stage_secret is not None:
             # The share's node-stage secret: the source's is in its own namespace, maybe cluster.
-            stage_secret = f"{SOURCE_CLAIM}-storage"
+            assert source.credentials is not None
             secrets.append(
                 k8s.core.v1.Secret(
                     f"{name}-storage",
-                    metadata={**meta, "name": stage_secret, "namespace": namespace},
+                    metadata={**meta, "name": source.stage_secret, "namespace": namespace},
                     type="Opaque",
                     string_data=pulumi.Output.secret(
                         {ACCOUNT_NAME_KEY: source.account, ACCOUNT_KEY_KEY: source.credentials["storageKey"]}
@@ -243,13 +264,6 @@ class SourceAccess(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-        size = f"{args.size_gib}Gi"
-        try:
-            spec = volume_source.read_only_spec(
-                source.volume, namespace=namespace, claim=SOURCE_CLAIM, size=size, stage_secret=stage_secret
-            )
-        except volume_source.VolumeSourceError as exc:
-            raise PromotionError(f"stack {source.stack}: {exc}") from None
         volume = k8s.core.v1.PersistentVolume(
             f"{name}-volume",
             # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.

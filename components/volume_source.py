@@ -88,6 +88,15 @@ def source_kind(volume: Mapping[str, Any], where: str) -> str:
     return kinds[0]
 
 
+def check(volume: Mapping[str, Any], where: str, stage_secret: bool) -> str:
+    """The source kind of an exported `volume` a promoting stack can mount: one source field, and
+    a CSI volume that needs a node-stage secret only where the promoting stack has one to give."""
+    kind = source_kind(volume, where)
+    if kind == "csi" and "nodeStageSecretRef" in volume["csi"] and not stage_secret:
+        raise VolumeSourceError(f"{where} needs a node-stage secret, and the source offers no credentials")
+    return kind
+
+
 def read(namespace: str, claim: str) -> dict[str, Any]:
     """The exported volume of claim `claim`; a failed read is an error naming the claim."""
     try:
@@ -115,16 +124,12 @@ def read_only_spec(
     `claim` in `namespace`; a CSI volume's node-stage secret becomes `stage_secret` (in `namespace`)."""
     where = f"the source's exported volume (claim {namespace}/{claim})"
     spec = {key: copy.deepcopy(value) for key, value in volume.items()}
-    kind = source_kind(spec, where)
+    kind = check(spec, where, stage_secret is not None)
     if kind in READ_ONLY_FLAG:
         spec[kind]["readOnly"] = True
     if kind == "csi":
         csi = spec["csi"]
         if "nodeStageSecretRef" in csi:
-            if stage_secret is None:
-                raise VolumeSourceError(
-                    f"{where} needs a node-stage secret, and the source offers no credentials"
-                )
             csi["nodeStageSecretRef"] = {"name": stage_secret, "namespace": namespace}
         if csi.get("driver") == AZURE_FILES:
             csi["volumeHandle"] = f"{namespace}-{claim}-{csi['volumeHandle']}"

@@ -449,6 +449,13 @@ def test_prod_refuses_a_source_that_exports_no_volume(dev_runs):
         up("prod", "153", other_stacks={DEV: dev})
 
 
+def test_prod_refuses_a_share_it_cannot_stage_before_declaring_anything(dev_runs):
+    dev = copy.deepcopy(dev_runs[1].outputs)
+    del dev["promotionCredentials"]  # the Azure share's node stage needs the account key
+    with pytest.raises(PromotionError, match="stack dev's model share volume needs a node-stage secret"):
+        up("prod", "153", other_stacks={DEV: dev})
+
+
 def test_prod_refuses_a_build_dev_does_not_have(dev_runs):
     with pytest.raises(PromotionError, match="build 999 is not a live release of stack dev .*153, 154"):
         up("prod", "999", other_stacks={DEV: dev_runs[1].outputs})
