@@ -83,20 +83,7 @@ class PromotionScenarios:
 
     def up(self, *config: str, check: bool = True, replace: str | None = None):
         flags = [f"mlpipeline:{pair}" for pair in config]
-        if replace is None:
-            return self.pulumi.up(*flags, stack=PROMOTING_STACK, check=check)
-        args = [flag for pair in flags for flag in ("--config", pair)]
-        return self.pulumi(
-            "up",
-            "--yes",
-            "--skip-preview",
-            "--replace",
-            replace,
-            *args,
-            stack=PROMOTING_STACK,
-            check=check,
-            timeout=900,
-        )
+        return self.pulumi.up(*flags, stack=PROMOTING_STACK, check=check, replace=replace)
 
     def outputs(self) -> dict:
         return self.pulumi.outputs(PROMOTING_STACK)
@@ -148,11 +135,7 @@ class PromotionScenarios:
         if record["images"] != source["images"] or record.get("training") != source.get("training"):
             raise EngineError(f"the promoted record differs from the source's: {record} vs {source}")
         details["images"] = image_checks.pods_run_the_record(self.cluster, record)
-        theirs = sha256_of_files(claim_folder(self.cluster, MODEL_CLAIM) / build)
-        ours = sha256_of_files(claim_folder(self.cluster, MODEL_CLAIM, namespace=PROMOTING_NAMESPACE) / build)
-        details["model_files"] = len(ours)
-        if ours != theirs:
-            raise EngineError(f"the promoted model files differ from the source's: {ours} vs {theirs}")
+        details["model_files"] = self.files_match_the_source(build)
         user = self.sample_user()
         answers = {
             "source": serves(self.cluster, source, user),
@@ -207,11 +190,18 @@ class PromotionScenarios:
         self.up(f"build={build}", replace=job)
         details["retried_up_seconds"] = self.pulumi.seconds()
         record = self.outputs()["releases"][build]
-        theirs = sha256_of_files(folder)
+        self.files_match_the_source(build)
+        details["retried"] = serves(self.cluster, record, self.sample_user())
+
+    def files_match_the_source(self, build: str) -> int:
+        """Every file of this stack's folder of `build` has the source folder's sha256; their count."""
+        theirs = sha256_of_files(claim_folder(self.cluster, MODEL_CLAIM) / build)
         ours = sha256_of_files(claim_folder(self.cluster, MODEL_CLAIM, namespace=PROMOTING_NAMESPACE) / build)
         if ours != theirs:
-            raise EngineError(f"the retried promotion's files differ from the source's: {ours} vs {theirs}")
-        details["retried"] = serves(self.cluster, record, self.sample_user())
+            raise EngineError(
+                f"the promoted files of build {build} differ from the source's: {ours} vs {theirs}"
+            )
+        return len(ours)
 
     def refused(self, *config: str, names: tuple[str, ...], replace: str | None = None) -> dict:
         """An `up` that must fail within REFUSAL_SECONDS with every one of `names` in its output."""

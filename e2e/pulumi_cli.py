@@ -114,9 +114,13 @@ class Pulumi:
         existing.setdefault("config", {}).update(config)
         path.write_text(yaml.safe_dump(existing, sort_keys=False))
 
-    def up(self, *config: str, stack: str = "", check: bool = True) -> subprocess.CompletedProcess:
-        """`pulumi up` with `config`; the engine's events go to `event_log` (read by image_checks)."""
+    def up(
+        self, *config: str, stack: str = "", check: bool = True, replace: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """`pulumi up` with `config` (and `--replace` of one URN); the engine's events go to
+        `event_log` (read by image_checks)."""
         flags = [flag for pair in config for flag in ("--config", pair)]
+        flags += ["--replace", replace] if replace is not None else []
         self.event_log.unlink(missing_ok=True)
         flags += ["--event-log", str(self.event_log)]
         return self("up", "--yes", "--skip-preview", *flags, stack=stack, check=check, timeout=900)
