@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,17 +84,12 @@ def test_rerun_of_a_complete_build_is_a_no_op(tmp_path, small_dir):
 def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_path, planted_dir):
     """Overlapping Job pods (a node lost, a pod replaced while the old one runs): the second trainer
     starts mid-run of the first, the first publishes, and while the second runs on and finishes,
-    the complete folder verifies at every look and never changes."""
+    the complete folder verifies at every look and never changes. Each is held (SIGSTOP) after its
+    first trial until the other has reached its point, so that this order does not depend on how
+    fast each starts on a busy machine (the second once started so late that it found the folder
+    complete)."""
     folder = tmp_path / "13"
-    settings = {
-        "MODELFOLDER": folder,
-        "BUILD_NUMBER": "13",
-        # data large enough that the first's run after its first trial outlasts the second's start
-        # (on the small data the first could publish before the second had looked at the folder)
-        "DATA_DIR": planted_dir,
-        **QUICK,
-        "TUNE_TRIALS_PER_FAMILY": 3,
-    }
+    settings = {"MODELFOLDER": folder, "BUILD_NUMBER": "13", "DATA_DIR": planted_dir, **QUICK}
 
     def start():
         return subprocess.Popen(
@@ -110,25 +106,35 @@ def test_a_second_attempt_on_the_same_folder_never_changes_the_complete_one(tmp_
             if line.startswith("{"):
                 yield json.loads(line)
 
+    def until_trial(stream) -> None:
+        next(event for event in stream if event["event"] == "tune-trial")
+
     first = start()
     second = None
     try:
-        for event in events(first):
-            if event["event"] == "tune-trial" and second is None:
-                second = start()  # the first is mid-run: tuning
+        first_events = events(first)
+        until_trial(first_events)  # the first is mid-run: tuning
+        first.send_signal(signal.SIGSTOP)
+        second = start()
+        until_trial(events(second))  # the second is past its start-up check of the folder, tuning
+        second.send_signal(signal.SIGSTOP)
+        first.send_signal(signal.SIGCONT)
+        list(first_events)
         assert first.wait(timeout=120) == 0
-        assert second is not None and modelshare.folder_state(folder) is FolderState.COMPLETE
+        assert modelshare.folder_state(folder) is FolderState.COMPLETE
         digest = modelshare.model_sha256(folder)
         snapshot = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        looks = 0
-        while second.poll() is None:
+        second.send_signal(signal.SIGCONT)
+        looks, deadline = 0, time.monotonic() + 120
+        while second.poll() is None and time.monotonic() < deadline:
             modelshare.verify(folder, build="13")  # raises on any size or sha256 mismatch
             looks += 1
         second_events = list(events(second))
-        assert second.wait() == 0, second_events
+        assert second.wait(timeout=10) == 0, second_events
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait()
             if proc is not None:
