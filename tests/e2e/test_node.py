@@ -42,14 +42,14 @@ def test_a_missing_tool_or_binary_is_named(tmp_path, monkeypatch):
 class FakeCtr:
     """The node's `ctr` calls, answering from a script; a failing call raises as _run does."""
 
-    def __init__(self, failing: str = ""):
+    def __init__(self, failing: str = "", reason: str = "broke"):
         self.calls: list[tuple[str, ...]] = []
-        self.failing = failing
+        self.failing, self.reason = failing, reason
 
     def __call__(self, *args: str, timeout: float = 120, stdin=None) -> str:
         self.calls.append(args)
         if self.failing and " ".join(args).startswith(self.failing):
-            raise node.NodeError(f"`ctr {' '.join(args)}` exited 1: ctr: {self.failing} broke")
+            raise node.NodeError(f"`ctr {' '.join(args)}` exited 1: ctr: {self.failing} {self.reason}")
         return {"tasks ls -q": "abc\ndef\n", "containers ls -q": "abc\ndef\n"}.get(" ".join(args), "")
 
 
@@ -68,6 +68,14 @@ def test_removing_the_containers_reports_what_failed_instead_of_swallowing_it(tm
     assert real._remove_containers() == [
         "listing the node's tasks failed: `ctr tasks ls -q` exited 1: ctr: tasks ls broke"
     ]
+
+
+def test_a_task_that_exited_between_the_listing_and_its_removal_is_not_a_failure(tmp_path, monkeypatch):
+    # What containerd says when a pod's task ended on its own after `tasks ls` (seen at every stop).
+    real = node.Node(tmp_path / "bin", home=tmp_path / "node")
+    reason = "failed to delete task: cannot delete a deleted process: not found"
+    monkeypatch.setattr(real, "_ctr", FakeCtr(failing="tasks rm --force def", reason=reason))
+    assert real._remove_containers() == []
 
 
 def stoppable_node(tmp_path, monkeypatch, left: dict) -> node.Node:
