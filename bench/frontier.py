@@ -25,10 +25,13 @@ import os
 import time
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+from threadpoolctl import threadpool_limits
 
 from bench.trainer_runs import MOVIELENS, Splits, ensure_movielens, trainer_splits
-from bench.training import QUALITY_GOALS, _title, grid_plain_als
-from trainer.families import Servable
+from bench.training import QUALITY_GOALS, _title, grid_plain_als, on_test
+from trainer import families
+from trainer.metrics import evaluate, paired_gain, top_k_of_scores
 
 EASE_GRID = {
     "input": ["binary", "log"],
@@ -43,8 +46,6 @@ MIX_STEPS = [0.15, 0.3, 0.45, 0.6]  # each extra part's share of the mixed score
 
 def _solve_side(rows, other: np.ndarray, alpha0: float, regularization: float, n_other: int) -> np.ndarray:
     """Each row's vector given the other side's: (alpha0 H'H + H_u'H_u + lambda_u I) w = H_u' 1."""
-    from scipy.linalg import cho_factor, cho_solve
-
     width = other.shape[1]
     gram = alpha0 * (other.T @ other)
     out = np.zeros((rows.shape[0], width))
@@ -60,11 +61,7 @@ def _solve_side(rows, other: np.ndarray, alpha0: float, regularization: float, n
 
 
 def fit_ials(matrix, params: dict, seed: int):
-    from threadpoolctl import threadpool_limits
-
-    from trainer.families import weigh
-
-    rows = weigh(matrix, "binary").astype(np.float64)
+    rows = families.weigh(matrix, "binary").astype(np.float64)
     columns = rows.T.tocsr()
     rng = np.random.default_rng(seed)
     scale = 0.1 / np.sqrt(params["factors"])
@@ -74,28 +71,24 @@ def fit_ials(matrix, params: dict, seed: int):
         for _ in range(IALS_ITERATIONS):
             users = _solve_side(rows, items, params["alpha0"], params["regularization"], rows.shape[1])
             items = _solve_side(columns, users, params["alpha0"], params["regularization"], rows.shape[0])
-    return Servable("ials", params, users.astype(np.float32), np.ascontiguousarray(items.T, dtype=np.float32))
+    return families.Servable(
+        "ials", params, users.astype(np.float32), np.ascontiguousarray(items.T, dtype=np.float32)
+    )
 
 
 class Mixture:
     """Scores of several fitted models, each divided by its spread, added with weights."""
 
-    def __init__(self, parts: list[tuple[Servable, float]], seed: int):
-        from trainer.families import score_spread
-
-        self.parts = [(model, weight / score_spread(model, seed)) for model, weight in parts]
+    def __init__(self, parts: list[tuple[families.Servable, float]], seed: int):
+        self.parts = [(model, weight / families.score_spread(model, seed)) for model, weight in parts]
 
     def top_k(self, users: np.ndarray, seen, k: int) -> np.ndarray:
-        from trainer.metrics import top_k_of_scores
-
         scores = sum(share * model.scores(users) for model, share in self.parts)
         return top_k_of_scores(np.asarray(scores, dtype=np.float32), seen, k)
 
 
 def _best_on_validation(candidates, splits: Splits):
     """(validation NDCG, label, model) of the best of (label, make) candidates."""
-    from trainer.metrics import evaluate
-
     best = None
     for label, make in candidates:
         model = make()
@@ -110,12 +103,6 @@ def _grid(space: dict) -> list[dict]:
 
 
 def probe(name: str) -> str:
-    from threadpoolctl import threadpool_limits
-
-    from bench.training import on_test
-    from trainer import families
-    from trainer.metrics import paired_gain
-
     data = ensure_movielens(name)
     if data is None:
         return f"**MovieLens {_title(name)}**: skipped, `{MOVIELENS[name][0]}` could not be downloaded."
@@ -126,7 +113,7 @@ def probe(name: str) -> str:
     threads = len(os.sched_getaffinity(0))
     started = time.monotonic()
     grid = grid_plain_als(splits, seed)
-    als = families.fit("als-plain", grid["params"], splits.fit, threads, seed)
+    als = grid["model"]
 
     def fit(family: str, params: dict):
         return lambda: families.fit(family, params, splits.fit, threads, seed)
@@ -162,16 +149,15 @@ def probe(name: str) -> str:
                 ],
                 splits,
             )
-        rows = []
+        rows, gains = [], {}  # label -> (relative gain, as shown)
         for label, (validation, settings, model) in probes.items():
             ndcg = on_test(model, splits)["ndcg"]
             gain = paired_gain(ndcg, grid["per_user"]["ndcg"], 0.95)
             low, high = gain["relative_interval"]
-            rows.append(
-                f"| {label} | {validation:.4f} | {ndcg.mean():.4f} | {gain['relative']:+.1%} "
-                f"({low:+.1%} to {high:+.1%}) | `{settings}` |"
-            )
-    best = max(rows, key=lambda row: float(row.split("|")[4].split("%")[0]))
+            shown = f"{gain['relative']:+.1%} ({low:+.1%} to {high:+.1%})"
+            rows.append(f"| {label} | {validation:.4f} | {ndcg.mean():.4f} | {shown} | `{settings}` |")
+            gains[label] = (gain["relative"], shown)
+    best = max(gains, key=lambda label: gains[label][0])
     return "\n".join(
         [
             f"**MovieLens {_title(name)}**: grid-tuned plain ALS `{grid['params']}` test NDCG@10 "
@@ -183,13 +169,8 @@ def probe(name: str) -> str:
             "|---|---:|---:|---:|---|",
             *rows,
             "",
-            f"Best probe: {best.split('|')[1].strip()}, {best.split('|')[4].strip()}; "
-            f"the goal ({QUALITY_GOALS[name]:+.0%}) is "
-            + (
-                "within reach."
-                if float(best.split("|")[4].split("%")[0]) >= 100 * QUALITY_GOALS[name]
-                else "beyond every probe."
-            ),
+            f"Best probe: {best}, {gains[best][1]}; the goal ({QUALITY_GOALS[name]:+.0%}) is "
+            + ("within reach." if gains[best][0] >= QUALITY_GOALS[name] else "beyond every probe."),
         ]
     )
 

@@ -150,6 +150,7 @@ def grid_plain_als(splits: Splits, seed: int) -> dict:
         "validation_ndcg": best[0],
         "test": test_metrics,
         "per_user": per_user,
+        "model": best[2],
         "settings": int(np.prod([len(v) for v in ALS_GRID.values()], dtype=np.int64)),
     }
 

@@ -379,10 +379,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         for task in tasks:
             try:
                 self._ctr("tasks", "rm", "--force", task, timeout=30)
-            except NodeError as error:
-                if "not found" not in str(error):  # else it exited between the listing and now: gone
-                    failed.append(f"removing task {task} failed: {error}")
-            except subprocess.TimeoutExpired as error:
+            except (NodeError, subprocess.TimeoutExpired) as error:
+                if isinstance(error, NodeError) and "not found" in str(error):
+                    continue  # it exited between the listing and now: gone, as wanted
                 failed.append(f"removing task {task} failed: {error}")
         try:
             containers = self._ctr("containers", "ls", "-q").split()
