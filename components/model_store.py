@@ -178,38 +178,45 @@ def azure_files_claim(
     because the files outlive the Kubernetes objects. A stack promoting from this one mounts the
     same share read-only (components/volume_source.py).
     """
-    size = f"{size_gib}Gi"
-    access = "ReadWriteMany"
+    spec = {
+        "capacity": {"storage": f"{size_gib}Gi"},
+        "accessModes": ["ReadWriteMany"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "claimRef": {"namespace": namespace, "name": claim},  # no other claim can take it
+        "mountOptions": [*mount_options, "mfsymlinks", "cache=strict", "nosharesock"],
+        "csi": {
+            "driver": CSI_DRIVER,
+            # Unique per share across the cluster; the driver refuses '#' in a
+            # self-chosen handle (its own handles use it as a separator).
+            "volumeHandle": volume_handle,
+            "volumeAttributes": {"shareName": share_name},
+            "nodeStageSecretRef": {"name": secret_name, "namespace": namespace},
+        },
+    }
+    return static_claim(name, namespace=namespace, claim=claim, metadata=metadata, spec=spec, opts=opts)
+
+
+def static_claim(
+    name: str, *, namespace: str, claim: str, metadata: Mapping, spec: Mapping, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """The PersistentVolume `spec` (reserved for `claim` by its claimRef) and that claim, with the
+    volume's access modes and size: the volume under `opts`, the claim beside it."""
     volume = k8s.core.v1.PersistentVolume(
         f"{name}-volume",
         # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
         metadata={**metadata, "name": f"{namespace}-{claim}"},
-        spec={
-            "capacity": {"storage": size},
-            "accessModes": [access],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "claimRef": {"namespace": namespace, "name": claim},  # no other claim can take it
-            "mountOptions": [*mount_options, "mfsymlinks", "cache=strict", "nosharesock"],
-            "csi": {
-                "driver": CSI_DRIVER,
-                # Unique per share across the cluster; the driver refuses '#' in a
-                # self-chosen handle (its own handles use it as a separator).
-                "volumeHandle": volume_handle,
-                "volumeAttributes": {"shareName": share_name},
-                "nodeStageSecretRef": {"name": secret_name, "namespace": namespace},
-            },
-        },
+        spec=spec,
         opts=opts,
     )
     return k8s.core.v1.PersistentVolumeClaim(
         f"{name}-claim",
         metadata={**metadata, "name": claim, "namespace": namespace},
         spec={
-            "accessModes": [access],
+            "accessModes": spec["accessModes"],
             "storageClassName": "",
             "volumeName": volume.metadata.name,
-            "resources": {"requests": {"storage": size}},
+            "resources": {"requests": {"storage": spec["capacity"]["storage"]}},
         },
         opts=pulumi.ResourceOptions(parent=opts.parent),
     )

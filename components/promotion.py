@@ -41,7 +41,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels, release_spec, volume_source
 from components.images import APPS
-from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY
+from components.model_store import ACCOUNT_KEY_KEY, ACCOUNT_NAME_KEY, static_claim
 from components.registry import PULL_SECRET, pull_secret
 from components.release import recorded_data_location
 from components.sdk_internals import stack_output_now
@@ -238,13 +238,12 @@ class SourceAccess(pulumi.ComponentResource):
         namespace, source = args.namespace, args.source
         child = pulumi.ResourceOptions(parent=self)
         meta = {"labels": dict(args.labels), "annotations": dict(args.annotations)}
-        size = f"{args.size_gib}Gi"
         try:  # read_source checked it already: this guards a Source made otherwise
             spec = volume_source.read_only_spec(
                 source.volume,
                 namespace=namespace,
                 claim=SOURCE_CLAIM,
-                size=size,
+                size=f"{args.size_gib}Gi",
                 stage_secret=source.stage_secret,
             )
         except volume_source.VolumeSourceError as exc:
@@ -264,23 +263,13 @@ class SourceAccess(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-        volume = k8s.core.v1.PersistentVolume(
-            f"{name}-volume",
-            # Cluster-scoped: the namespace in the name keeps two stacks on one cluster apart.
-            metadata={**meta, "name": f"{namespace}-{SOURCE_CLAIM}"},
+        static_claim(
+            name,
+            namespace=namespace,
+            claim=SOURCE_CLAIM,
+            metadata=meta,
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
-        )
-        k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-claim",
-            metadata={**meta, "name": SOURCE_CLAIM, "namespace": namespace},
-            spec={
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": volume.metadata.name,
-                "resources": {"requests": {"storage": size}},
-            },
-            opts=child,
         )
         self.pull_secret_name = source.pull_secret_name
         if source.pull_secret_name is not None:
