@@ -29,6 +29,7 @@ import enum
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from modelshare.config import ConfigError, env_str
@@ -122,6 +123,7 @@ def main() -> int:
         gate = Gate.from_env()
     except ConfigError as exc:
         return _finish(Exit.CONFIG, "config-error", f"configuration error: {exc}")
+    started = time.perf_counter()
     try:
         outcome = promote(source, dest, build, gate)
     except BelowGate as exc:
@@ -147,6 +149,7 @@ def main() -> int:
         source=str(source),
         dest=str(dest),
         marker=COMPLETE,
+        seconds=round(time.perf_counter() - started, 4),
     )
 
 
