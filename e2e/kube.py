@@ -185,6 +185,19 @@ def job_seconds(cluster: Cluster, record: dict) -> float | None:
     return (end - start).total_seconds()
 
 
+def job_message(cluster: Cluster, record: dict) -> str | None:
+    """The termination message of a release's Job (its last pod's container), as `pulumi up` quotes it."""
+    selector = urllib.parse.quote(f"job-name={objects_of(record)['job'][1]}")
+    listing = cluster.get(f"/api/v1/namespaces/{namespace_of(record)}/pods?labelSelector={selector}") or {}
+    pods = sorted(listing.get("items", []), key=lambda pod: pod["metadata"]["creationTimestamp"])
+    for pod in reversed(pods):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            message = status.get("state", {}).get("terminated", {}).get("message")
+            if message:
+                return message.strip()
+    return None
+
+
 def scorer_pods(cluster: Cluster, record: dict) -> list[dict]:
     """Every scorer pod of a release (its Service's selector), Ready or not."""
     selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))

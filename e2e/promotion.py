@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from e2e.kube import (
     EngineError,
     assert_release_live,
     claim_folder,
+    job_message,
     job_seconds,
     namespace_snapshot,
     serves,
@@ -130,7 +132,12 @@ class PromotionScenarios:
             raise EngineError(
                 f"the promoting stack ran Jobs {details['jobs']}, expected only promote-{record['name']}"
             )
-        details["copy_seconds"] = job_seconds(self.cluster, record)
+        details["copy_seconds"] = job_seconds(self.cluster, record)  # the Job, pod start included
+        message = job_message(self.cluster, record) or ""
+        copied = re.search(r": copied in ([0-9.]+) s, every file verified", message)
+        if copied is None:
+            raise EngineError(f"the promote Job's termination message says no copy: {message!r}")
+        details["copy_seconds_in_job"] = float(copied.group(1))  # what the Job timed of its own copy
         details["objects"] = assert_release_live(self.cluster, record)
         if record["images"] != source["images"] or record.get("training") != source.get("training"):
             raise EngineError(f"the promoted record differs from the source's: {record} vs {source}")

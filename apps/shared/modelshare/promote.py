@@ -141,15 +141,17 @@ def main() -> int:
         except (PublishError, OSError):
             pass
         return _finish(Exit.FAILED, "failed", reason, build=build, source=str(source))
+    seconds = round(time.perf_counter() - started, 3)
     return _finish(
         Exit.PROMOTED,
         outcome,
-        f"build {build} promoted from {source}: {outcome}, every file verified against the source manifest",
+        f"build {build} promoted from {source}: {outcome} in {seconds} s, every file verified against "
+        "the source manifest",
         build=build,
         source=str(source),
         dest=str(dest),
         marker=COMPLETE,
-        seconds=round(time.perf_counter() - started, 4),
+        seconds=seconds,
     )
 
 

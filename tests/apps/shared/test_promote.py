@@ -76,7 +76,10 @@ def test_a_build_passing_this_stacks_gate_is_copied_verified_and_completed(share
     assert modelshare.verify(own_share / "7", build="7")
     assert modelshare.model_sha256(own_share / "7") == modelshare.model_sha256(source_share / "7")
     assert listing(own_share) == ["7"]  # published in one rename: no staging folder left
-    assert "build 7 promoted from" in run.message
+    # The Job times its own copy (gate, copy, publish) in its last log line and its message.
+    seconds = run.events[-1]["seconds"]
+    assert 0 <= seconds < 60
+    assert f"promoted from {source_share / '7'}: copied in {seconds} s, every file verified" in run.message
     again = run_promote(source_share / "7", own_share / "7", GATE_MIN_NDCG="0.25", GATE_MIN_LIFT="2")
     assert again.code == 0 and again.events[-1]["event"] == "already-complete"
 
