@@ -185,12 +185,17 @@ def job_seconds(cluster: Cluster, record: dict) -> float | None:
     return (end - start).total_seconds()
 
 
+def pods_of(cluster: Cluster, record: dict, labels: dict[str, str]) -> list[dict]:
+    """The pods with these labels in a release's namespace."""
+    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in labels.items()))
+    listing = cluster.get(f"/api/v1/namespaces/{namespace_of(record)}/pods?labelSelector={selector}") or {}
+    return listing.get("items", [])
+
+
 def job_message(cluster: Cluster, record: dict) -> str | None:
     """The termination message of a release's Job (its last pod's container), as `pulumi up` quotes it."""
-    selector = urllib.parse.quote(f"job-name={objects_of(record)['job'][1]}")
-    listing = cluster.get(f"/api/v1/namespaces/{namespace_of(record)}/pods?labelSelector={selector}") or {}
-    pods = sorted(listing.get("items", []), key=lambda pod: pod["metadata"]["creationTimestamp"])
-    for pod in reversed(pods):
+    pods = pods_of(cluster, record, {"job-name": objects_of(record)["job"][1]})
+    for pod in sorted(pods, key=lambda pod: pod["metadata"]["creationTimestamp"], reverse=True):
         for status in pod.get("status", {}).get("containerStatuses", []):
             message = status.get("state", {}).get("terminated", {}).get("message")
             if message:
@@ -200,9 +205,7 @@ def job_message(cluster: Cluster, record: dict) -> str | None:
 
 def scorer_pods(cluster: Cluster, record: dict) -> list[dict]:
     """Every scorer pod of a release (its Service's selector), Ready or not."""
-    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in record["service"]["selector"].items()))
-    listing = cluster.get(f"/api/v1/namespaces/{namespace_of(record)}/pods?labelSelector={selector}") or {}
-    return listing.get("items", [])
+    return pods_of(cluster, record, record["service"]["selector"])
 
 
 def ready_pod_urls(cluster: Cluster, record: dict) -> dict[str, str]:
