@@ -143,7 +143,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "resources",
         "Per-container overrides of requests/limits, e.g. {trainer: {limits: {memory: 8Gi}}}; "
-        "containers trainer, waiter, scorer.",
+        "containers trainer (a promoting stack: its promote Job), waiter, scorer.",
         {},
         None,
     ),

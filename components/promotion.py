@@ -181,8 +181,9 @@ def promoted_record(
 
 def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) -> dict[str, Any]:
     """Job promote-<build>: copy and verify the source's model folder, in the release's own pod
-    profile (same waiter image and resources, pull secret, restricted security context, model
-    share), with the training Job's deadline.
+    profile (waiter image, pull secret, restricted security context, model share), with the
+    training Job's deadline and resources: it takes that Job's place, and its two copies at a time
+    each want a CPU (modelshare.promote), where the waiter's half a CPU would serialise them.
 
     It fails fast as training does (release_spec.job): modelshare.promote refuses a build below
     this stack's own gate (the GATE_* the waiter gets) or a damaged source file before it writes
@@ -200,7 +201,7 @@ def promotion_job(t: release_spec.ReleaseTemplate, b: release_spec.BuildInfo) ->
             {"name": "BUILD_NUMBER", "value": b.build.id},
             *({"name": name, "value": value} for name, value in release_spec.gate_env(t).items()),
         ],
-        t.resources["waiter"],
+        t.resources["trainer"],
         models_read_only=False,
         extra_mounts=[{"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}],
     )

@@ -157,9 +157,14 @@ def test_copy_job_runs_under_the_releases_restricted_profile():
     release_pod = record["objects"]["deployment"]["spec"]["template"]["spec"]
     assert pod["securityContext"] == release_pod["securityContext"]
     assert pod["containers"][0]["securityContext"] == release_pod["initContainers"][0]["securityContext"]
-    assert pod["containers"][0]["resources"] == release_pod["initContainers"][0]["resources"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_copy_job_has_the_training_jobs_resources_whose_place_it_takes():
+    pod = promotion_job(template(), source_build())["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == DEFAULT_RESOURCES["trainer"]
+    assert float(pod["containers"][0]["resources"]["limits"]["cpu"]) >= 2  # modelshare.promote.COPY_THREADS
 
 
 def test_build_with_dots_keeps_its_folder_and_gets_a_dns_job_name():

@@ -10,7 +10,8 @@ TERMINATION_LOG     where the outcome goes (default /dev/termination-log, writte
 The source's metrics.json is verified against its manifest and held to *this* stack's gate before
 anything is written; then every file is copied into a staging folder, each checked against the
 source manifest (size and sha256) in the same pass that copies it, so what is checked is exactly
-what is written, with one read of the source. The staging folder is completed and published in
+what is written, with one read of the source; two files at a time, largest first, so one file's
+read from the share overlaps the other's sha256. The staging folder is completed and published in
 one rename, so the waiter of the promoted release sees the same model_sha256 as the source
 release, and verifies every file again on this stack's share before its scorer starts. A refusal
 ends the process non-zero with the reason as its termination message, naming the damaged file or
@@ -30,6 +31,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from modelshare.config import ConfigError, env_str
@@ -48,6 +50,10 @@ from modelshare.manifest import (
 from modelshare.publish import PublishError, mark_failed, publish, remove_stale_staging, staging_folder
 
 APP = "promote"
+# Files copied at once. Reading and writing release the GIL, and so does hashlib on large chunks:
+# two copies keep the disk and the hash busy together (bench/promotion.py; the Job has the trainer's
+# resources, two CPUs by default). More than two gained nothing on a 2-core machine.
+COPY_THREADS = 2
 
 
 class Exit(enum.IntEnum):
@@ -78,10 +84,7 @@ def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> s
         return "already-complete"
     staging = staging_folder(dest)  # built whole beside dest, then published in one rename
     try:
-        for rel, entry in sorted(files.items()):
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            copy_verified(source / rel, target, entry)
+        copy_files(source, staging, files)
         shutil.copyfile(source / MANIFEST, staging / MANIFEST)
         if read_json(staging / MANIFEST) != manifest:
             raise IntegrityError(f"{source / MANIFEST} changed while build {build} was being copied")
@@ -95,6 +98,30 @@ def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> s
         return "already-complete"
     remove_stale_staging(dest)
     return "copied"
+
+
+def copy_files(source: Path, staging: Path, files: dict) -> None:
+    """Copy every file of the manifest's `files` from source into staging, each checked against its
+    entry as it is copied, COPY_THREADS at a time, largest first. The first failure is raised only
+    once no copy is running any more, so the caller's clean-up of staging cannot race a writer."""
+    for rel in files:
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+    largest_first = sorted(files, key=lambda rel: (-_size(files[rel]), rel))
+    pool = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="copy")
+    try:
+        copies = [pool.submit(copy_verified, source / r, staging / r, files[r]) for r in largest_first]
+        wait(copies, return_when=FIRST_EXCEPTION)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failure cancels the copies not started
+    for copy in copies:
+        error = None if copy.cancelled() else copy.exception()
+        if error is not None:
+            raise error
+
+
+def _size(entry: object) -> int:
+    size = entry.get("bytes") if isinstance(entry, dict) else None
+    return size if isinstance(size, int) else 0
 
 
 def gate_verdict(gate: Gate, source: Path, manifest: dict, dest: Path) -> Verdict:

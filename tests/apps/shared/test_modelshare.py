@@ -78,3 +78,9 @@ def test_copy_verified_writes_the_bytes_it_checked_and_names_a_file_that_differs
         copy_verified(source, tmp_path / "other.bin", {**entry, "bytes": 5})
     with pytest.raises(IntegrityError, match="gone.bin is listed in the manifest but missing"):
         copy_verified(tmp_path / "gone.bin", tmp_path / "other.bin", entry)
+    for size in (0, 1 << 20):  # empty, and exactly one chunk
+        edge = tmp_path / f"{size}.bin"
+        edge.write_bytes(b"\x07" * size)
+        entry = {"bytes": size, "sha256": modelshare.sha256_file(edge)}
+        copy_verified(edge, tmp_path / f"{size}-copy.bin", entry)
+        assert (tmp_path / f"{size}-copy.bin").read_bytes() == edge.read_bytes()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 import modelshare
 from modelshare import FolderState
+from modelshare.manifest import copy_verified
 from modelshare.promote import promote
 from tests.apps.modelfolder import metrics, write_model_folder
 
@@ -141,3 +143,44 @@ def test_a_destination_of_another_model_is_refused(tmp_path):
     write_model_folder(dest, "7", seed=2)
     with pytest.raises(modelshare.IntegrityError, match="holds a different model for build 7"):
         promote(source, dest, "7")
+
+
+def test_two_files_are_copied_at_once_so_one_files_read_overlaps_the_others_hash(shares, monkeypatch):
+    source_share, own_share = shares
+    both_copying = threading.Barrier(2, timeout=10)  # broken, and the promotion fails, if one waits alone
+    copied = []
+
+    def copy_in_pairs(source, target, entry):
+        if len(copied) < 2:
+            copied.append(source.name)
+            both_copying.wait()
+        copy_verified(source, target, entry)
+
+    monkeypatch.setattr(modelshare.promote, "copy_verified", copy_in_pairs)
+    assert promote(source_share / "7", own_share / "7", "7") == "copied"
+    files = json.loads((source_share / "7" / "manifest.json").read_text())["files"]
+    largest = sorted(files, key=lambda rel: -files[rel]["bytes"])[:2]
+    assert sorted(copied) == sorted(Path(rel).name for rel in largest)  # largest first
+    modelshare.verify(own_share / "7", "7")
+
+
+def test_a_failed_file_stops_the_copy_after_the_running_one_ends_and_leaves_nothing(shares, monkeypatch):
+    source_share, own_share = shares
+    started, finished = [], []
+
+    def slow_largest_damaged_second(source, target, entry):
+        started.append(source.name)
+        if len(started) == 2:
+            raise modelshare.IntegrityError(f"{source} has sha256 0, the manifest says 1")
+        time.sleep(0.5)
+        copy_verified(source, target, entry)
+        finished.append(source.name)
+
+    monkeypatch.setattr(modelshare.promote, "copy_verified", slow_largest_damaged_second)
+    with pytest.raises(modelshare.IntegrityError, match="has sha256 0"):
+        promote(source_share / "7", own_share / "7", "7")
+    # Raised once the running copy had ended (nothing writes into the removed staging folder), and
+    # the files not yet started were never copied.
+    assert finished == started[:1]
+    assert len(started) < len(json.loads((source_share / "7" / "manifest.json").read_text())["files"])
+    assert listing(own_share) == []
