@@ -52,7 +52,7 @@ from modelshare.publish import PublishError, mark_failed, publish, remove_stale_
 APP = "promote"
 # Files copied at once. Reading and writing release the GIL, and so does hashlib on large chunks:
 # two copies keep the disk and the hash busy together (bench/promotion.py; the Job has the trainer's
-# resources, two CPUs by default). More than two gained nothing on a 2-core machine.
+# resources, two CPUs by default).
 COPY_THREADS = 2
 
 
@@ -68,8 +68,8 @@ class BelowGate(Exception):
 
 
 def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> str:
-    """Hold the source to `gate`, copy it file by file checking each against the source manifest as
-    it is copied, publish; return "copied" or "already-complete". Raises BelowGate before anything
+    """Hold the source to `gate`, copy it checking each file against the source manifest as it is
+    copied (copy_files), publish; return "copied" or "already-complete". Raises BelowGate before anything
     is written when the model does not pass `gate`, IntegrityError naming a damaged source file."""
     manifest = read_manifest(source, build)
     files = manifest["files"]
