@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 from modelshare.layout import COMPLETE, FAILED, MANIFEST, TMP_SUFFIX
 
 # 1 MB reads: with 4 MB ones a verified copy of a release from the disk stalled for 0.2 to 0.4 s in
-# about one run in five, with 1 MB ones in one of about 80 (bench/promotion.py's folder, 2 cores).
+# about one run in five, with 1 MB ones once in about 90 runs (bench/promotion.py's folder, 2 cores).
 _CHUNK = 1 << 20
 _MARKERS = {MANIFEST, COMPLETE, FAILED}
 
