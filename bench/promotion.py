@@ -10,8 +10,8 @@ catalogue's release; a MovieLens 1M release is 3 to 55 MB.
 Two cache states: warm (the source in the page cache, as right after the source stack wrote it)
 and cold (`sync` and the page cache dropped before every run, so the source is read from the disk,
 as a promotion reads another stack's share, never in its own node's page cache; needs root, else
-only warm is measured). The ratio is the plain
-copy's seconds over the promotion's (throughput against `cp`; the goal is >= 0.8x).
+only warm is measured). The ratio is the plain copy's seconds over the promotion's (throughput
+against `cp`; the goal is >= 0.8x).
 """
 
 from __future__ import annotations

@@ -69,8 +69,9 @@ class BelowGate(Exception):
 
 def promote(source: Path, dest: Path, build: str, gate: Gate | None = None) -> str:
     """Hold the source to `gate`, copy it checking each file against the source manifest as it is
-    copied (copy_files), publish; return "copied" or "already-complete". Raises BelowGate before anything
-    is written when the model does not pass `gate`, IntegrityError naming a damaged source file."""
+    copied (copy_files), publish; return "copied" or "already-complete". Raises BelowGate before
+    anything is written when the model does not pass `gate`, IntegrityError naming a damaged source
+    file."""
     manifest = read_manifest(source, build)
     files = manifest["files"]
     if METRICS in files:  # the gate reads metrics.json: verified before it decides anything
