@@ -34,9 +34,12 @@ def item_basis(binary: sparse.csr_matrix, rank: int = RANK, seed: int = 0) -> np
     columns = rows.T.tocsr()
     width = min(r + OVERSAMPLE, min(binary.shape))
     noise = np.random.default_rng(seed).standard_normal((rows.shape[0], width)).astype(np.float32)
-    basis = _orthonormal(columns @ noise)
+    # The steps in between only need a well-conditioned block spanning the right subspace: one
+    # Cholesky QR pass each. On 5 M rows user_novelty took 12 % less time (median of 9 interleaved
+    # runs) and no served percentile moved by more than one user's rank in 120 000.
+    basis = _orthonormal(columns @ noise, passes=1)
     for _ in range(POWER_ITERATIONS):  # each pass sharpens the gap between kept and dropped directions
-        basis = _orthonormal(columns @ _orthonormal(rows @ basis))
+        basis = _orthonormal(columns @ _orthonormal(rows @ basis, passes=1), passes=1)
     # The right singular vectors of rows @ basis are the eigenvectors of its small Gram matrix.
     projected = (rows @ basis).astype(np.float64)
     values, vectors = np.linalg.eigh(projected.T @ projected)
@@ -44,12 +47,12 @@ def item_basis(binary: sparse.csr_matrix, rank: int = RANK, seed: int = 0) -> np
     return _orthonormal(basis.astype(np.float64) @ top).astype(np.float64)
 
 
-def _orthonormal(block: np.ndarray) -> np.ndarray:
-    """Orthonormal columns spanning a tall block: Cholesky QR, twice (CholeskyQR2: as accurate as
-    Householder for blocks this well conditioned, and a few small products instead of numpy's qr,
-    which took a second for 120 000 x 42)."""
+def _orthonormal(block: np.ndarray, passes: int = 2) -> np.ndarray:
+    """Orthonormal columns spanning a tall block: Cholesky QR, twice by default (CholeskyQR2: as
+    accurate as Householder for blocks this well conditioned, and a few small products instead of
+    numpy's qr, which took a second for 120 000 x 42)."""
     block = block.astype(np.float64)
-    for _ in range(2):
+    for _ in range(passes):
         gram = block.T @ block
         shift = 1e-12 * np.trace(gram)  # a zero column (an empty catalogue part) stays finite
         factor = np.linalg.cholesky(gram + shift * np.eye(len(gram)))
